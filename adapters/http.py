@@ -1,0 +1,91 @@
+"""An agency read over HTTP through httpx: one client per agency, many keys per request.
+
+The wire protocol (what the demo agencies in ``gateway.demo.agencies`` serve)::
+
+    POST {url}/v1/{dataset}:batch        {"keys": ["940812-1001751", ...]}
+    200  {"records": [{...} | null | [{...}, ...], ...]}     one entry per key, in order
+
+Agencies speaking another protocol get an adapter of their own (see ``adapters.base``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from adapters.base import Adapter, AgencyFailure
+from adapters.records import Dataset, record_from_mapping
+
+
+class HTTPAdapter(Adapter):
+    """Settings: ``url`` (required), ``max_concurrency`` (connection limit, default 10),
+    ``timeout_ms`` (socket timeouts, default 2000)."""
+
+    datasets = frozenset({"taxes", "military_service", "insurance", "pension"})
+
+    def __init__(
+        self,
+        agency: str,
+        settings: Mapping[str, Any],
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(agency, settings)
+        self.url = str(settings["url"]).rstrip("/")
+        self.connections = int(settings.get("max_concurrency", 10))
+        self.timeout = int(settings.get("timeout_ms", 2000)) / 1000
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=self.url,
+            timeout=self.timeout,
+            limits=httpx.Limits(
+                max_connections=self.connections, max_keepalive_connections=self.connections
+            ),
+            transport=self._transport,
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise AgencyFailure(f"{self.agency}: adapter used before start()")
+        return self._client
+
+    async def ping(self) -> None:
+        response = await self.client.get("/healthz")
+        response.raise_for_status()
+
+    async def fetch(self, dataset: Dataset, keys: Sequence[str]) -> Sequence[Any]:
+        try:
+            response = await self.client.post(
+                f"/v1/{dataset.name}:batch", json={"keys": list(keys)}
+            )
+        except httpx.TransportError as exc:
+            raise AgencyFailure(f"{self.agency}: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise AgencyFailure(f"{self.agency} answered HTTP {response.status_code}")
+        try:
+            entries = response.json()["records"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AgencyFailure(f"{self.agency} answered something that is not a batch") from exc
+        if not isinstance(entries, list) or len(entries) != len(keys):
+            raise AgencyFailure(f"{self.agency} answered {len(entries)} entries for {len(keys)}")
+        return [self._entry(dataset, entry) for entry in entries]
+
+    def _entry(self, dataset: Dataset, entry: Any) -> Any:
+        try:
+            if entry is None:
+                return () if dataset.many else None
+            if dataset.many:
+                return tuple(record_from_mapping(dataset.record, item) for item in entry)
+            return record_from_mapping(dataset.record, entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            return AgencyFailure(f"{self.agency} sent a malformed {dataset.name} record: {exc}")

@@ -1,0 +1,152 @@
+"""The plain records agencies hand to the gateway, and the datasets that carry them.
+
+Records are frozen dataclasses with no behaviour. Field names match the reference
+column names of the demo agency tables, so a SQL row or a JSON object maps onto a
+record by name (see :func:`record_from_mapping`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentRecord:
+    rrn: str
+    name: str
+    birth_date: dt.date
+    sex: str
+    is_foreign: bool
+    status: str
+    household_id: str | None
+    relationship: str | None
+    region: str | None
+    city: str | None
+    street: str | None
+    postal_code: str | None
+    registered_on: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdRecord:
+    id: str
+    head_rrn: str
+    member_rrns: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InsuranceRecord:
+    rrn: str
+    insured_type: str
+    enrolled_on: dt.date
+    monthly_premium: int
+    dependents: int
+    insured_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaxRecord:
+    rrn: str
+    tax_year: int
+    reported_income: int
+    tax_assessed: int
+    tax_paid: int
+    arrears: int
+
+
+@dataclass(frozen=True, slots=True)
+class PensionRecord:
+    rrn: str
+    subscriber_type: str
+    months_contributed: int
+    expected_monthly_benefit: int | None
+    monthly_benefit: int | None
+    benefit_since: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
+class MilitaryServiceRecord:
+    rrn: str
+    status: str
+    branch: str | None
+    enlisted_on: dt.date | None
+    discharged_on: dt.date | None
+    exemption_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """One kind of record an agency serves, looked up by key.
+
+    ``many`` datasets answer each key with a tuple of records (tax returns per year);
+    the others with one record or ``None``.
+    """
+
+    name: str
+    record: type[Any]
+    many: bool = False
+
+
+RESIDENT = Dataset("resident", ResidentRecord)
+HOUSEHOLD = Dataset("household", HouseholdRecord)
+INSURANCE = Dataset("insurance", InsuranceRecord)
+TAXES = Dataset("taxes", TaxRecord, many=True)
+PENSION = Dataset("pension", PensionRecord)
+MILITARY_SERVICE = Dataset("military_service", MilitaryServiceRecord)
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d for d in (RESIDENT, HOUSEHOLD, INSURANCE, TAXES, PENSION, MILITARY_SERVICE)
+}
+
+R = TypeVar("R")
+
+
+def record_from_mapping(record: type[R], data: Mapping[str, Any]) -> R:
+    """Build ``record`` from a row or JSON object, turning ISO strings into dates
+    and lists into tuples. Extra keys are ignored; a missing key is an error."""
+    hints = _hints(record)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(record):  # type: ignore[arg-type]
+        value = data[field.name]
+        hint = hints[field.name]
+        if isinstance(value, str) and dt.date in _members(hint):
+            value = dt.date.fromisoformat(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[field.name] = value
+    return record(**values)
+
+
+def record_to_json(record: Any) -> dict[str, Any]:
+    """The JSON-ready form of a record (dates as ISO strings)."""
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        if isinstance(value, dt.date):
+            value = value.isoformat()
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[field.name] = value
+    return out
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(record: type[Any]) -> dict[str, Any]:
+    hints = _HINTS.get(record)
+    if hints is None:
+        hints = _HINTS[record] = typing.get_type_hints(record)
+    return hints
+
+
+def _members(hint: Any) -> tuple[Any, ...]:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return typing.get_args(hint)
+    return (hint,)

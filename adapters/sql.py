@@ -1,0 +1,92 @@
+"""An agency read from PostgreSQL through asyncpg: one pool per agency, one query per batch."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from adapters.base import Adapter, AgencyFailure
+from adapters.records import Dataset, record_from_mapping
+
+# The reference layout (gateway/demo/schema.sql). Each query takes the batch of keys as
+# $1 (text[]) and returns columns named like the record's fields plus the key column
+# ``key``. Override one per dataset in the agency's table: [agencies.nhis.queries].
+REFERENCE_QUERIES: dict[str, str] = {
+    "resident": """
+        select r.rrn as key, r.rrn, r.name, r.birth_date, r.sex, r.is_foreign, r.status,
+               r.household_id, r.relationship, h.region, h.city, h.street, h.postal_code,
+               h.registered_on
+        from registry.residents r left join registry.households h on h.id = r.household_id
+        where r.rrn = any($1::text[])""",
+    "household": """
+        select h.id as key, h.id, h.head_rrn,
+               array_agg(r.rrn order by r.relationship <> 'HEAD', r.birth_date, r.rrn)
+                   as member_rrns
+        from registry.households h join registry.residents r on r.household_id = h.id
+        where h.id = any($1::text[])
+        group by h.id, h.head_rrn""",
+    "insurance": """
+        select rrn as key, rrn, insured_type, enrolled_on, monthly_premium, dependents,
+               insured_by
+        from nhis.enrolments where rrn = any($1::text[])""",
+    "pension": """
+        select rrn as key, rrn, subscriber_type, months_contributed, expected_monthly_benefit,
+               monthly_benefit, benefit_since
+        from nps.subscriptions where rrn = any($1::text[])""",
+    "taxes": """
+        select rrn as key, rrn, tax_year, reported_income, tax_assessed, tax_paid, arrears
+        from nts.tax_returns where rrn = any($1::text[]) order by rrn, tax_year""",
+    "military_service": """
+        select rrn as key, rrn, status, branch, enlisted_on, discharged_on, exemption_reason
+        from mma.service_records where rrn = any($1::text[])""",
+}
+
+
+class SQLAdapter(Adapter):
+    """Settings: ``dsn`` (required), ``max_concurrency`` (pool size, default 10),
+    ``queries`` (dataset -> SQL, defaults to :data:`REFERENCE_QUERIES`)."""
+
+    datasets = frozenset(REFERENCE_QUERIES)
+
+    def __init__(self, agency: str, settings: Mapping[str, Any]) -> None:
+        super().__init__(agency, settings)
+        self.dsn: str = settings["dsn"]
+        self.queries = {**REFERENCE_QUERIES, **settings.get("queries", {})}
+        self.pool_size = int(settings.get("max_concurrency", 10))
+        self._pool: asyncpg.Pool | None = None
+
+    async def start(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            # min_size=0: an agency that is down at start-up must not stop the gateway.
+            self.dsn, min_size=0, max_size=self.pool_size, command_timeout=30
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise AgencyFailure(f"{self.agency}: adapter used before start()")
+        return self._pool
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("select 1")
+
+    async def fetch(self, dataset: Dataset, keys: Sequence[str]) -> Sequence[Any]:
+        query = self.queries.get(dataset.name)
+        if query is None:
+            raise AgencyFailure(f"{self.agency} has no query for {dataset.name}")
+        rows = await self.pool.fetch(query, list(keys))
+        if dataset.many:
+            grouped: dict[str, list[Any]] = defaultdict(list)
+            for row in rows:
+                grouped[row["key"]].append(record_from_mapping(dataset.record, row))
+            return [tuple(grouped.get(key, ())) for key in keys]
+        found = {row["key"]: record_from_mapping(dataset.record, row) for row in rows}
+        return [found.get(key) for key in keys]

@@ -1,0 +1,213 @@
+"""The ``gateway`` command: serve, seed, schema, check-config, demo-agency."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from gateway import config as config_module
+from gateway.config import Config, ConfigError
+
+SAMPLE_QUERY = """\
+{{
+  resident(rrn: "{rrn}", purpose: WELFARE_ELIGIBILITY) {{
+    rrn name birthDate sex status
+    address {{ region city street postalCode }}
+    household {{ size head {{ name }} members {{ name relationship insurance {{ insuredType }} taxes(years: [2024, 2025]) {{ year reportedIncome }} }} }}
+    insurance {{ insuredType monthlyPremium dependents }}
+    taxes(years: [2024, 2025]) {{ year reportedIncome taxAssessed arrears }}
+    pension {{ subscriberType monthsContributed expectedMonthlyBenefit monthlyBenefit }}
+    militaryService {{ status branch enlistedOn dischargedOn }}
+  }}
+}}"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="Resident Gateway: one GraphQL endpoint over many agencies."
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the gateway (the embedded demo when there is no config)",
+        description=(
+            "Serve /graphql. With gateway.toml (or --config / $GATEWAY_CONFIG) use the "
+            "configured databases and agencies; without one, start the embedded demo: a "
+            "PostgreSQL kept under your cache directory, seeded on first run, and the demo "
+            "HTTP agencies."
+        ),
+    )
+    _config_arg(serve)
+    serve.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default from config: 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (config file only)")
+    serve.add_argument(
+        "--demo-residents",
+        type=int,
+        default=None,
+        help="residents to seed on the demo's first run (default 2000)",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    seed = sub.add_parser(
+        "seed",
+        help="write deterministic synthetic residents into the demo agency tables",
+        description="Create the demo agency schemas and fill them with synthetic data (COPY).",
+    )
+    seed.add_argument("--residents", type=int, default=10_000, help="how many (default 10000)")
+    seed.add_argument("--dsn", help="PostgreSQL DSN (default: [agencies.registry] dsn)")
+    seed.add_argument("--seed", type=int, default=20240101, help="random seed (default 20240101)")
+    seed.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _config_arg(seed)
+    seed.set_defaults(handler=cmd_seed)
+
+    schema = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
+    schema.set_defaults(handler=cmd_schema)
+
+    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    _config_arg(check)
+    check.set_defaults(handler=cmd_check_config)
+
+    agency = sub.add_parser(
+        "demo-agency", help="serve one demo HTTP agency (nts or mma) over its tables"
+    )
+    agency.add_argument("--agency", choices=["nts", "mma"], required=True)
+    agency.add_argument("--dsn", required=True, help="PostgreSQL DSN holding its tables")
+    agency.add_argument("--host", default="127.0.0.1")
+    agency.add_argument("--port", type=int, default=0, help="0 lets the OS pick (default)")
+    agency.add_argument("--delay-ms", type=int, default=0, help="answer this much later")
+    agency.set_defaults(handler=cmd_demo_agency)
+    return parser
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="PATH", help="config file (default: $GATEWAY_CONFIG, ./gateway.toml)"
+    )
+
+
+def _load(args: argparse.Namespace) -> Config | None:
+    path = config_module.find_file(args.config)
+    return None if path is None else config_module.load(path)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import uvicorn
+
+    from gateway import logs
+    from gateway.app import create_app
+
+    logs.configure()
+    config = _load(args)
+    if config is not None:
+        server = dataclasses.replace(
+            config.server,
+            **{k: v for k in ("host", "port", "workers") if (v := getattr(args, k)) is not None},
+        )
+        if server.workers > 1:
+            assert config.source is not None
+            os.environ[config_module.ENV_FILE] = str(config.source.resolve())
+            uvicorn.run(
+                "gateway.app:app_from_env",
+                factory=True,
+                host=server.host,
+                port=server.port,
+                workers=server.workers,
+                access_log=False,
+            )
+            return 0
+        print(f"Resident Gateway on http://{server.host}:{server.port}/graphql", flush=True)
+        uvicorn.run(create_app(config), host=server.host, port=server.port, access_log=False)
+        return 0
+
+    from gateway.demo.embedded import DEMO_RESIDENTS, data_dir, embedded_demo
+
+    if args.workers and args.workers > 1:
+        raise ConfigError("several workers need a config file; the embedded demo runs one")
+    host = args.host or "127.0.0.1"
+    port = args.port or 8000
+    residents = args.demo_residents or DEMO_RESIDENTS
+    print(f"No config file: starting the embedded demo (data in {data_dir()})", flush=True)
+    with embedded_demo(host, port, residents) as (demo_config, rrn):
+        url = f"http://{host}:{port}/graphql"
+        print(
+            f"\nGraphiQL: {url}\n\nTry this query there (a real demo resident):\n\n"
+            f"{SAMPLE_QUERY.format(rrn=rrn)}\n\nPress Ctrl-C to stop.\n",
+            flush=True,
+        )
+        uvicorn.run(create_app(demo_config), host=host, port=port, access_log=False)
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from gateway.demo.seed import seed
+
+    dsn = args.dsn
+    if not dsn:
+        config = _load(args)
+        registry = config.agencies.get("registry") if config else None
+        if registry is None or not registry.dsn:
+            raise ConfigError("give --dsn, or a config with [agencies.registry] dsn")
+        dsn = registry.dsn
+    if args.residents < 1:
+        raise ConfigError("--residents must be at least 1")
+    summary = asyncio.run(
+        seed(dsn, args.residents, seed=args.seed, progress=not args.no_progress)
+    )
+    if args.no_progress:
+        print(
+            f"seeded {summary.residents:,} residents in {summary.households:,} households "
+            f"in {summary.seconds:.1f} s"
+        )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from gateway.graphql_schema import build_schema
+
+    print(build_schema().as_str())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from gateway.agencies import adapter_classes
+
+    config = _load(args)
+    if config is None:
+        print("no config file: the embedded demo would run")
+        return 0
+    kinds = adapter_classes()
+    for code, agency in config.agencies.items():
+        if agency.kind not in kinds:
+            raise ConfigError(
+                f"[agencies.{code}] kind {agency.kind!r} is not installed "
+                f"(installed: {', '.join(sorted(kinds))})"
+            )
+    print(f"{config.source}: ok ({len(config.agencies)} agencies)")
+    return 0
+
+
+def cmd_demo_agency(args: argparse.Namespace) -> int:
+    from gateway.demo.agencies import serve
+
+    serve(args.agency, args.dsn, host=args.host, port=args.port, delay_ms=args.delay_ms)
+    return 0

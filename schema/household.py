@@ -1,0 +1,36 @@
+"""Household: the people registered together at one address."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from adapters.records import HouseholdRecord
+from resolvers import household
+from schema.enums import Purpose
+
+if TYPE_CHECKING:
+    from schema.resident import Resident
+
+
+@strawberry.type(description="A registered household: its head and every member, from the registry.")
+class Household:
+    record: strawberry.Private[HouseholdRecord]
+    purpose: strawberry.Private[Purpose]
+
+    id: strawberry.ID = strawberry.field(
+        resolver=household.household_id, description="The registry's household number."
+    )
+    size: int = strawberry.field(
+        resolver=household.size, description="How many people are registered in it."
+    )
+    head: Annotated[Resident, strawberry.lazy("schema.resident")] | None = strawberry.field(
+        resolver=household.head, description="The head of the household."
+    )
+    members: list[Annotated[Resident, strawberry.lazy("schema.resident")] | None] = (
+        strawberry.field(
+            resolver=household.members,
+            description="Every member, head first, then by date of birth.",
+        )
+    )

@@ -1,0 +1,25 @@
+"""HealthInsurance: enrolment with the National Health Insurance Service (nhis)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import strawberry
+
+from schema.enums import InsuredType
+from schema.scalars import KRW
+
+
+@strawberry.type(description="Enrolment in national health insurance, from the nhis agency.")
+class HealthInsurance:
+    insured_type: InsuredType = strawberry.field(description="How the person is covered.")
+    enrolled_on: dt.date = strawberry.field(description="When the current enrolment began.")
+    monthly_premium: KRW = strawberry.field(
+        description="Premium charged per month, in won; 0 for dependents."
+    )
+    dependents: int = strawberry.field(
+        description="How many people are insured as this person's dependents."
+    )
+    insured_by: str | None = strawberry.field(
+        description="For a dependent: the masked RRN of the insured person covering them."
+    )

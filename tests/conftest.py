@@ -1,0 +1,155 @@
+"""Shared fixtures: a real PostgreSQL database per test session, the demo HTTP agencies over
+real sockets, and the gateway app in-process.
+
+PostgreSQL: $GATEWAY_TEST_DSN (an admin DSN), else the machine's at 127.0.0.1:5432, else an
+embedded server started for the session. A database named gwtest_<random> is created, seeded,
+and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from starlette.applications import Starlette
+
+from gateway.app import create_app
+from gateway.config import AgencyConfig, Config, DatabaseConfig
+from gateway.demo.embedded import start_postgres, with_database
+from gateway.demo.processes import AgencyProcess
+from gateway.demo.seed import seed
+from tests.data import insert_fixtures
+
+SEEDED_RESIDENTS = 400
+MACHINE_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+async def _reachable(dsn: str) -> bool:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=2)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+def admin_dsn() -> Iterator[str]:
+    given = os.environ.get("GATEWAY_TEST_DSN")
+    if given:
+        yield given
+        return
+    if asyncio.run(_reachable(MACHINE_DSN)):
+        yield MACHINE_DSN
+        return
+    with tempfile.TemporaryDirectory(prefix="gwtest-pg-") as tmp:
+        server = start_postgres(Path(tmp) / "data")
+        yield server.get_uri()
+        server.cleanup()
+
+
+@dataclass
+class TestDatabase:
+    admin_dsn: str
+    dsn: str
+    name: str
+
+
+async def create_database(admin_dsn: str, prefix: str = "gwtest") -> TestDatabase:
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'create database "{name}"')
+    finally:
+        await conn.close()
+    return TestDatabase(admin_dsn, with_database(admin_dsn, name), name)
+
+
+async def drop_database(db: TestDatabase) -> None:
+    conn = await asyncpg.connect(db.admin_dsn)
+    try:
+        await conn.execute(f'drop database if exists "{db.name}" with (force)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def agency_db(admin_dsn: str) -> AsyncIterator[TestDatabase]:
+    db = await create_database(admin_dsn)
+    try:
+        await seed(db.dsn, SEEDED_RESIDENTS, progress=False)
+        await insert_fixtures(db.dsn)
+        yield db
+    finally:
+        await drop_database(db)
+
+
+@pytest.fixture(scope="session")
+def http_agencies(agency_db: TestDatabase) -> Iterator[dict[str, str]]:
+    with AgencyProcess("nts", agency_db.dsn) as nts, AgencyProcess("mma", agency_db.dsn) as mma:
+        yield {"nts": nts.url, "mma": mma.url}
+
+
+def make_config(dsn: str, urls: dict[str, str], **overrides: Any) -> Config:
+    agencies = {
+        "registry": AgencyConfig(code="registry", kind="sql", dsn=dsn),
+        "nhis": AgencyConfig(code="nhis", kind="sql", dsn=dsn),
+        "nps": AgencyConfig(code="nps", kind="sql", dsn=dsn),
+        "nts": AgencyConfig(code="nts", kind="http", url=urls["nts"]),
+        "mma": AgencyConfig(code="mma", kind="http", url=urls["mma"]),
+    }
+    agencies.update(overrides.pop("agencies", {}))
+    return Config(database=DatabaseConfig(url=dsn), agencies=agencies, **overrides)
+
+
+@pytest.fixture(scope="session")
+def config(agency_db: TestDatabase, http_agencies: dict[str, str]) -> Config:
+    return make_config(agency_db.dsn, http_agencies)
+
+
+@contextlib.asynccontextmanager
+async def gateway_client(config: Config) -> AsyncIterator[GatewayClient]:
+    """The app in-process, lifespan run, behind an httpx client."""
+    app = create_app(config)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            yield GatewayClient(http, app)
+
+
+class GatewayClient:
+    def __init__(self, http: httpx.AsyncClient, app: Starlette) -> None:
+        self.http = http
+        self.app = app
+
+    async def query(
+        self, query: str, variables: dict[str, Any] | None = None, **body: Any
+    ) -> dict[str, Any]:
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}, **body}
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def calls(self, agency: str) -> int:
+        """Batched calls the gateway has made to an agency so far."""
+        calls: int = self.app.state.agencies.by_code[agency].stats.calls
+        return calls
+
+
+@pytest.fixture(scope="session")
+async def client(config: Config) -> AsyncIterator[GatewayClient]:
+    async with gateway_client(config) as gateway:
+        yield gateway
