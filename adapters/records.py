@@ -11,9 +11,8 @@ import dataclasses
 import datetime as dt
 import types
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +106,13 @@ DATASETS: dict[str, Dataset] = {
 R = TypeVar("R")
 
 
-def record_from_mapping(record: type[R], data: Mapping[str, Any]) -> R:
+class Row(Protocol):
+    """A JSON object or a database row: values by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def record_from_mapping(record: type[R], data: Row) -> R:
     """Build ``record`` from a row or JSON object, turning ISO strings into dates
     and lists into tuples. Extra keys are ignored; a missing key is an error."""
     hints = _hints(record)

@@ -61,7 +61,10 @@ class SQLAdapter(Adapter):
     async def start(self) -> None:
         self._pool = await asyncpg.create_pool(
             # min_size=0: an agency that is down at start-up must not stop the gateway.
-            self.dsn, min_size=0, max_size=self.pool_size, command_timeout=30
+            self.dsn,
+            min_size=0,
+            max_size=self.pool_size,
+            command_timeout=30,
         )
 
     async def close(self) -> None:

@@ -98,10 +98,10 @@ class Agency:
         self.stats.last_error = reason
         self.stats.last_error_at = time.time()
 
-    async def ping(self, timeout: float = 1.0) -> str | None:
+    async def ping(self, within: float = 1.0) -> str | None:
         """None when reachable, else the reason."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 await self.adapter.ping()
         except TimeoutError:
             return "timeout"

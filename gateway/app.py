@@ -67,9 +67,7 @@ def create_app(config: Config) -> Starlette:
         return JSONResponse(body, status_code=200 if database["reachable"] else 503)
 
     async def metrics(request: Request) -> Response:
-        return PlainTextResponse(
-            render_metrics(agencies), media_type="text/plain; version=0.0.4"
-        )
+        return PlainTextResponse(render_metrics(agencies), media_type="text/plain; version=0.0.4")
 
     app = Starlette(
         routes=[

@@ -16,7 +16,10 @@ SAMPLE_QUERY = """\
   resident(rrn: "{rrn}", purpose: WELFARE_ELIGIBILITY) {{
     rrn name birthDate sex status
     address {{ region city street postalCode }}
-    household {{ size head {{ name }} members {{ name relationship insurance {{ insuredType }} taxes(years: [2024, 2025]) {{ year reportedIncome }} }} }}
+    household {{
+      size head {{ name }}
+      members {{ name relationship insurance {{ insuredType }} taxes {{ year reportedIncome }} }}
+    }}
     insurance {{ insuredType monthlyPremium dependents }}
     taxes(years: [2024, 2025]) {{ year reportedIncome taxAssessed arrears }}
     pension {{ subscriberType monthsContributed expectedMonthlyBenefit monthlyBenefit }}
@@ -170,9 +173,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
         dsn = registry.dsn
     if args.residents < 1:
         raise ConfigError("--residents must be at least 1")
-    summary = asyncio.run(
-        seed(dsn, args.residents, seed=args.seed, progress=not args.no_progress)
-    )
+    summary = asyncio.run(seed(dsn, args.residents, seed=args.seed, progress=not args.no_progress))
     if args.no_progress:
         print(
             f"seeded {summary.residents:,} residents in {summary.households:,} households "

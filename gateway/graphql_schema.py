@@ -6,7 +6,6 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.schema.config import StrawberryConfig
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -14,6 +13,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.config import LimitsConfig

@@ -71,9 +71,7 @@ def parse(text: str) -> RRN:
     except ValueError:
         raise InvalidRRN(f"{front} is not a real date of birth") from None
     if birth_date > dt.date.today():
-        raise InvalidRRN(
-            f"digit {century_digit} puts the birth in {year}, which is in the future"
-        )
+        raise InvalidRRN(f"digit {century_digit} puts the birth in {year}, which is in the future")
     return RRN(f"{front}-{back}", birth_date, sex, is_foreign)
 
 

@@ -8,15 +8,15 @@ import re
 import uuid
 from typing import Any
 
+from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.http import GraphQLHTTPResponse
-from cross_web import HTTPException
 from strawberry.types import ExecutionResult
 
 from gateway.agencies import Agencies

@@ -45,9 +45,7 @@ async def resident(info: Info, rrn: RRNArg, purpose: PurposeArg) -> Resident | N
     return None if record is None else Resident(record=record, purpose=purpose)
 
 
-def residents(
-    info: Info, rrns: RRNsArg, purpose: PurposeArg
-) -> list[Awaitable[Resident | None]]:
+def residents(info: Info, rrns: RRNsArg, purpose: PurposeArg) -> list[Awaitable[Resident | None]]:
     limit = info.context.limits.max_batch
     if len(rrns) > limit:
         raise QueryTooComplex(f"residents takes at most {limit} RRNs; got {len(rrns)}")

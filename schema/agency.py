@@ -12,9 +12,7 @@ class AgencyStatus:
     reachable: bool = strawberry.field(
         description="Whether the agency answered a health check just now."
     )
-    last_error: str | None = strawberry.field(
-        description="The most recent failure seen, if any."
-    )
+    last_error: str | None = strawberry.field(description="The most recent failure seen, if any.")
     calls: int = strawberry.field(description="Batched calls made to it since start-up.")
     keys: int = strawberry.field(description="Keys looked up in those calls.")
     failures: int = strawberry.field(description="Calls or keys that failed since start-up.")

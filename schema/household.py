@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from schema.resident import Resident
 
 
-@strawberry.type(description="A registered household: its head and every member, from the registry.")
+@strawberry.type(
+    description="A registered household: its head and every member, from the registry."
+)
 class Household:
     record: strawberry.Private[HouseholdRecord]
     purpose: strawberry.Private[Purpose]

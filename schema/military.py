@@ -14,9 +14,7 @@ class MilitaryService:
     status: MilitaryServiceStatus = strawberry.field(
         description="Where the person stands with service duty."
     )
-    branch: MilitaryBranch | None = strawberry.field(
-        description="Branch served in, once enlisted."
-    )
+    branch: MilitaryBranch | None = strawberry.field(description="Branch served in, once enlisted.")
     enlisted_on: dt.date | None = strawberry.field(description="Date of enlistment.")
     discharged_on: dt.date | None = strawberry.field(description="Date of discharge.")
     exemption_reason: str | None = strawberry.field(

@@ -15,9 +15,7 @@ class Pension:
     subscriber_type: PensionSubscriberType = strawberry.field(
         description="How the person takes part: contributing, or receiving a pension."
     )
-    months_contributed: int = strawberry.field(
-        description="Months of contributions on record."
-    )
+    months_contributed: int = strawberry.field(description="Months of contributions on record.")
     expected_monthly_benefit: KRW | None = strawberry.field(
         description="For contributors: the projected monthly pension at pension age, in won."
     )

@@ -18,7 +18,8 @@ class Query:
             "Null when no such resident is registered."
         ),
     )
-    residents: list[Resident | None] = strawberry.field(
+    # The resolver returns one awaitable per entry (see resolvers.query.residents).
+    residents: list[Resident | None] = strawberry.field(  # type: ignore[assignment]
         resolver=query.residents,
         description=(
             "Several residents at once, in the order of rrns; null for an RRN with no "

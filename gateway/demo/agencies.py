@@ -93,7 +93,7 @@ def serve(agency: str, dsn: str, host: str = "127.0.0.1", port: int = 0, delay_m
 
     async def main() -> None:
         task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started and not task.done():
+        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
             await asyncio.sleep(0.01)
         print(f"READY http://{host}:{bound_port}", flush=True)
         await task

