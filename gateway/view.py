@@ -15,7 +15,6 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import StrawberryGraphQLError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
@@ -38,8 +37,8 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         original = original.original_error
     if isinstance(original, GatewayError):
         message, extensions = original.message, original.as_extensions()
-    elif original is None or isinstance(original, StrawberryGraphQLError):
-        # Parse and validation errors: the client's query is at fault.
+    elif original is None or isinstance(original, GraphQLError):
+        # Parse, validation and variable coercion errors: the client's query is at fault.
         message = error.message
         too_complex = any(marker in message for marker in _TOO_COMPLEX)
         code = "QUERY_TOO_COMPLEX" if too_complex else "BAD_REQUEST"
@@ -144,7 +143,7 @@ def log_errors(errors: list[GraphQLError]) -> None:
     """Expected errors (coded, or the client's) at debug; anything else with its traceback."""
     for error in errors:
         original = error.original_error
-        if original is None or isinstance(original, GatewayError | StrawberryGraphQLError):
+        if original is None or isinstance(original, GatewayError | GraphQLError):
             log.debug("graphql error: %s", mask_rrns(error.message))
         else:
             log.error("unexpected error at %s", error.path, exc_info=original)

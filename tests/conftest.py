@@ -60,23 +60,23 @@ def admin_dsn() -> Iterator[str]:
 
 
 @dataclass
-class TestDatabase:
+class ScratchDatabase:
     admin_dsn: str
     dsn: str
     name: str
 
 
-async def create_database(admin_dsn: str, prefix: str = "gwtest") -> TestDatabase:
+async def create_database(admin_dsn: str, prefix: str = "gwtest") -> ScratchDatabase:
     name = f"{prefix}_{secrets.token_hex(4)}"
     conn = await asyncpg.connect(admin_dsn)
     try:
         await conn.execute(f'create database "{name}"')
     finally:
         await conn.close()
-    return TestDatabase(admin_dsn, with_database(admin_dsn, name), name)
+    return ScratchDatabase(admin_dsn, with_database(admin_dsn, name), name)
 
 
-async def drop_database(db: TestDatabase) -> None:
+async def drop_database(db: ScratchDatabase) -> None:
     conn = await asyncpg.connect(db.admin_dsn)
     try:
         await conn.execute(f'drop database if exists "{db.name}" with (force)')
@@ -85,7 +85,7 @@ async def drop_database(db: TestDatabase) -> None:
 
 
 @pytest.fixture(scope="session")
-async def agency_db(admin_dsn: str) -> AsyncIterator[TestDatabase]:
+async def agency_db(admin_dsn: str) -> AsyncIterator[ScratchDatabase]:
     db = await create_database(admin_dsn)
     try:
         await seed(db.dsn, SEEDED_RESIDENTS, progress=False)
@@ -96,7 +96,7 @@ async def agency_db(admin_dsn: str) -> AsyncIterator[TestDatabase]:
 
 
 @pytest.fixture(scope="session")
-def http_agencies(agency_db: TestDatabase) -> Iterator[dict[str, str]]:
+def http_agencies(agency_db: ScratchDatabase) -> Iterator[dict[str, str]]:
     with AgencyProcess("nts", agency_db.dsn) as nts, AgencyProcess("mma", agency_db.dsn) as mma:
         yield {"nts": nts.url, "mma": mma.url}
 
@@ -114,7 +114,7 @@ def make_config(dsn: str, urls: dict[str, str], **overrides: Any) -> Config:
 
 
 @pytest.fixture(scope="session")
-def config(agency_db: TestDatabase, http_agencies: dict[str, str]) -> Config:
+def config(agency_db: ScratchDatabase, http_agencies: dict[str, str]) -> Config:
     return make_config(agency_db.dsn, http_agencies)
 
 

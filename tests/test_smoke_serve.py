@@ -1,0 +1,86 @@
+"""A newcomer's first command: `gateway serve` with no config, queried over a real socket."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_serve_without_config_runs_the_demo(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("GATEWAY_CONFIG", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--demo-residents", "300"],
+        cwd=tmp_path,  # no gateway.toml here
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    reader = threading.Thread(
+        target=lambda: output.extend(process.stdout),  # type: ignore[arg-type]
+        daemon=True,
+    )
+    reader.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "".join(output)
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        printed = "".join(output)
+        assert f"GraphiQL: {url}/graphql" in printed
+        rrn = re.search(r'resident\(rrn: "(\d{6}-\d{7})"', printed)
+        assert rrn, printed
+        response = httpx.post(
+            f"{url}/graphql",
+            json={
+                "query": """query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_ELIGIBILITY)
+                  { name household { size } insurance { insuredType } taxes { year }
+                    pension { monthsContributed } militaryService { status } } }""",
+                "variables": {"rrn": rrn.group(1)},
+            },
+            timeout=10,
+        )
+        body = response.json()
+        assert response.status_code == 200
+        assert "errors" not in body, body
+        assert body["data"]["resident"]["name"]
+        assert body["data"]["resident"]["household"]["size"] >= 1
+        assert (tmp_path / "cache" / "resident-gateway" / "postgres").is_dir()
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    reader.join(5)
+    process.stdout.close()  # type: ignore[union-attr]
+    # Ctrl-C stops everything it started: no demo agency or postgres is left behind.
+    leftover = subprocess.run(
+        ["pgrep", "-f", str(tmp_path / "cache")], capture_output=True, text=True
+    ).stdout
+    assert leftover.strip() == ""
