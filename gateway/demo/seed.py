@@ -13,7 +13,6 @@ import datetime as dt
 import importlib.resources
 import math
 import random
-import sys
 import threading
 import time
 from bisect import bisect_right
@@ -144,11 +143,11 @@ def _age_table(spans: Sequence[tuple[int, int, float]]) -> tuple[list[int], list
 # Households by size (Statistics Korea, 2023: 35.5% single, 28.8% two, 19.2% three, ...).
 _SIZE_CUM = _cumulative([35.5, 28.8, 19.2, 13.0, 2.6, 0.5, 0.25, 0.15])
 _FOREIGN_SIZE_CUM = _cumulative([55, 25, 12, 8])
-_FOREIGN_HOUSEHOLD_SHARE = 0.022
+_FOREIGN_HOUSEHOLD_SHARE = 0.028
 _FOREIGN_SPOUSE_SHARE = 0.05
 
-_SINGLE_AGES = _age_table([(19, 29, 27), (30, 39, 18), (40, 49, 13), (50, 59, 14),
-                           (60, 69, 13), (70, 79, 9), (80, 95, 6)])  # fmt: skip
+_SINGLE_AGES = _age_table([(19, 29, 24), (30, 39, 17), (40, 49, 12), (50, 59, 14),
+                           (60, 69, 14), (70, 79, 11), (80, 95, 8)])  # fmt: skip
 _COUPLE_AGES = _age_table([(25, 34, 10), (35, 49, 10), (50, 59, 20), (60, 69, 28),
                            (70, 79, 22), (80, 92, 10)])  # fmt: skip
 _FAMILY_AGES = _age_table([(28, 34, 12), (35, 44, 33), (45, 54, 33), (55, 64, 16), (65, 75, 6)])
@@ -414,10 +413,10 @@ _REFERENCE_MONTH = REFERENCE_DATE.year * 12 + REFERENCE_DATE.month - 1
 
 # Annual probability-ish chance of appearing as deceased / emigrated in the registry, by age.
 _DECEASED_BY_AGE = [
-    0.001 if a < 40 else 0.004 if a < 60 else 0.012 if a < 70 else 0.035 if a < 80 else 0.10
+    0.002 if a < 40 else 0.006 if a < 60 else 0.02 if a < 70 else 0.05 if a < 80 else 0.14
     for a in range(102)
 ]
-_EMIGRATED_BY_AGE = [0.002 if a < 20 else 0.008 if a < 50 else 0.003 for a in range(102)]
+_EMIGRATED_BY_AGE = [0.003 if a < 20 else 0.012 if a < 50 else 0.004 for a in range(102)]
 # Share in work, by age, for (female, male).
 _WORKING_BY_AGE = [
     (0.0, 0.0) if a < 18 else (0.15, 0.15) if a < 20 else (0.45, 0.42) if a < 25
@@ -527,9 +526,10 @@ class _Generator:
                 else:
                     parents -= 1
         if foreign:
-            head_age = max(head_age, self.age(_FOREIGN_AGES)) if size > 1 else head_age
             parents = others = 0
         children = size - 1 - spouse - parents - others
+        if children:
+            head_age = max(head_age, 21)
 
         head_day = self.birth(head_age)
         if nationality is not None:
@@ -545,7 +545,7 @@ class _Generator:
         if spouse:
             gap = int(rand() * 9) - 2  # husbands are usually a little older
             spouse_age = head_age - gap if head_male else head_age + gap
-            spouse_age = min(max(spouse_age, 20), 100)
+            spouse_age = min(max(spouse_age, 21), 100)
             parent_ages.append(spouse_age)
             spouse_day = self.birth(spouse_age)
             spouse_male = not head_male
@@ -573,22 +573,30 @@ class _Generator:
         # max(parents) - 45 <= child <= min(parents) - 21.
         youngest = max(max(parent_ages) - 45, 0)
         oldest = max(min(parent_ages) - 21, youngest)
+        names = {head_name}
         for _ in range(children):
-            age = youngest + int(rand() * (oldest - youngest + 1))
+            # Skewed towards older children: Korean families are small and births are few.
+            age = youngest + int(math.sqrt(rand()) * (oldest - youngest + 1))
             day = self.birth(age)
             male = rand() < 0.51
-            if nationality is not None:
-                name = self.foreign_name(nationality, family, male)
-            else:
-                name = self.korean_name(child_family, male, day)
+            for _ in range(5):  # siblings do not share a given name
+                if nationality is not None:
+                    name = self.foreign_name(nationality, family, male)
+                else:
+                    name = self.korean_name(child_family, male, day)
+                if name not in names:
+                    break
+            names.add(name)
             members.append((day, male, _CHILD, name, foreign))
 
-        for _ in range(parents):
-            age = min(head_age + 21 + int(rand() * 25), 100)
-            day = self.birth(age)
-            male = rand() < 0.35  # widowed mothers far outnumber fathers
-            name = self.korean_name(family if male else self.surname(), male, day)
-            members.append((day, male, _PARENT, name, False))
+        if parents:
+            # The head's parents were 20-45 at the head's birth, fathers a little older.
+            mother_age = min(head_age + 21 + int(rand() * 20), 100)
+            sexes = (True, False) if parents == 2 else (rand() < 0.35,)  # widows outnumber widowers
+            for male in sexes:
+                day = self.birth(min(mother_age + int(rand() * 4), 100) if male else mother_age)
+                name = self.korean_name(family if male else self.surname(), male, day)
+                members.append((day, male, _PARENT, name, False))
 
         for _ in range(others):
             male = rand() < 0.5
@@ -641,7 +649,7 @@ class _Generator:
                               status, household_id, relationship))  # fmt: skip
             people.append((rrn, day, male, foreign, relationship, status, age))
 
-        head_rrn, head_day, *_, head_age = people[0]
+        head_rrn, *_, head_age = people[0]
         city, postal_prefixes = cities[int(rand() * len(cities))]
         if rand() < 0.6:
             street = f"{1 + int(rand() * rand() * 400)} {self.pick(roads)}"
@@ -804,7 +812,7 @@ class _Generator:
             rows.append((rrn, "EXEMPT", None, None, None, reason))
             return
         enlist_age = _ENLIST_AGES[bisect_right(_ENLIST_AGE_CUM, rand())]
-        enlisted = _DAY0 + day + int((enlist_age + rand()) * 365.2425)
+        enlisted = _anniversary(_DATES[day], enlist_age) + int(rand() * 365)
         if age < 19 or enlisted > _REFERENCE_ORDINAL:
             rows.append((rrn, "PENDING", None, None, None, None))
             return
@@ -816,6 +824,14 @@ class _Generator:
         else:
             rows.append((rrn, "COMPLETED", _BRANCHES[branch][0], enlisted_on,
                          dt.date.fromordinal(discharged), None))  # fmt: skip
+
+
+def _anniversary(born: dt.date, years: int) -> int:
+    """The ordinal of the day someone born on ``born`` turns ``years``."""
+    try:
+        return born.replace(year=born.year + years).toordinal()
+    except ValueError:  # born on 29 February
+        return dt.date(born.year + years, 3, 1).toordinal()
 
 
 def generate(
@@ -844,3 +860,162 @@ def generate(
             batch = Batch()
     if batch.residents:
         yield batch
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+async def seed(
+    dsn: str,
+    residents: int,
+    *,
+    seed: int = 20240101,
+    progress: bool = True,
+    replace: bool = True,
+) -> SeedSummary:
+    """Create the demo schema in ``dsn`` and load ``residents`` synthetic residents into it.
+
+    With ``replace`` the six tables are emptied first, so seeding twice never duplicates; without
+    it rows are added to what is there (and clash on primary keys if the seed was loaded before).
+    """
+    if residents < 0:
+        raise ValueError("residents must be zero or more")
+    started = time.perf_counter()
+    console = Console(stderr=True) if progress else None
+    schema_sql = (importlib.resources.files("gateway.demo") / "schema.sql").read_text("utf-8")
+    qualified = ", ".join(f"{schema}.{table}" for schema, table, _ in TABLES)
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(schema_sql)
+        if replace:
+            await conn.execute(f"truncate {qualified}")
+        if console is None:
+            counts = await _load(dsn, residents, seed, lambda _: None)
+        else:
+            with Progress(
+                TextColumn("[bold]seeding residents"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            ) as bar:
+                task = bar.add_task("residents", total=residents)
+                counts = await _load(dsn, residents, seed, lambda n: bar.advance(task, n))
+        for statement in _SECONDARY_INDEXES:
+            await conn.execute(statement)
+        await conn.execute(f"analyze {qualified}")
+    finally:
+        await conn.close()
+
+    summary = SeedSummary(
+        residents=counts[1],
+        households=counts[0],
+        insurance=counts[2],
+        tax_returns=counts[4],
+        pensions=counts[3],
+        military=counts[5],
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    if console is not None:
+        console.print(
+            f"seeded {summary.residents:,} residents in {summary.households:,} households, "
+            f"{summary.insurance:,} insurance enrolments, {summary.tax_returns:,} tax returns, "
+            f"{summary.pensions:,} pension records, {summary.military:,} military records "
+            f"in {summary.seconds:.1f} s"
+        )
+    return summary
+
+
+# Batches generated ahead of loading; each holds DEFAULT_CHUNK residents and their rows.
+_BATCHES_AHEAD = 3
+
+
+async def _load(
+    dsn: str, residents: int, seed_value: int, on_residents: Callable[[int], None]
+) -> list[int]:
+    """Generate on a worker thread and COPY each table over its own connection.
+
+    Generation is pure Python and PostgreSQL works in other processes, so overlapping the two
+    keeps both cores busy; the table queues are bounded to keep memory flat.
+    """
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Queue[Batch | None] = asyncio.Queue()
+    slots = threading.Semaphore(_BATCHES_AHEAD)
+    stop = threading.Event()
+    queues: list[asyncio.Queue[Sequence[Sequence[object]] | None]] = [
+        asyncio.Queue(maxsize=2) for _ in TABLES
+    ]
+    counts = [0] * len(TABLES)
+
+    def produce() -> None:
+        try:
+            for batch in generate(residents, seed_value):
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                loop.call_soon_threadsafe(ready.put_nowait, batch)
+        finally:
+            if not stop.is_set():
+                loop.call_soon_threadsafe(ready.put_nowait, None)
+
+    async def dispatch() -> None:
+        while (batch := await ready.get()) is not None:
+            slots.release()
+            for queue, rows in zip(queues, batch.tables(), strict=True):
+                if rows:
+                    await queue.put(rows)
+        for queue in queues:
+            await queue.put(None)
+
+    async def copy(position: int) -> None:
+        schema, table, columns = TABLES[position]
+        queue = queues[position]
+        conn = await asyncpg.connect(dsn)
+        try:
+            # Each COPY commits on its own; nothing is lost by not waiting for the WAL flush.
+            await conn.execute("set synchronous_commit = off")
+            while (rows := await queue.get()) is not None:
+                await conn.copy_records_to_table(
+                    table, schema_name=schema, columns=columns, records=rows
+                )
+                counts[position] += len(rows)
+                if position == 1:
+                    on_residents(len(rows))
+        finally:
+            await conn.close()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(asyncio.to_thread(produce))
+            group.create_task(dispatch())
+            for position in range(len(TABLES)):
+                group.create_task(copy(position))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    finally:
+        stop.set()
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Seed the demo agency tables.")
+    parser.add_argument("dsn", help="asyncpg DSN, e.g. postgresql://postgres@127.0.0.1/demo")
+    parser.add_argument("residents", type=int, nargs="?", default=100_000)
+    parser.add_argument("--seed", type=int, default=20240101)
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="do not empty the tables first")
+    args = parser.parse_args(argv)
+    asyncio.run(
+        seed(args.dsn, args.residents, seed=args.seed, progress=not args.quiet,
+             replace=not args.keep)
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
