@@ -81,6 +81,36 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(seed)
     seed.set_defaults(handler=cmd_seed)
 
+    token = sub.add_parser(
+        "token",
+        help="print a development token (HS256, signed with [auth] secret)",
+        description=(
+            "Print a signed development token. Without a config file it signs with the "
+            "embedded demo's secret, so its tokens work against `gateway serve`."
+        ),
+    )
+    token.add_argument("--role", action="append", required=True, help="role (repeatable)")
+    token.add_argument("--rrn", help="the citizen's own RRN (for the citizen role)")
+    token.add_argument("--agency", help="the principal's agency code (consents name it)")
+    token.add_argument("--sub", help="principal id (default: dev-<role>)")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds it is valid (default 3600)")
+    _config_arg(token)
+    token.set_defaults(handler=cmd_token)
+
+    audit = sub.add_parser("audit", help="check or prune the audit trail")
+    audit_sub = audit.add_subparsers(required=True, metavar="ACTION")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="walk the hash chain; exit 1 naming every changed, deleted or inserted row",
+    )
+    _config_arg(verify)
+    verify.set_defaults(handler=cmd_audit_verify)
+    purge = audit_sub.add_parser(
+        "purge", help="delete records older than [audit] retention_days (the chain stays valid)"
+    )
+    _config_arg(purge)
+    purge.set_defaults(handler=cmd_audit_purge)
+
     schema = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
     schema.set_defaults(handler=cmd_schema)
 
@@ -109,6 +139,16 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace) -> Config | None:
     path = config_module.find_file(args.config)
     return None if path is None else config_module.load(path)
+
+
+def _load_or_demo(args: argparse.Namespace) -> Config:
+    """The config file, or the embedded demo's settings (database included, if it runs)."""
+    config = _load(args)
+    if config is not None:
+        return config
+    from gateway.demo.embedded import demo_config
+
+    return demo_config()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -154,9 +194,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         url = f"http://{host}:{port}/graphql"
         print(
             f"\nGraphiQL: {url}\n\nTry this query there (a real demo resident):\n\n"
-            f"{SAMPLE_QUERY.format(rrn=rrn)}\n\nPress Ctrl-C to stop.\n",
+            f"{SAMPLE_QUERY.format(rrn=rrn)}\n\n"
+            "Every request needs a token. In GraphiQL open Headers and paste\n"
+            '  {"Authorization": "Bearer <token>"}\n'
+            "with one of these (valid 12 hours; `gateway token --role ROLE` makes more):\n",
             flush=True,
         )
+        print_demo_tokens(demo_config, rrn)
+        print("\nPress Ctrl-C to stop.\n", flush=True)
         uvicorn.run(create_app(demo_config), host=host, port=port, access_log=False)
     return 0
 
@@ -196,6 +241,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if config is None:
         print("no config file: the embedded demo would run")
         return 0
+    from gateway.runtime import check
+
+    check(config)
     kinds = adapter_classes()
     for code, agency in config.agencies.items():
         if agency.kind not in kinds:
@@ -212,3 +260,87 @@ def cmd_demo_agency(args: argparse.Namespace) -> int:
 
     serve(args.agency, args.dsn, host=args.host, port=args.port, delay_ms=args.delay_ms)
     return 0
+
+
+def print_demo_tokens(config: Config, rrn: str) -> None:
+    from gateway.auth import issue_token
+    from gateway.demo.embedded import DEMO_ROLES
+
+    for role, agency in DEMO_ROLES.items():
+        token = issue_token(
+            config.auth,
+            sub=f"demo-{role}",
+            roles=[role],
+            agency=agency,
+            rrn=rrn if role == "citizen" else None,
+            ttl_s=12 * 3600,
+        )
+        print(f"  {role:<25} {token}")
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from gateway.auth import issue_token
+
+    config = _load(args)
+    if config is None:
+        from gateway.demo.embedded import demo_auth
+
+        auth = demo_auth()
+    else:
+        auth = config.auth
+    if args.ttl < 1:
+        raise ConfigError("--ttl must be at least 1 second")
+    try:
+        token = issue_token(
+            auth,
+            sub=args.sub or f"dev-{args.role[0]}",
+            roles=args.role,
+            agency=args.agency,
+            rrn=args.rrn,
+            ttl_s=args.ttl,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--rrn: {exc}") from None
+    print(token)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from gateway.audit import AuditKeys, verify
+
+    config = _load_or_demo(args)
+
+    async def run() -> int:
+        conn = await asyncpg.connect(config.database.url)
+        try:
+            checked, problems = await verify(conn, AuditKeys(config.audit.key))
+        finally:
+            await conn.close()
+        for problem in problems:
+            print(f"TAMPERED {problem}")
+        verdict = "intact" if not problems else f"{len(problems)} problem(s)"
+        print(f"audit chain: {checked} records checked, {verdict}")
+        return 1 if problems else 0
+
+    return asyncio.run(run())
+
+
+def cmd_audit_purge(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from gateway.audit import purge
+
+    config = _load_or_demo(args)
+
+    async def run() -> int:
+        pool = await asyncpg.create_pool(config.database.url, min_size=1, max_size=1)
+        try:
+            deleted = await purge(pool, config.audit.retention_days)
+        finally:
+            await pool.close()
+        print(f"purged {deleted} audit records older than {config.audit.retention_days} days")
+        return 0
+
+    return asyncio.run(run())

@@ -67,6 +67,13 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    key: str = ""  # HMAC key for RRN hashes and the chain; keep it out of the database
+    retention_days: int = 730
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class AgencyConfig:
     code: str
     kind: str
@@ -90,6 +97,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     agencies: Mapping[str, AgencyConfig] = field(default_factory=dict)
     source: Path | None = None
 
@@ -101,6 +109,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "auth": AuthConfig,
     "limits": LimitsConfig,
     "policy": PolicyConfig,
+    "audit": AuditConfig,
 }
 
 
@@ -219,6 +228,8 @@ def validate(config: Config) -> None:
         raise ConfigError("[cache] url is required when backend is redis")
     if config.server.workers < 1:
         raise ConfigError("[server] workers must be at least 1")
+    if config.audit.retention_days < 1:
+        raise ConfigError("[audit] retention_days must be at least 1")
     for name in ("max_depth", "max_aliases", "max_tokens", "max_cost", "max_batch"):
         if getattr(config.limits, name) < 1:
             raise ConfigError(f"[limits] {name} must be at least 1")

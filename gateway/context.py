@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,16 +13,12 @@ from strawberry.dataloader import DataLoader
 from gateway.agencies import DATASET_AGENCY, Agencies
 from gateway.config import LimitsConfig
 from gateway.errors import AgencyError
+from gateway.principal import Principal
 
-
-@dataclass(frozen=True)
-class Principal:
-    """The authenticated caller (filled in by authentication)."""
-
-    sub: str
-    roles: tuple[str, ...] = ()
-    agency: str | None = None
-    rrn: str | None = None
+if TYPE_CHECKING:
+    from gateway.access import Access
+    from gateway.audit import AuditKeys, AuditLog
+    from gateway.consent import Consents
 
 
 class Loaders:
@@ -64,5 +60,9 @@ class Context:
     agencies: Agencies
     limits: LimitsConfig
     loaders: Loaders
-    principal: Principal | None = None
+    principal: Principal
+    access: Access
+    keys: AuditKeys
+    audit: AuditLog
+    consents: Consents
     extensions: dict[str, Any] = field(default_factory=dict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLObjectType
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -16,9 +16,11 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from gateway.access import Authorize
 from gateway.config import LimitsConfig
 from gateway.view import log_errors
-from schema import Query
+from schema import Mutation, Query
+from schema.enums import Purpose
 from schema.scalars import SCALARS
 
 
@@ -38,7 +40,23 @@ def build_schema(limits: LimitsConfig | None = None) -> GatewaySchema:
         lambda: QueryDepthLimiter(max_depth=limits.max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        Authorize,
     ]
     return GatewaySchema(
-        query=Query, extensions=extensions, config=StrawberryConfig(scalar_map=SCALARS)
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map=SCALARS),
     )
+
+
+def schema_fields(schema: strawberry.Schema) -> dict[str, frozenset[str]]:
+    """Object type name -> its field names, for checking a policy against the schema."""
+    return {
+        name: frozenset(graphql_type.fields)
+        for name, graphql_type in schema._schema.type_map.items()
+        if isinstance(graphql_type, GraphQLObjectType) and not name.startswith("__")
+    }
+
+
+PURPOSES = tuple(p.name for p in Purpose)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.agencies import Agencies
+from gateway.audit import AuditLog
 
 _AGENCY_COUNTERS = (
     ("gateway_agency_calls_total", "Batched calls made to an agency.", "calls"),
@@ -12,8 +13,17 @@ _AGENCY_COUNTERS = (
 )
 
 
-def render_metrics(agencies: Agencies) -> str:
+def render_metrics(agencies: Agencies, audit: AuditLog | None = None) -> str:
     lines: list[str] = []
+    if audit is not None:
+        lines += [
+            "# HELP gateway_audit_records_total Audit records committed.",
+            "# TYPE gateway_audit_records_total counter",
+            f"gateway_audit_records_total {audit.records_written}",
+            "# HELP gateway_audit_commits_total Audit transactions (group commits).",
+            "# TYPE gateway_audit_commits_total counter",
+            f"gateway_audit_commits_total {audit.commits}",
+        ]
     for name, help_text, attr in _AGENCY_COUNTERS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
         for code, agency in sorted(agencies.by_code.items()):

@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cross_web import HTTPException
 from graphql import GraphQLError
@@ -15,14 +15,17 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.dataloader import DataLoader
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from gateway.agencies import Agencies
-from gateway.config import LimitsConfig
+from gateway.access import Access
 from gateway.context import Context, Loaders
-from gateway.errors import INTERNAL_MESSAGE, BadRequest, GatewayError
+from gateway.errors import INTERNAL_MESSAGE, AuditUnavailable, BadRequest, GatewayError
 from gateway.logs import mask_rrns
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +58,18 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
 
 
 def error_response(error: GatewayError, request_id: str | None = None) -> JSONResponse:
-    headers = {"X-Request-ID": request_id} if request_id else None
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     body = {"errors": [{"message": error.message, "extensions": error.as_extensions()}]}
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
 class GatewayView(GraphQL[Context, None]):
-    def __init__(self, *args: Any, agencies: Agencies, limits: LimitsConfig, **kw: Any) -> None:
+    def __init__(self, *args: Any, runtime: Runtime, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.agencies = agencies
-        self.limits = limits
+        self.runtime = runtime
+        self.limits = runtime.config.limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,6 +81,10 @@ class GatewayView(GraphQL[Context, None]):
         try:
             if request.method == "POST":
                 await self._read_body(request)
+            if not _wants_graphiql(request):
+                request.state.principal = await self.runtime.authenticator.authenticate(
+                    request.headers.get("authorization")
+                )
             response = await self.run(request)
         except GatewayError as exc:
             response = error_response(exc, request_id)
@@ -114,24 +123,78 @@ class GatewayView(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         assert isinstance(request, Request)
-        return Context(
+        rt = self.runtime
+        assert rt.consents is not None, "lifespan has not run"
+        assert rt.audit is not None, "lifespan has not run"
+        principal = request.state.principal
+        context = Context(
             request=request,
             response=response,
             request_id=request.state.request_id,
-            agencies=self.agencies,
+            agencies=rt.agencies,
             limits=self.limits,
-            loaders=Loaders(self.agencies),
+            loaders=Loaders(rt.agencies),
+            principal=principal,
+            access=Access(
+                principal, rt.policy, rt.keys, DataLoader(load_fn=rt.consents.for_subjects)
+            ),
+            keys=rt.keys,
+            audit=rt.audit,
+            consents=rt.consents,
         )
+        request.state.context = context
+        return context
 
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
+        context: Context = request.state.context
+        await self._record_access(context)
         data: GraphQLHTTPResponse = {"data": result.data}
-        if result.errors:
-            data["errors"] = [format_error(err) for err in result.errors]
+        errors: list[object] = [format_error(err) for err in result.errors or ()]
+        if context.access.audit_failed and result.data:
+            errors = _withhold(result.data, context.access.withheld_keys(), errors)
+        if errors:
+            data["errors"] = errors
         if result.extensions:
             data["extensions"] = result.extensions
         return data
+
+    async def _record_access(self, context: Context) -> None:
+        """Commit the audit records before anything is released (the contract's promise)."""
+        access = context.access
+        records = access.drain(context.request_id)
+        if not records or access.audit_failed or not self.runtime.audit_enabled:
+            return
+        try:
+            await context.audit.record(records)
+        except AuditUnavailable:
+            access.audit_failed = True
+
+
+def _withhold(data: dict[str, Any], keys: set[str], errors: list[Any]) -> list[object]:
+    """Null every root field that carried resident data and say why."""
+    withheld = [key for key in keys if data.get(key) is not None]
+    for key in withheld:
+        data[key] = None
+    kept = [e for e in errors if not e.get("path") or e["path"][0] not in keys]
+    return kept + [
+        {
+            "message": "The access could not be recorded in the audit store, "
+            "so nothing was disclosed.",
+            "path": [key],
+            "extensions": {"code": "AUDIT_UNAVAILABLE"},
+        }
+        for key in sorted(keys)
+    ]
+
+
+def _wants_graphiql(request: Request) -> bool:
+    return (
+        request.method == "GET"
+        and "text/html" in request.headers.get("accept", "")
+        and "query" not in request.query_params
+    )
 
 
 def _request_id(request: Request) -> str:

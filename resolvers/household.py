@@ -7,12 +7,21 @@ from typing import TYPE_CHECKING
 import strawberry
 
 from gateway.context import Context
+from gateway.policy import SELF, SELF_HOUSEHOLD
 
 if TYPE_CHECKING:
     from schema.household import Household
     from schema.resident import Resident
 
 Info = strawberry.Info[Context, None]
+
+
+def member_view(root: Household, rrn: str) -> str:
+    """Members are read under the view the household was reached by; a citizen's own
+    household shows the other members only as a household register would."""
+    if root.view == SELF and rrn != root.subject:
+        return SELF_HOUSEHOLD
+    return root.view
 
 
 def household_id(root: Household) -> strawberry.ID:
@@ -27,7 +36,7 @@ async def head(root: Household, info: Info) -> Resident | None:
     from schema.resident import Resident
 
     record = await info.context.loaders["resident"].load(root.record.head_rrn)
-    return None if record is None else Resident(record=record, purpose=root.purpose)
+    return None if record is None else Resident(record=record, view=member_view(root, record.rrn))
 
 
 async def members(root: Household, info: Info) -> list[Resident | None]:
@@ -35,6 +44,6 @@ async def members(root: Household, info: Info) -> list[Resident | None]:
 
     records = await info.context.loaders["resident"].load_many(list(root.record.member_rrns))
     return [
-        None if record is None else Resident(record=record, purpose=root.purpose)
+        None if record is None else Resident(record=record, view=member_view(root, record.rrn))
         for record in records
     ]

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 Info = strawberry.Info[Context, None]
 
 
-def rrn(root: Resident) -> str:
-    return mask(root.record.rrn)
+def rrn(root: Resident, info: Info) -> str:
+    value = root.record.rrn
+    return value if info.context.access.unmasked_rrn(root.view, value) else mask(value)
 
 
 def name(root: Resident) -> str | None:
@@ -65,6 +66,8 @@ def address(root: Resident) -> Address | None:
     if r.region is None or r.registered_on is None:
         return None
     return Address(
+        view=root.view,
+        subject=r.rrn,
         region=r.region,
         city=r.city or "",
         street=r.street or "",
@@ -79,7 +82,9 @@ async def household(root: Resident, info: Info) -> Household | None:
     if root.record.household_id is None:
         return None
     record = await info.context.loaders["household"].load(root.record.household_id)
-    return None if record is None else Household(record=record, purpose=root.purpose)
+    if record is None:
+        return None
+    return Household(record=record, view=root.view, subject=root.record.rrn)
 
 
 async def insurance(root: Resident, info: Info) -> HealthInsurance | None:
@@ -87,6 +92,8 @@ async def insurance(root: Resident, info: Info) -> HealthInsurance | None:
     if r is None:
         return None
     return HealthInsurance(
+        view=root.view,
+        subject=root.record.rrn,
         insured_type=InsuredType(r.insured_type),
         enrolled_on=r.enrolled_on,
         monthly_premium=r.monthly_premium,
@@ -107,6 +114,8 @@ async def taxes(
     wanted = None if not years else set(years)
     return [
         TaxRecord(
+            view=root.view,
+            subject=root.record.rrn,
             year=r.tax_year,
             reported_income=r.reported_income,
             tax_assessed=r.tax_assessed,
@@ -123,6 +132,8 @@ async def pension(root: Resident, info: Info) -> Pension | None:
     if r is None:
         return None
     return Pension(
+        view=root.view,
+        subject=root.record.rrn,
         subscriber_type=PensionSubscriberType(r.subscriber_type),
         months_contributed=r.months_contributed,
         expected_monthly_benefit=r.expected_monthly_benefit,
@@ -136,6 +147,8 @@ async def military_service(root: Resident, info: Info) -> MilitaryService | None
     if r is None:
         return None
     return MilitaryService(
+        view=root.view,
+        subject=root.record.rrn,
         status=MilitaryServiceStatus(r.status),
         branch=None if r.branch is None else MilitaryBranch(r.branch),
         enlisted_on=r.enlisted_on,

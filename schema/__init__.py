@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from schema.mutation import Mutation
 from schema.query import Query
 
-__all__ = ["Query"]
+__all__ = ["Mutation", "Query"]

@@ -9,12 +9,15 @@ import strawberry
 
 @strawberry.type(description="The address a resident is registered at, from the registry.")
 class Address:
-    region: str = strawberry.field(
+    view: strawberry.Private[str]
+    subject: strawberry.Private[str]
+
+    region: str | None = strawberry.field(
         description="Province or metropolitan city, e.g. Seoul or Gyeonggi-do."
     )
-    city: str = strawberry.field(description="City, county or district, e.g. Gangnam-gu.")
-    street: str = strawberry.field(description="Street address within the city.")
-    postal_code: str = strawberry.field(description="Five-digit postal code.")
-    registered_on: dt.date = strawberry.field(
+    city: str | None = strawberry.field(description="City, county or district, e.g. Gangnam-gu.")
+    street: str | None = strawberry.field(description="Street address within the city.")
+    postal_code: str | None = strawberry.field(description="Five-digit postal code.")
+    registered_on: dt.date | None = strawberry.field(
         description="When the household registered at this address."
     )

@@ -8,7 +8,6 @@ import strawberry
 
 from adapters.records import HouseholdRecord
 from resolvers import household
-from schema.enums import Purpose
 
 if TYPE_CHECKING:
     from schema.resident import Resident
@@ -19,18 +18,19 @@ if TYPE_CHECKING:
 )
 class Household:
     record: strawberry.Private[HouseholdRecord]
-    purpose: strawberry.Private[Purpose]
+    view: strawberry.Private[str]
+    subject: strawberry.Private[str]  # the RRN of the resident it was reached from
 
-    id: strawberry.ID = strawberry.field(
+    id: strawberry.ID | None = strawberry.field(
         resolver=household.household_id, description="The registry's household number."
     )
-    size: int = strawberry.field(
+    size: int | None = strawberry.field(
         resolver=household.size, description="How many people are registered in it."
     )
     head: Annotated[Resident, strawberry.lazy("schema.resident")] | None = strawberry.field(
         resolver=household.head, description="The head of the household."
     )
-    members: list[Annotated[Resident, strawberry.lazy("schema.resident")] | None] = (
+    members: list[Annotated[Resident, strawberry.lazy("schema.resident")] | None] | None = (
         strawberry.field(
             resolver=household.members,
             description="Every member, head first, then by date of birth.",

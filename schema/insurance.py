@@ -12,12 +12,15 @@ from schema.scalars import KRW
 
 @strawberry.type(description="Enrolment in national health insurance, from the nhis agency.")
 class HealthInsurance:
-    insured_type: InsuredType = strawberry.field(description="How the person is covered.")
-    enrolled_on: dt.date = strawberry.field(description="When the current enrolment began.")
-    monthly_premium: KRW = strawberry.field(
+    view: strawberry.Private[str]
+    subject: strawberry.Private[str]
+
+    insured_type: InsuredType | None = strawberry.field(description="How the person is covered.")
+    enrolled_on: dt.date | None = strawberry.field(description="When the current enrolment began.")
+    monthly_premium: KRW | None = strawberry.field(
         description="Premium charged per month, in won; 0 for dependents."
     )
-    dependents: int = strawberry.field(
+    dependents: int | None = strawberry.field(
         description="How many people are insured as this person's dependents."
     )
     insured_by: str | None = strawberry.field(

@@ -11,7 +11,10 @@ from schema.enums import MilitaryBranch, MilitaryServiceStatus
 
 @strawberry.type(description="Military service duty and its record, from the mma agency.")
 class MilitaryService:
-    status: MilitaryServiceStatus = strawberry.field(
+    view: strawberry.Private[str]
+    subject: strawberry.Private[str]
+
+    status: MilitaryServiceStatus | None = strawberry.field(
         description="Where the person stands with service duty."
     )
     branch: MilitaryBranch | None = strawberry.field(description="Branch served in, once enlisted.")

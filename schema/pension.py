@@ -12,10 +12,15 @@ from schema.scalars import KRW
 
 @strawberry.type(description="National pension participation and benefits, from the nps agency.")
 class Pension:
-    subscriber_type: PensionSubscriberType = strawberry.field(
+    view: strawberry.Private[str]
+    subject: strawberry.Private[str]
+
+    subscriber_type: PensionSubscriberType | None = strawberry.field(
         description="How the person takes part: contributing, or receiving a pension."
     )
-    months_contributed: int = strawberry.field(description="Months of contributions on record.")
+    months_contributed: int | None = strawberry.field(
+        description="Months of contributions on record."
+    )
     expected_monthly_benefit: KRW | None = strawberry.field(
         description="For contributors: the projected monthly pension at pension age, in won."
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import query
+from resolvers import citizen, query
+from schema.access_log import AccessLogConnection
 from schema.agency import AgencyStatus
+from schema.consent import Consent
 from schema.resident import Resident
 
 
@@ -25,6 +27,19 @@ class Query:
             "Several residents at once, in the order of rrns; null for an RRN with no "
             "resident or an invalid one (with an error at that index)."
         ),
+    )
+    me: Resident | None = strawberry.field(
+        resolver=citizen.me,
+        description="Your own record, RRN unmasked (citizens; the token's rrn claim).",
+    )
+    my_access_log: AccessLogConnection = strawberry.field(
+        resolver=citizen.my_access_log,
+        description=(
+            "Who looked at your data: when, which agency and role, why, and what; newest first."
+        ),
+    )
+    my_consents: list[Consent] = strawberry.field(
+        resolver=citizen.my_consents, description="Every consent you have given, newest first."
     )
     agencies: list[AgencyStatus] = strawberry.field(
         resolver=query.agencies, description="Each agency behind the gateway and its state."

@@ -9,7 +9,7 @@ import strawberry
 from adapters.records import ResidentRecord
 from resolvers import resident
 from schema.address import Address
-from schema.enums import Purpose, RegistrationStatus, Relationship, Sex
+from schema.enums import RegistrationStatus, Relationship, Sex
 from schema.household import Household
 from schema.insurance import HealthInsurance
 from schema.military import MilitaryService
@@ -26,7 +26,7 @@ from schema.tax import TaxRecord
 )
 class Resident:
     record: strawberry.Private[ResidentRecord]
-    purpose: strawberry.Private[Purpose]
+    view: strawberry.Private[str]  # a Purpose name, or SELF / SELF_HOUSEHOLD
 
     rrn: str = strawberry.field(
         resolver=resident.rrn,

@@ -9,8 +9,13 @@ from schema.scalars import KRW
 
 @strawberry.type(description="Income tax for one tax year, from the nts agency.")
 class TaxRecord:
-    year: int = strawberry.field(description="The tax year (calendar year of the income).")
-    reported_income: KRW = strawberry.field(description="Income reported for the year, in won.")
-    tax_assessed: KRW = strawberry.field(description="Tax assessed on that income, in won.")
-    tax_paid: KRW = strawberry.field(description="Tax paid so far for the year, in won.")
-    arrears: KRW = strawberry.field(description="Tax assessed but still unpaid, in won.")
+    view: strawberry.Private[str]
+    subject: strawberry.Private[str]
+
+    year: int | None = strawberry.field(description="The tax year (calendar year of the income).")
+    reported_income: KRW | None = strawberry.field(
+        description="Income reported for the year, in won."
+    )
+    tax_assessed: KRW | None = strawberry.field(description="Tax assessed on that income, in won.")
+    tax_paid: KRW | None = strawberry.field(description="Tax paid so far for the year, in won.")
+    arrears: KRW | None = strawberry.field(description="Tax assessed but still unpaid, in won.")

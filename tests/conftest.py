@@ -25,13 +25,25 @@ from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
 from gateway.app import create_app
-from gateway.config import AgencyConfig, Config, DatabaseConfig
+from gateway.auth import issue_token
+from gateway.config import (
+    AgencyConfig,
+    AuditConfig,
+    AuthConfig,
+    Config,
+    DatabaseConfig,
+    PolicyConfig,
+)
 from gateway.demo.embedded import start_postgres, with_database
 from gateway.demo.processes import AgencyProcess
 from gateway.demo.seed import seed
 from tests.data import insert_fixtures
 
 SEEDED_RESIDENTS = 400
+TEST_SECRET = "test-secret-" + "x" * 40
+TEST_AUDIT_KEY = "test-audit-key-" + "y" * 40
+ALLOW_ALL = Path(__file__).parent / "allow_all.toml"
+AUTH = AuthConfig(secret=TEST_SECRET)
 MACHINE_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -110,7 +122,18 @@ def make_config(dsn: str, urls: dict[str, str], **overrides: Any) -> Config:
         "mma": AgencyConfig(code="mma", kind="http", url=urls["mma"]),
     }
     agencies.update(overrides.pop("agencies", {}))
+    overrides.setdefault("auth", AUTH)
+    overrides.setdefault("audit", AuditConfig(key=TEST_AUDIT_KEY))
+    overrides.setdefault("policy", PolicyConfig(file=str(ALLOW_ALL)))
     return Config(database=DatabaseConfig(url=dsn), agencies=agencies, **overrides)
+
+
+def token(
+    *roles: str, agency: str | None = None, rrn: str | None = None, sub: str | None = None
+) -> str:
+    return issue_token(
+        AUTH, sub=sub or f"test-{roles[0]}", roles=list(roles), agency=agency, rrn=rrn
+    )
 
 
 @pytest.fixture(scope="session")
@@ -119,26 +142,38 @@ def config(agency_db: ScratchDatabase, http_agencies: dict[str, str]) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def gateway_client(config: Config) -> AsyncIterator[GatewayClient]:
-    """The app in-process, lifespan run, behind an httpx client."""
+async def gateway_client(
+    config: Config, bearer: str | None = None
+) -> AsyncIterator[GatewayClient]:
+    """The app in-process, lifespan run, behind an httpx client sending ``bearer``."""
     app = create_app(config)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-            yield GatewayClient(http, app)
+            yield GatewayClient(http, app, bearer or token("tester"))
 
 
 class GatewayClient:
-    def __init__(self, http: httpx.AsyncClient, app: Starlette) -> None:
+    def __init__(self, http: httpx.AsyncClient, app: Starlette, bearer: str) -> None:
         self.http = http
         self.app = app
+        self.bearer = bearer
+
+    def as_(self, bearer: str) -> GatewayClient:
+        """The same app and connection, another caller."""
+        return GatewayClient(self.http, self.app, bearer)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.bearer}"}
+
+    async def post(self, body: Any) -> httpx.Response:
+        return await self.http.post("/graphql", json=body, headers=self.headers)
 
     async def query(
         self, query: str, variables: dict[str, Any] | None = None, **body: Any
     ) -> dict[str, Any]:
-        response = await self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}, **body}
-        )
+        response = await self.post({"query": query, "variables": variables or {}, **body})
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result

@@ -54,21 +54,41 @@ def test_serve_without_config_runs_the_demo(tmp_path: Path) -> None:
         assert f"GraphiQL: {url}/graphql" in printed
         rrn = re.search(r'resident\(rrn: "(\d{6}-\d{7})"', printed)
         assert rrn, printed
+        tokens = dict(re.findall(r"^  (\w+) +(\S+\.\S+\.\S+)$", printed, re.M))
+        assert set(tokens) >= {"citizen", "welfare_officer", "tax_officer", "operator"}
+        # The citizen reads their own record whole.
         response = httpx.post(
             f"{url}/graphql",
             json={
-                "query": """query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_ELIGIBILITY)
-                  { name household { size } insurance { insuredType } taxes { year }
-                    pension { monthsContributed } militaryService { status } } }""",
-                "variables": {"rrn": rrn.group(1)},
+                "query": """{ me { rrn name household { size } insurance { insuredType }
+                    taxes { year } pension { monthsContributed } militaryService { status } } }"""
             },
+            headers={"Authorization": f"Bearer {tokens['citizen']}"},
             timeout=10,
         )
         body = response.json()
         assert response.status_code == 200
         assert "errors" not in body, body
+        assert body["data"]["me"]["rrn"] == rrn.group(1)
+        assert body["data"]["me"]["household"]["size"] >= 1
+        # A welfare officer may not read military service, and the rest is served.
+        response = httpx.post(
+            f"{url}/graphql",
+            json={
+                "query": """query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_ELIGIBILITY)
+                  { name militaryService { status } } }""",
+                "variables": {"rrn": rrn.group(1)},
+            },
+            headers={"Authorization": f"Bearer {tokens['welfare_officer']}"},
+            timeout=10,
+        )
+        body = response.json()
         assert body["data"]["resident"]["name"]
-        assert body["data"]["resident"]["household"]["size"] >= 1
+        assert body["data"]["resident"]["militaryService"] is None
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        # No token, no data.
+        response = httpx.post(f"{url}/graphql", json={"query": "{ me { name } }"}, timeout=10)
+        assert response.status_code == 401
         assert (tmp_path / "cache" / "resident-gateway" / "postgres").is_dir()
     finally:
         process.send_signal(signal.SIGINT)

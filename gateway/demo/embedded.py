@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import warnings
 from collections.abc import Iterator
@@ -14,8 +15,17 @@ from typing import Any
 import asyncpg
 import platformdirs
 
-from gateway.config import AgencyConfig, Config, DatabaseConfig, ServerConfig
+from gateway.config import (
+    AgencyConfig,
+    AuditConfig,
+    AuthConfig,
+    Config,
+    DatabaseConfig,
+    PolicyConfig,
+    ServerConfig,
+)
 from gateway.demo.processes import AgencyProcess
+from gateway.runtime import DEMO_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +33,45 @@ DEMO_DATABASE = "resident_demo"
 DEMO_RESIDENTS = 2000
 
 
+# Demo roles and the agency each demo official works for (the token's agency claim).
+DEMO_ROLES: dict[str, str | None] = {
+    "citizen": None,
+    "welfare_officer": "welfare",
+    "tax_officer": "nts",
+    "health_insurance_officer": "nhis",
+    "pension_officer": "nps",
+    "military_officer": "mma",
+    "analyst": "statistics",
+    "operator": "gateway",
+}
+
+
+def cache_dir() -> Path:
+    return platformdirs.user_cache_path("resident-gateway")
+
+
 def data_dir() -> Path:
-    return platformdirs.user_cache_path("resident-gateway") / "postgres"
+    return cache_dir() / "postgres"
+
+
+def demo_secrets() -> tuple[str, str]:
+    """The demo's token secret and audit key: made once, kept beside its data."""
+    import json
+    import secrets
+
+    path = cache_dir() / "demo-secrets.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        return stored["auth_secret"], stored["audit_key"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = {"auth_secret": secrets.token_urlsafe(48), "audit_key": secrets.token_urlsafe(48)}
+    path.write_text(json.dumps(created))
+    path.chmod(0o600)
+    return created["auth_secret"], created["audit_key"]
+
+
+def demo_auth() -> AuthConfig:
+    return AuthConfig(secret=demo_secrets()[0])
 
 
 def start_postgres(pgdata: Path) -> Any:
@@ -93,6 +140,23 @@ async def sample_rrn(conn: asyncpg.Connection) -> str:
     return str(rrn)
 
 
+def demo_settings(dsn: str, agencies: dict[str, AgencyConfig] | None = None) -> Config:
+    auth_secret, audit_key = demo_secrets()
+    return Config(
+        database=DatabaseConfig(url=dsn),
+        auth=AuthConfig(secret=auth_secret),
+        audit=AuditConfig(key=audit_key),
+        policy=PolicyConfig(file=str(DEMO_POLICY)),
+        agencies=agencies or {},
+    )
+
+
+def demo_config() -> Config:
+    """The demo's settings for commands that only need its database (audit verify)."""
+    server = start_postgres(data_dir())
+    return demo_settings(with_database(server.get_uri(), DEMO_DATABASE))
+
+
 @contextlib.contextmanager
 def embedded_demo(
     host: str = "127.0.0.1", port: int = 8000, residents: int = DEMO_RESIDENTS
@@ -103,15 +167,14 @@ def embedded_demo(
     dsn = with_database(admin_dsn, DEMO_DATABASE)
     rrn = asyncio.run(prepare_database(admin_dsn, dsn, residents))
     with AgencyProcess("nts", dsn) as nts, AgencyProcess("mma", dsn) as mma:
-        config = Config(
-            server=ServerConfig(host=host, port=port),
-            database=DatabaseConfig(url=dsn),
-            agencies={
-                "registry": AgencyConfig(code="registry", kind="sql", dsn=dsn),
-                "nhis": AgencyConfig(code="nhis", kind="sql", dsn=dsn),
-                "nps": AgencyConfig(code="nps", kind="sql", dsn=dsn),
-                "nts": AgencyConfig(code="nts", kind="http", url=nts.url),
-                "mma": AgencyConfig(code="mma", kind="http", url=mma.url),
-            },
+        agencies = {
+            "registry": AgencyConfig(code="registry", kind="sql", dsn=dsn),
+            "nhis": AgencyConfig(code="nhis", kind="sql", dsn=dsn),
+            "nps": AgencyConfig(code="nps", kind="sql", dsn=dsn),
+            "nts": AgencyConfig(code="nts", kind="http", url=nts.url),
+            "mma": AgencyConfig(code="mma", kind="http", url=mma.url),
+        }
+        config = dataclasses.replace(
+            demo_settings(dsn, agencies), server=ServerConfig(host=host, port=port)
         )
         yield config, rrn

@@ -6,12 +6,19 @@ import pytest
 
 from gateway import config
 from gateway.cli import main
+from gateway.runtime import DEMO_POLICY
 
 GOOD = """
 [server]
 port = 9000
 [database]
 url = "postgresql://postgres@127.0.0.1/gw"
+[auth]
+secret = "a-development-secret-of-forty-characters!"
+[audit]
+key = "an-audit-key-of-at-least-thirty-two-characters"
+[policy]
+file = "POLICY"
 [limits]
 max_depth = 8
 [agencies.registry]
@@ -28,7 +35,7 @@ x-api-key = "secret"
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "gateway.toml"
-    path.write_text(text)
+    path.write_text(text.replace("POLICY", str(DEMO_POLICY)))
     return path
 
 
@@ -73,10 +80,16 @@ def test_bad_config_says_where_and_why(tmp_path: Path, text: str, message: str) 
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "--config", str(write(tmp_path, GOOD))]) == 0
     assert "ok (2 agencies)" in capsys.readouterr().out
-    bad = write(tmp_path, '[agencies.nhis]\nkind = "carrier-pigeon"\n')
+    bad = write(tmp_path, GOOD + '[agencies.nhis]\nkind = "carrier-pigeon"\n')
     assert main(["check-config", "--config", str(bad)]) == 2
     assert "kind 'carrier-pigeon' is not installed" in capsys.readouterr().err
     assert main(["check-config", "--config", str(tmp_path / "missing.toml")]) == 2
+    no_key = write(tmp_path, GOOD.replace("[audit]", "[unused]"))
+    assert main(["check-config", "--config", str(no_key)]) == 2
+    assert "unknown section(s): unused" in capsys.readouterr().err
+    no_audit = write(tmp_path, GOOD.replace('key = "an-audit', 'retention_days = 9\n# "'))
+    assert main(["check-config", "--config", str(no_audit)]) == 2
+    assert "[audit] key is required" in capsys.readouterr().err
 
 
 def test_schema_command_prints_sdl(capsys: pytest.CaptureFixture[str]) -> None:

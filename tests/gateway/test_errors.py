@@ -30,7 +30,7 @@ async def test_malformed_requests_are_bad_request(
     client: GatewayClient, content: bytes, content_type: str, fragment: str
 ) -> None:
     response = await client.http.post(
-        "/graphql", content=content, headers={"content-type": content_type}
+        "/graphql", content=content, headers={"content-type": content_type, **client.headers}
     )
     assert response.status_code == 400
     error = only_error(response.json())
@@ -93,7 +93,9 @@ async def test_invalid_rrn_is_coded_and_masked(client: GatewayClient, rrn: str) 
 
 async def test_mutations_are_not_allowed_over_get(client: GatewayClient) -> None:
     response = await client.http.get(
-        "/graphql", params={"query": "mutation { x }"}, headers={"accept": "application/json"}
+        "/graphql",
+        params={"query": 'mutation { revokeConsent(id: "x") { id } }'},
+        headers={"accept": "application/json", **client.headers},
     )
     assert response.status_code in (400, 405)
     assert only_error(response.json())["extensions"]["code"] == "BAD_REQUEST"
@@ -119,7 +121,9 @@ async def test_too_many_residents_in_one_batch(client: GatewayClient) -> None:
 
 async def test_every_response_carries_a_request_id(client: GatewayClient) -> None:
     response = await client.http.post(
-        "/graphql", json={"query": "{ agencies { code } }"}, headers={"x-request-id": "abc-123"}
+        "/graphql",
+        json={"query": "{ agencies { code } }"},
+        headers={"x-request-id": "abc-123", **client.headers},
     )
     assert response.headers["x-request-id"] == "abc-123"
     response = await client.http.post("/graphql", content=b"{", headers={
@@ -134,7 +138,7 @@ async def test_health_ready_metrics_and_graphiql(client: GatewayClient) -> None:
     assert ready.status_code == 200
     assert ready.json()["database"]["reachable"] is True
     assert set(ready.json()["agencies"]) == {"registry", "nhis", "nts", "nps", "mma"}
-    metrics = await client.http.get("/metrics")
+    metrics = await client.http.get("/metrics", headers=client.headers)
     assert 'gateway_agency_calls_total{agency="nhis"}' in metrics.text
     page = await client.http.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200

@@ -1,0 +1,185 @@
+"""Field-level authorization, decided per request and per field, and what it disclosed.
+
+``Authorize`` runs before every field's resolver. Root fields need the operation in one of
+the caller's roles; fields of resident data types need the coordinate granted for the view
+the lookup declared (its purpose), and resident consent where the policy asks for it. A denied
+field raises before its resolver runs, so its agency is never called.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import GraphQLResolveInfo
+from strawberry.dataloader import DataLoader
+from strawberry.extensions import SchemaExtension
+
+from gateway.audit import AuditKeys, AuditRecord
+from gateway.consent import ConsentRecord
+from gateway.errors import ConsentRequired, Forbidden
+from gateway.policy import RESIDENT_TYPES, SELF, Grant, Policy
+from gateway.principal import Principal
+from gateway.rrn import mask
+
+ROOT_TYPES = frozenset({"Query", "Mutation"})
+Info = GraphQLResolveInfo[Any]
+
+
+@dataclass
+class Disclosure:
+    """What one request read, or was refused, of one resident under one view."""
+
+    root_key: str
+    disclosed: set[str] = field(default_factory=set)
+    denied: set[str] = field(default_factory=set)
+
+
+class Access:
+    """One request's decisions. Holds no data across requests: decisions are never cached."""
+
+    def __init__(
+        self,
+        principal: Principal,
+        policy: Policy,
+        keys: AuditKeys,
+        consents: DataLoader[str, list[ConsentRecord]],
+    ) -> None:
+        self.principal = principal
+        self.policy = policy
+        self.keys = keys
+        self.consents = consents
+        self.disclosures: dict[tuple[str, str], Disclosure] = {}
+        self.audit_failed = False
+
+    # Root operations -------------------------------------------------------------------
+
+    def require_operation(self, coordinate: str) -> None:
+        if not self.policy.allows_operation(self.principal.roles, coordinate):
+            roles = ", ".join(self.principal.roles) or "no role"
+            raise Forbidden(f"{roles} may not use {coordinate}.")
+
+    def require_view(self, view: str) -> Grant:
+        grant = self.policy.grant(self.principal.roles, view)
+        if grant is None:
+            roles = ", ".join(self.principal.roles) or "no role"
+            raise Forbidden(f"{roles} may not declare the purpose {view}.")
+        return grant
+
+    def unmasked_rrn(self, view: str, rrn: str) -> bool:
+        if view == SELF and rrn == self.principal.rrn:
+            return True
+        grant = self.policy.grant(self.principal.roles, view)
+        return grant is not None and grant.unmasked_rrn
+
+    # Resident data fields --------------------------------------------------------------
+
+    def resolve_field(
+        self, resolve: Callable[..., Any], root: Any, info: Info, *args: Any, **kwargs: Any
+    ) -> Any:
+        type_name = info.parent_type.name
+        coordinate = f"{type_name}.{info.field_name}"
+        subject: str = root.record.rrn if type_name == "Resident" else root.subject
+        view: str = root.view
+        entry = self.disclosures.get((subject, view))
+        if entry is None:
+            entry = self.disclosures[(subject, view)] = Disclosure(_root_key(info))
+        if coordinate == "Resident.rrn":  # always readable; masking decides how much
+            return resolve(root, info, *args, **kwargs)
+        grant = self.policy.grant(self.principal.roles, view)
+        if grant is None or coordinate not in grant.fields:
+            entry.denied.add(coordinate)
+            raise Forbidden(f"You may not read {coordinate} for {view}.")
+        if coordinate in grant.consent:
+            return self._with_consent(resolve, root, info, args, kwargs, entry, coordinate)
+        result = resolve(root, info, *args, **kwargs)
+        if inspect.isawaitable(result):
+            return _track(result, entry, coordinate)
+        entry.disclosed.add(coordinate)
+        return result
+
+    async def _with_consent(
+        self,
+        resolve: Callable[..., Any],
+        root: Any,
+        info: Info,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        entry: Disclosure,
+        coordinate: str,
+    ) -> Any:
+        subject: str = root.record.rrn
+        view: str = root.view
+        consents = await self.consents.load(self.keys.subject(subject))
+        now = dt.datetime.now(dt.UTC)
+        if not any(c.covers(view, self.principal.agency, now) for c in consents):
+            entry.denied.add(coordinate)
+            agency = self.principal.agency or "your agency"
+            raise ConsentRequired(
+                f"{mask(subject)} has not consented to {agency} reading {coordinate} for {view}."
+            )
+        result = resolve(root, info, *args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is not None:
+            entry.disclosed.add(coordinate)
+        return result
+
+    # Audit -------------------------------------------------------------------------------
+
+    def drain(self, request_id: str) -> list[AuditRecord]:
+        """Audit records for everything decided so far (each disclosure once)."""
+        now = dt.datetime.now(dt.UTC)
+        p = self.principal
+        return [
+            AuditRecord(
+                at=now,
+                request_id=request_id,
+                principal=p.sub,
+                roles=",".join(p.roles),
+                agency=p.agency,
+                purpose=view,
+                subject=self.keys.subject(subject),
+                disclosed=tuple(sorted(d.disclosed)),
+                denied=tuple(sorted(d.denied)),
+            )
+            for (subject, view), d in self.disclosures.items()
+            if d.disclosed or d.denied
+        ]
+
+    def withheld_keys(self) -> set[str]:
+        return {d.root_key for d in self.disclosures.values()}
+
+
+async def _track(result: Any, entry: Disclosure, coordinate: str) -> Any:
+    value = await result
+    if value is not None:
+        entry.disclosed.add(coordinate)
+    return value
+
+
+def _root_key(info: Info) -> str:
+    path = info.path
+    while path.prev is not None:
+        path = path.prev
+    return str(path.key)
+
+
+class Authorize(SchemaExtension):
+    """Runs the request's Access in front of every resolver that needs a decision."""
+
+    def resolve(
+        self, _next: Callable[..., Any], root: Any, info: Info, *args: Any,
+        **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        type_name = info.parent_type.name
+        if info.field_name.startswith("__"):
+            return _next(root, info, *args, **kwargs)
+        if type_name in RESIDENT_TYPES:
+            return info.context.access.resolve_field(_next, root, info, *args, **kwargs)
+        if type_name in ROOT_TYPES:
+            info.context.access.require_operation(f"{type_name}.{info.field_name}")
+        return _next(root, info, *args, **kwargs)

@@ -1,0 +1,79 @@
+"""Everything a running gateway holds: built from config at start, opened in the lifespan."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+import asyncpg
+
+from gateway import policy as policy_module
+from gateway.agencies import Agencies
+from gateway.audit import AuditKeys, AuditLog
+from gateway.auth import Authenticator
+from gateway.config import Config, ConfigError
+from gateway.consent import Consents
+from gateway.graphql_schema import PURPOSES, build_schema, schema_fields
+from gateway.policy import Policy
+
+DEMO_POLICY = Path(str(files("gateway.demo") / "policy.toml"))
+
+
+@dataclass
+class Runtime:
+    config: Config
+    agencies: Agencies
+    policy: Policy
+    keys: AuditKeys
+    authenticator: Authenticator
+    db: asyncpg.Pool | None = None
+    audit: AuditLog | None = None
+    consents: Consents | None = field(default=None)
+
+    @property
+    def audit_enabled(self) -> bool:
+        return self.config.audit.enabled
+
+
+def policy_path(config: Config) -> Path:
+    path = Path(config.policy.file)
+    if not path.is_absolute() and config.source is not None:
+        path = config.source.parent / path
+    return path
+
+
+def load_policy(config: Config) -> Policy:
+    schema = build_schema(config.limits)
+    return policy_module.load(policy_path(config), schema_fields(schema), PURPOSES)
+
+
+def check(config: Config) -> Policy:
+    """Everything that must hold before serving; raises ConfigError naming the problem."""
+    if not config.database.url:
+        raise ConfigError("[database] url is required: consents and the audit trail live there")
+    if not config.audit.key:
+        raise ConfigError("[audit] key is required (a long random secret kept out of the database)")
+    if len(config.audit.key) < 32:
+        raise ConfigError("[audit] key must be at least 32 characters")
+    if config.auth.secret and len(config.auth.secret) < 32:
+        raise ConfigError("[auth] secret must be at least 32 characters")
+    if not config.auth.secret and not config.auth.jwks_url:
+        raise ConfigError("[auth] needs secret (development) or jwks_url (production)")
+    return load_policy(config)
+
+
+def build(config: Config) -> Runtime:
+    policy = check(config)
+    return Runtime(
+        config=config,
+        agencies=Agencies(config.agencies),
+        policy=policy,
+        keys=AuditKeys(config.audit.key),
+        authenticator=Authenticator(config.auth),
+    )
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(48)

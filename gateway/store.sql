@@ -1,0 +1,43 @@
+-- The gateway's own store: consents and the audit trail. Idempotent; run at start-up.
+-- Residents appear only as a keyed hash ("subject"), never as a plain RRN.
+
+create schema if not exists gateway;
+
+create table if not exists gateway.consents (
+    id          uuid primary key,
+    subject     text not null,
+    purpose     text not null,
+    agency      text not null,
+    granted_at  timestamptz not null,
+    expires_at  timestamptz not null,
+    revoked_at  timestamptz
+);
+create index if not exists consents_subject_idx on gateway.consents (subject);
+
+create table if not exists gateway.audit_log (
+    seq        bigint primary key,
+    at         timestamptz not null,
+    request_id text not null,
+    principal  text not null,
+    roles      text not null,
+    agency     text,
+    purpose    text not null,
+    subject    text not null,
+    disclosed  text[] not null,
+    denied     text[] not null,
+    prev_hash  text not null,
+    hash       text not null
+);
+create index if not exists audit_subject_idx on gateway.audit_log (subject, seq desc);
+create index if not exists audit_at_idx on gateway.audit_log (at);
+
+-- One row: the end of the chain, and where it starts after retention purged older rows.
+create table if not exists gateway.audit_head (
+    id          int primary key check (id = 1),
+    last_seq    bigint not null,
+    last_hash   text not null,
+    anchor_seq  bigint not null,
+    anchor_hash text not null
+);
+insert into gateway.audit_head values (1, 0, repeat('0', 64), 0, repeat('0', 64))
+    on conflict (id) do nothing;

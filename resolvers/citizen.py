@@ -1,0 +1,137 @@
+"""What citizens ask about themselves: their record, their consents, who looked at them."""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from gateway.consent import ConsentRecord
+from gateway.context import Context
+from gateway.errors import BadRequest, Forbidden
+from gateway.policy import SELF
+from schema.access_log import (
+    AccessLogConnection,
+    AccessLogEdge,
+    AccessLogEntry,
+    AccessOutcome,
+    PageInfo,
+)
+from schema.consent import Consent
+from schema.enums import Purpose
+
+if TYPE_CHECKING:
+    from schema.resident import Resident
+
+Info = strawberry.Info[Context, None]
+MAX_PAGE = 100
+
+
+def own_rrn(info: Info) -> str:
+    rrn = info.context.principal.rrn if info.context.principal else None
+    if rrn is None:
+        raise Forbidden("Only a citizen's token (with an rrn claim) names a record of its own.")
+    return rrn
+
+
+async def me(info: Info) -> Resident | None:
+    from schema.resident import Resident
+
+    record = await info.context.loaders["resident"].load(own_rrn(info))
+    return None if record is None else Resident(record=record, view=SELF)
+
+
+async def my_access_log(
+    info: Info,
+    first: Annotated[
+        int, strawberry.argument(description=f"How many entries (1 to {MAX_PAGE}).")
+    ] = 20,
+    after: Annotated[
+        str | None, strawberry.argument(description="A cursor from a previous page.")
+    ] = None,
+) -> AccessLogConnection:
+    if not 1 <= first <= MAX_PAGE:
+        raise BadRequest(f"first must be between 1 and {MAX_PAGE}")
+    subject = info.context.keys.subject(own_rrn(info))
+    rows = await info.context.audit.entries_for(subject, first, _decode_cursor(after))
+    edges = [
+        AccessLogEdge(
+            cursor=_encode_cursor(row["seq"]),
+            node=AccessLogEntry(
+                at=row["at"],
+                agency=row["agency"],
+                role=row["roles"],
+                purpose=row["purpose"],
+                fields=list(row["disclosed"]),
+                denied=list(row["denied"]),
+                outcome=_outcome(row["disclosed"], row["denied"]),
+            ),
+        )
+        for row in rows[:first]
+    ]
+    return AccessLogConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(rows) > first, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )
+
+
+async def my_consents(info: Info) -> list[Consent]:
+    subject = info.context.keys.subject(own_rrn(info))
+    return [_consent(c) for c in await info.context.consents.of(subject)]
+
+
+async def grant_consent(
+    info: Info,
+    purpose: Annotated[Purpose, strawberry.argument(description="The purpose it covers.")],
+    agency: Annotated[str, strawberry.argument(description="The agency (code) it is for.")],
+    days: Annotated[int, strawberry.argument(description="How long it lasts (1 to 365).")] = 30,
+) -> Consent:
+    subject = info.context.keys.subject(own_rrn(info))
+    return _consent(await info.context.consents.grant(subject, purpose.name, agency, days))
+
+
+async def revoke_consent(
+    info: Info, id: Annotated[strawberry.ID, strawberry.argument(description="Its id.")]
+) -> Consent:
+    subject = info.context.keys.subject(own_rrn(info))
+    return _consent(await info.context.consents.revoke(subject, str(id)))
+
+
+def _consent(c: ConsentRecord) -> Consent:
+    import datetime as dt
+
+    return Consent(
+        id=strawberry.ID(str(c.id)),
+        purpose=Purpose(c.purpose),
+        agency=c.agency,
+        granted_at=c.granted_at,
+        expires_at=c.expires_at,
+        revoked_at=c.revoked_at,
+        active=c.in_force(dt.datetime.now(dt.UTC)),
+    )
+
+
+def _outcome(disclosed: list[str], denied: list[str]) -> AccessOutcome:
+    if not denied:
+        return AccessOutcome.GRANTED
+    return AccessOutcome.PARTIAL if disclosed else AccessOutcome.DENIED
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        kind, _, value = text.partition(":")
+        if kind != "seq":
+            raise ValueError
+        return int(value)
+    except ValueError:
+        raise BadRequest("after is not a cursor from this log") from None
