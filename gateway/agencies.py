@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -14,8 +15,10 @@ from typing import Any
 
 from adapters.base import Adapter
 from adapters.records import DATASETS, Dataset
+from gateway.breaker import CircuitBreaker
+from gateway.cache import AgencyCache, Entry
 from gateway.config import AgencyConfig, ConfigError
-from gateway.errors import AgencyError, AgencyTimeout
+from gateway.errors import AgencyError, AgencyTimeout, GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -49,42 +52,162 @@ class AgencyStats:
     keys: int = 0
     failures: int = 0
     timeouts: int = 0
+    retries: int = 0
+    rejected: int = 0  # answered at once because the circuit was open
+    stale_served: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
 
 
-class Agency:
-    """One agency as the gateway uses it: its adapter behind a timeout and a FIFO limit."""
+@dataclass(frozen=True, slots=True)
+class Sourced:
+    """An agency's answer for one key, and where and when it came from."""
 
-    def __init__(self, config: AgencyConfig, adapter: Adapter) -> None:
+    value: Any
+    agency: str
+    as_of: float  # when the agency gave it (epoch seconds)
+    stale: bool = False
+
+
+Outcome = Sourced | GatewayError
+
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 1.0
+
+
+class Agency:
+    """One agency as the gateway uses it: cache, single flight, circuit breaker, retries,
+    a timeout per attempt and a FIFO concurrency limit in front of its adapter."""
+
+    def __init__(self, config: AgencyConfig, adapter: Adapter, cache: AgencyCache | None) -> None:
         self.code = config.code
         self.config = config
         self.adapter = adapter
+        self.cache = cache if config.cache else None
         self.timeout = config.timeout_ms / 1000
         # asyncio.Semaphore wakes waiters in FIFO order, which keeps tail latency flat when
         # many requests queue for a small pool.
         self.limit = asyncio.Semaphore(config.max_concurrency)
+        self.breaker = CircuitBreaker(
+            threshold=int(config.settings.get("breaker_threshold", 5)),
+            reset_after_s=float(config.settings.get("breaker_reset_s", 10)),
+        )
         self.stats = AgencyStats()
+        self._inflight: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
 
-    async def fetch(self, dataset: Dataset, keys: Sequence[str]) -> list[Any]:
-        """One entry per key: record, None, or a GatewayError for that key."""
-        self.stats.calls += 1
-        self.stats.keys += len(keys)
+    async def fetch(
+        self, dataset: Dataset, keys: Sequence[str], deadline: float | None = None
+    ) -> list[Outcome]:
+        """One outcome per key, in order. ``deadline`` is the request's (monotonic clock)."""
+        results: dict[str, Outcome] = {}
+        stale: dict[str, Entry] = {}
+        pending = list(keys)
+        if self.cache is not None:
+            entries = await self.cache.get_many(
+                self.code, dataset, keys, max_age_s=max(self.config.stale_ttl_s, 1)
+            )
+            now = time.time()
+            pending = []
+            for key, entry in zip(keys, entries, strict=True):
+                if entry is not None and now - entry.fetched_at < self.config.cache_ttl_s:
+                    results[key] = Sourced(entry.value, self.code, entry.fetched_at)
+                else:
+                    if entry is not None:
+                        stale[key] = entry
+                    pending.append(key)
+            self.cache.count(hits=len(keys) - len(pending), misses=len(pending))
+
+        # Single flight: a key another request is already fetching is awaited, not re-asked.
+        waiting = {k: f for k in pending if (f := self._inflight.get((dataset.name, k)))}
+        mine = [k for k in pending if k not in waiting]
+        if mine:
+            results.update(await self._fetch_once(dataset, mine, deadline, stale))
+        for key, future in waiting.items():
+            outcome = await asyncio.shield(future)
+            if isinstance(outcome, GatewayError) and key in stale:
+                outcome = self._stale(stale[key])
+            results[key] = outcome
+        return [results[key] for key in keys]
+
+    async def _fetch_once(
+        self, dataset: Dataset, keys: list[str], deadline: float | None, stale: dict[str, Entry]
+    ) -> dict[str, Outcome]:
+        loop = asyncio.get_running_loop()
+        futures = {key: loop.create_future() for key in keys}
+        for key, future in futures.items():
+            self._inflight[(dataset.name, key)] = future
+        results: dict[str, Outcome] = {}
         try:
-            async with asyncio.timeout(self.timeout):
+            answers = await self._call(dataset, keys, deadline)
+            now = time.time()
+            fresh: list[tuple[str, Any]] = []
+            for key, answer in zip(keys, answers, strict=True):
+                if isinstance(answer, GatewayError):
+                    results[key] = self._stale(stale[key]) if key in stale else answer
+                else:
+                    results[key] = Sourced(answer, self.code, now)
+                    fresh.append((key, answer))
+            if self.cache is not None:
+                ttl = max(self.config.stale_ttl_s, self.config.cache_ttl_s)
+                await self.cache.set_many(self.code, dataset, fresh, ttl)
+        finally:
+            for key, future in futures.items():
+                del self._inflight[(dataset.name, key)]
+                if not future.done():
+                    outcome = results.get(key) or AgencyError(self.code)
+                    future.set_result(outcome)
+        return results
+
+    def _stale(self, entry: Entry) -> Sourced:
+        self.stats.stale_served += 1
+        return Sourced(entry.value, self.code, entry.fetched_at, stale=True)
+
+    async def _call(self, dataset: Dataset, keys: list[str], deadline: float | None) -> list[Any]:
+        """The adapter's answers (or a GatewayError per key), with retries and the breaker."""
+        if not self.breaker.allow():
+            self.stats.rejected += 1
+            refusal = AgencyError(self.code, f"The {self.code} agency is failing; not asking it.")
+            return [refusal] * len(keys)
+        attempt = 0
+        while True:
+            self.stats.calls += 1
+            self.stats.keys += len(keys)
+            error = await self._attempt(dataset, keys, deadline)
+            if not isinstance(error, GatewayError):
+                self.breaker.succeeded()
+                return error
+            self.breaker.failed()
+            attempt += 1
+            backoff = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+            out_of_time = deadline is not None and time.monotonic() + backoff >= deadline
+            if attempt > self.config.retries or out_of_time or not self.breaker.allow():
+                return [error] * len(keys)
+            self.stats.retries += 1
+            await asyncio.sleep(backoff)
+
+    async def _attempt(
+        self, dataset: Dataset, keys: list[str], deadline: float | None
+    ) -> list[Any] | GatewayError:
+        timeout = self.timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            return AgencyTimeout(self.code, self.config.timeout_ms)
+        try:
+            async with asyncio.timeout(timeout):
                 async with self.limit:
                     entries = await self.adapter.fetch(dataset, keys)
         except TimeoutError:
             self._failed("timeout")
             self.stats.timeouts += 1
-            return [AgencyTimeout(self.code, self.config.timeout_ms)] * len(keys)
+            return AgencyTimeout(self.code, self.config.timeout_ms)
         except Exception as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             log.warning("agency %s failed a %s batch: %s", self.code, dataset.name, exc)
-            return [AgencyError(self.code)] * len(keys)
+            return AgencyError(self.code)
         if len(entries) != len(keys):
             self._failed(f"adapter returned {len(entries)} entries for {len(keys)} keys")
-            return [AgencyError(self.code)] * len(keys)
+            return AgencyError(self.code)
         out: list[Any] = []
         for entry in entries:
             if isinstance(entry, BaseException):
@@ -109,6 +232,17 @@ class Agency:
             return f"{type(exc).__name__}: {exc}"
         return None
 
+    def describe(self) -> dict[str, Any]:
+        """State for /readyz and Query.agencies."""
+        ratio = None if self.cache is None else self.cache.hit_ratio
+        return {
+            "kind": self.config.kind,
+            "circuit": self.breaker.state.value,
+            "last_error": self.stats.last_error,
+            "cache": "off" if self.cache is None else self.cache.backend,
+            "cache_hit_ratio": None if ratio is None else round(ratio, 4),
+        }
+
 
 def adapter_settings(config: AgencyConfig) -> dict[str, Any]:
     """The agency's whole table, with the contract's keys filled in from their defaults."""
@@ -125,8 +259,11 @@ def adapter_settings(config: AgencyConfig) -> dict[str, Any]:
 class Agencies:
     """All configured agencies, opened and closed together."""
 
-    def __init__(self, configs: Mapping[str, AgencyConfig]) -> None:
+    def __init__(
+        self, configs: Mapping[str, AgencyConfig], cache: AgencyCache | None = None
+    ) -> None:
         self.configs = configs
+        self.cache = cache
         self.by_code: dict[str, Agency] = {}
         self._stack = AsyncExitStack()
 
@@ -140,7 +277,7 @@ class Agencies:
                     f"(installed: {', '.join(sorted(kinds))})"
                 )
             adapter = await self._stack.enter_async_context(cls(code, adapter_settings(config)))
-            self.by_code[code] = Agency(config, adapter)
+            self.by_code[code] = Agency(config, adapter, self.cache)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -52,6 +52,8 @@ def create_app(config: Config) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(rt.agencies)
+            if rt.agencies.cache is not None:
+                stack.push_async_callback(rt.agencies.cache.close)
             rt.db = await open_store(config.database.url)
             stack.push_async_callback(rt.db.close)
             rt.audit = AuditLog(rt.db, rt.keys)

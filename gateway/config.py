@@ -59,6 +59,7 @@ class LimitsConfig:
     max_cost: int = 5000
     max_batch: int = 100
     max_body_bytes: int = 65536
+    request_timeout_ms: int = 10000  # agency retries never run past it
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
-from gateway.agencies import DATASET_AGENCY, Agencies
+from gateway.agencies import DATASET_AGENCY, Agencies, Sourced
 from gateway.config import LimitsConfig
 from gateway.errors import AgencyError
 from gateway.principal import Principal
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 class Loaders:
     """One DataLoader per dataset, created on first use, living for one request."""
 
-    def __init__(self, agencies: Agencies) -> None:
+    def __init__(self, agencies: Agencies, deadline: float | None = None) -> None:
         self._agencies = agencies
+        self.deadline = deadline
         self._loaders: dict[str, DataLoader[str, Any]] = {}
 
     def __getitem__(self, dataset: str) -> DataLoader[str, Any]:
@@ -47,9 +49,25 @@ class Loaders:
         agency_client, spec = found
 
         async def load(keys: Sequence[str]) -> list[Any]:
-            return await agency_client.fetch(spec, keys)
+            return await agency_client.fetch(spec, keys, self.deadline)
 
         return DataLoader(load_fn=load)
+
+
+class Provenance:
+    """Where each agency-backed value came from: kept when the client asks for it, and
+    always for stale data."""
+
+    def __init__(self, wanted: bool) -> None:
+        self.wanted = wanted
+        self.entries: list[dict[str, Any]] = []
+
+    def note(self, path: list[str | int], sourced: Sourced) -> None:
+        if self.wanted or sourced.stale:
+            as_of = dt.datetime.fromtimestamp(sourced.as_of, dt.UTC).isoformat()
+            self.entries.append(
+                {"path": path, "agency": sourced.agency, "asOf": as_of, "stale": sourced.stale}
+            )
 
 
 @dataclass
@@ -65,4 +83,5 @@ class Context:
     keys: AuditKeys
     audit: AuditLog
     consents: Consents
+    provenance: Provenance
     extensions: dict[str, Any] = field(default_factory=dict)

@@ -13,6 +13,7 @@ from gateway import policy as policy_module
 from gateway.agencies import Agencies
 from gateway.audit import AuditKeys, AuditLog
 from gateway.auth import Authenticator
+from gateway.cache import AgencyCache
 from gateway.config import Config, ConfigError
 from gateway.consent import Consents
 from gateway.graphql_schema import PURPOSES, build_schema, schema_fields
@@ -68,7 +69,7 @@ def build(config: Config) -> Runtime:
     policy = check(config)
     return Runtime(
         config=config,
-        agencies=Agencies(config.agencies),
+        agencies=Agencies(config.agencies, AgencyCache(config.cache)),
         policy=policy,
         keys=AuditKeys(config.audit.key),
         authenticator=Authenticator(config.auth),

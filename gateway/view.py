@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from gateway.access import Access
-from gateway.context import Context, Loaders
+from gateway.context import Context, Loaders, Provenance
 from gateway.errors import INTERNAL_MESSAGE, AuditUnavailable, BadRequest, GatewayError
 from gateway.logs import mask_rrns
 
@@ -120,6 +121,7 @@ class GatewayView(GraphQL[Context, None]):
             raise BadRequest("The request body must be a JSON object with a query.")
         if isinstance(data, list) and len(data) > self.limits.max_batch:
             raise BadRequest(f"At most {self.limits.max_batch} operations per batch.")
+        request.state.wants_provenance = _wants_provenance(data)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         assert isinstance(request, Request)
@@ -133,7 +135,9 @@ class GatewayView(GraphQL[Context, None]):
             request_id=request.state.request_id,
             agencies=rt.agencies,
             limits=self.limits,
-            loaders=Loaders(rt.agencies),
+            loaders=Loaders(
+                rt.agencies, deadline=time.monotonic() + self.limits.request_timeout_ms / 1000
+            ),
             principal=principal,
             access=Access(
                 principal, rt.policy, rt.keys, DataLoader(load_fn=rt.consents.for_subjects)
@@ -141,6 +145,7 @@ class GatewayView(GraphQL[Context, None]):
             keys=rt.keys,
             audit=rt.audit,
             consents=rt.consents,
+            provenance=Provenance(wanted=_state(request, "wants_provenance", False)),
         )
         request.state.context = context
         return context
@@ -156,8 +161,11 @@ class GatewayView(GraphQL[Context, None]):
             errors = _withhold(result.data, context.access.withheld_keys(), errors)
         if errors:
             data["errors"] = errors
-        if result.extensions:
-            data["extensions"] = result.extensions
+        extensions = dict(result.extensions or {})
+        if context.provenance.entries and not context.access.audit_failed:
+            extensions["provenance"] = context.provenance.entries
+        if extensions:
+            data["extensions"] = extensions
         return data
 
     async def _record_access(self, context: Context) -> None:
@@ -187,6 +195,20 @@ def _withhold(data: dict[str, Any], keys: set[str], errors: list[Any]) -> list[o
         }
         for key in sorted(keys)
     ]
+
+
+def _wants_provenance(data: Any) -> bool:
+    items = data if isinstance(data, list) else [data]
+    return any(
+        isinstance(item, dict)
+        and isinstance(item.get("extensions"), dict)
+        and item["extensions"].get("provenance") is True
+        for item in items
+    )
+
+
+def _state(request: Request, name: str, default: Any) -> Any:
+    return getattr(request.state, name, default)
 
 
 def _wants_graphiql(request: Request) -> bool:

@@ -11,6 +11,7 @@ from gateway.consent import ConsentRecord
 from gateway.context import Context
 from gateway.errors import BadRequest, Forbidden
 from gateway.policy import SELF
+from resolvers.loading import load
 from schema.access_log import (
     AccessLogConnection,
     AccessLogEdge,
@@ -38,7 +39,7 @@ def own_rrn(info: Info) -> str:
 async def me(info: Info) -> Resident | None:
     from schema.resident import Resident
 
-    record = await info.context.loaders["resident"].load(own_rrn(info))
+    record = await load(info, "resident", own_rrn(info))
     return None if record is None else Resident(record=record, view=SELF)
 
 

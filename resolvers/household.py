@@ -8,6 +8,7 @@ import strawberry
 
 from gateway.context import Context
 from gateway.policy import SELF, SELF_HOUSEHOLD
+from resolvers.loading import load, load_many
 
 if TYPE_CHECKING:
     from schema.household import Household
@@ -35,14 +36,14 @@ def size(root: Household) -> int:
 async def head(root: Household, info: Info) -> Resident | None:
     from schema.resident import Resident
 
-    record = await info.context.loaders["resident"].load(root.record.head_rrn)
+    record = await load(info, "resident", root.record.head_rrn)
     return None if record is None else Resident(record=record, view=member_view(root, record.rrn))
 
 
 async def members(root: Household, info: Info) -> list[Resident | None]:
     from schema.resident import Resident
 
-    records = await info.context.loaders["resident"].load_many(list(root.record.member_rrns))
+    records = await load_many(info, "resident", list(root.record.member_rrns))
     return [
         None if record is None else Resident(record=record, view=member_view(root, record.rrn))
         for record in records

@@ -11,6 +11,7 @@ import strawberry
 from gateway import rrn as rrns
 from gateway.context import Context
 from gateway.errors import InvalidRRNError, QueryTooComplex
+from resolvers.loading import load
 from schema.agency import AgencyStatus
 from schema.enums import Purpose
 
@@ -42,7 +43,7 @@ async def resident(info: Info, rrn: RRNArg, purpose: PurposeArg) -> Resident | N
     from schema.resident import Resident
 
     info.context.access.require_view(purpose.name)
-    record = await info.context.loaders["resident"].load(parse_rrn(rrn))
+    record = await load(info, "resident", parse_rrn(rrn))
     return None if record is None else Resident(record=record, view=purpose.name)
 
 

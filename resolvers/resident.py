@@ -9,6 +9,7 @@ import strawberry
 
 from gateway.context import Context
 from gateway.rrn import mask
+from resolvers.loading import load
 from schema.address import Address
 from schema.enums import (
     InsuredType,
@@ -81,14 +82,14 @@ async def household(root: Resident, info: Info) -> Household | None:
 
     if root.record.household_id is None:
         return None
-    record = await info.context.loaders["household"].load(root.record.household_id)
+    record = await load(info, "household", root.record.household_id)
     if record is None:
         return None
     return Household(record=record, view=root.view, subject=root.record.rrn)
 
 
 async def insurance(root: Resident, info: Info) -> HealthInsurance | None:
-    r = await info.context.loaders["insurance"].load(root.record.rrn)
+    r = await load(info, "insurance", root.record.rrn)
     if r is None:
         return None
     return HealthInsurance(
@@ -110,7 +111,7 @@ async def taxes(
         strawberry.argument(description="Only these tax years; all years on record when omitted."),
     ] = None,
 ) -> list[TaxRecord] | None:
-    records = await info.context.loaders["taxes"].load(root.record.rrn)
+    records = await load(info, "taxes", root.record.rrn)
     wanted = None if not years else set(years)
     return [
         TaxRecord(
@@ -128,7 +129,7 @@ async def taxes(
 
 
 async def pension(root: Resident, info: Info) -> Pension | None:
-    r = await info.context.loaders["pension"].load(root.record.rrn)
+    r = await load(info, "pension", root.record.rrn)
     if r is None:
         return None
     return Pension(
@@ -143,7 +144,7 @@ async def pension(root: Resident, info: Info) -> Pension | None:
 
 
 async def military_service(root: Resident, info: Info) -> MilitaryService | None:
-    r = await info.context.loaders["military_service"].load(root.record.rrn)
+    r = await load(info, "military_service", root.record.rrn)
     if r is None:
         return None
     return MilitaryService(

@@ -113,13 +113,16 @@ def http_agencies(agency_db: ScratchDatabase) -> Iterator[dict[str, str]]:
         yield {"nts": nts.url, "mma": mma.url}
 
 
-def make_config(dsn: str, urls: dict[str, str], **overrides: Any) -> Config:
+def make_config(
+    dsn: str, urls: dict[str, str], *, cache: bool = False, **overrides: Any
+) -> Config:
+    """Agencies without a cache unless asked: most tests count or break agency calls."""
     agencies = {
-        "registry": AgencyConfig(code="registry", kind="sql", dsn=dsn),
-        "nhis": AgencyConfig(code="nhis", kind="sql", dsn=dsn),
-        "nps": AgencyConfig(code="nps", kind="sql", dsn=dsn),
-        "nts": AgencyConfig(code="nts", kind="http", url=urls["nts"]),
-        "mma": AgencyConfig(code="mma", kind="http", url=urls["mma"]),
+        "registry": AgencyConfig(code="registry", kind="sql", dsn=dsn, cache=cache),
+        "nhis": AgencyConfig(code="nhis", kind="sql", dsn=dsn, cache=cache),
+        "nps": AgencyConfig(code="nps", kind="sql", dsn=dsn, cache=cache),
+        "nts": AgencyConfig(code="nts", kind="http", url=urls["nts"], cache=cache),
+        "mma": AgencyConfig(code="mma", kind="http", url=urls["mma"], cache=cache),
     }
     agencies.update(overrides.pop("agencies", {}))
     overrides.setdefault("auth", AUTH)

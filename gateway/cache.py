@@ -1,0 +1,192 @@
+"""The agency cache: the one module that knows aiocache.
+
+Entries hold agency records (never authorization decisions) with the time they were fetched,
+keyed ``<schema version>:<agency>:<dataset>:<key>``. An entry is *fresh* within the agency's
+``cache_ttl_s`` and may be served *stale* within ``stale_ttl_s`` while the agency is failing.
+In memory (the default) the cache is bounded; with Redis it is shared by every gateway process.
+A cache that fails is a miss, never an error: the gateway keeps serving from the agencies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from aiocache import RedisCache, SimpleMemoryCache
+from aiocache.serializers import JsonSerializer
+
+from adapters.records import Dataset, record_from_mapping, record_to_json
+from gateway.config import CacheConfig
+
+log = logging.getLogger(__name__)
+
+#: Bump when a record's shape changes, so old entries are never read as new ones.
+SCHEMA_VERSION = "v1"
+MEMORY_MAX_ENTRIES = 200_000
+REDIS_OP_TIMEOUT_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    value: Any  # a record, a tuple of records, or None (the agency has none)
+    fetched_at: float
+
+
+class _BoundedMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
+    """aiocache's memory backend has no size bound; drop the oldest entries past one."""
+
+    def __init__(self, max_entries: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_entries = max_entries
+
+    async def _multi_set(self, pairs: Any, ttl: Any = None, _conn: Any = None) -> bool:
+        store: dict[str, Any] = self._cache
+        for key, value in pairs:
+            store.pop(key, None)  # re-insert, so the order is by last write
+            store[key] = value
+        excess = len(store) - self.max_entries
+        if excess > 0:
+            for key in list(store)[:excess]:
+                del store[key]
+        return True
+
+
+class AgencyCache:
+    def __init__(self, config: CacheConfig, max_entries: int = MEMORY_MAX_ENTRIES) -> None:
+        self.backend = config.backend
+        self.hits = 0
+        self.misses = 0
+        self.healthy = True
+        self.last_error: str | None = None
+        if config.backend == "redis":
+            url = urlparse(config.url)
+            self._cache = RedisCache(
+                endpoint=url.hostname or "127.0.0.1",
+                port=url.port or 6379,
+                db=int((url.path or "/0").lstrip("/") or 0),
+                password=url.password,
+                serializer=JsonSerializer(),
+                timeout=REDIS_OP_TIMEOUT_S,
+                create_connection_timeout=REDIS_OP_TIMEOUT_S,
+            )
+        else:
+            self._cache = _BoundedMemoryCache(max_entries=max_entries, timeout=None)
+
+    @staticmethod
+    def key(agency: str, dataset: str, key: str) -> str:
+        return f"{SCHEMA_VERSION}:{agency}:{dataset}:{key}"
+
+    async def get_many(
+        self, agency: str, dataset: Dataset, keys: Sequence[str], max_age_s: float
+    ) -> list[Entry | None]:
+        """Entries younger than ``max_age_s`` (or None), one per key, in order."""
+        if not keys:
+            return []
+        try:
+            raw = await self._cache.multi_get([self.key(agency, dataset.name, k) for k in keys])
+        except Exception as exc:
+            self._failed(exc)
+            return [None] * len(keys)
+        self._recovered()
+        now = time.time()
+        out: list[Entry | None] = []
+        for item in raw:
+            entry = self._decode(dataset, item)
+            out.append(entry if entry is not None and now - entry.fetched_at < max_age_s else None)
+        return out
+
+    async def set_many(
+        self, agency: str, dataset: Dataset, items: Sequence[tuple[str, Any]], ttl_s: int
+    ) -> None:
+        if not items:
+            return
+        now = time.time()
+        pairs = [
+            (self.key(agency, dataset.name, key), self._encode(dataset, Entry(value, now)))
+            for key, value in items
+        ]
+        try:
+            # Memory entries expire lazily on read (no timer per key); Redis ones by TTL.
+            await self._cache.multi_set(pairs, ttl=ttl_s if self.backend == "redis" else None)
+        except Exception as exc:
+            self._failed(exc)
+        else:
+            self._recovered()
+
+    async def delete_many(self, agency: str, datasets: Sequence[str], keys: Sequence[str]) -> int:
+        deleted = 0
+        for dataset in datasets:
+            for key in keys:
+                try:
+                    deleted += int(await self._cache.delete(self.key(agency, dataset, key)))
+                except Exception as exc:
+                    self._failed(exc)
+                    return deleted
+        self._recovered()
+        return deleted
+
+    def count(self, hits: int, misses: int) -> None:
+        self.hits += hits
+        self.misses += misses
+
+    @property
+    def hit_ratio(self) -> float | None:
+        total = self.hits + self.misses
+        return None if total == 0 else self.hits / total
+
+    async def close(self) -> None:
+        with warnings.catch_warnings(), contextlib.suppress(Exception):
+            # aiocache's close() warns about a deprecated redis call; nothing to act on.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            await self._cache.close()
+
+    def _encode(self, dataset: Dataset, entry: Entry) -> Any:
+        if self.backend != "redis":
+            return entry
+        value = entry.value
+        if value is None:
+            encoded: Any = None
+        elif dataset.many:
+            encoded = [record_to_json(r) for r in value]
+        else:
+            encoded = record_to_json(value)
+        return {"v": encoded, "t": entry.fetched_at}
+
+    def _decode(self, dataset: Dataset, item: Any) -> Entry | None:
+        if item is None:
+            return None
+        if isinstance(item, Entry):
+            return item
+        try:
+            raw = item["v"]
+            if raw is None:
+                value: Any = None
+            elif dataset.many:
+                value = tuple(record_from_mapping(dataset.record, r) for r in raw)
+            else:
+                value = record_from_mapping(dataset.record, raw)
+            return Entry(value, float(item["t"]))
+        except (KeyError, TypeError, ValueError):
+            return None  # an entry of another shape: a miss
+
+    def _failed(self, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        if self.healthy:
+            log.warning(
+                "agency cache (%s) failed, serving from the agencies until it recovers: %s",
+                self.backend,
+                reason,
+            )
+        self.healthy = False
+        self.last_error = reason
+
+    def _recovered(self) -> None:
+        if not self.healthy:
+            log.warning("agency cache (%s) is answering again", self.backend)
+        self.healthy = True
