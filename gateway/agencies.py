@@ -55,6 +55,8 @@ class AgencyStats:
     retries: int = 0
     rejected: int = 0  # answered at once because the circuit was open
     stale_served: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
 
@@ -115,7 +117,8 @@ class Agency:
                     if entry is not None:
                         stale[key] = entry
                     pending.append(key)
-            self.cache.count(hits=len(keys) - len(pending), misses=len(pending))
+            self.stats.cache_hits += len(keys) - len(pending)
+            self.stats.cache_misses += len(pending)
 
         # Single flight: a key another request is already fetching is awaited, not re-asked.
         waiting = {k: f for k in pending if (f := self._inflight.get((dataset.name, k)))}
@@ -232,9 +235,14 @@ class Agency:
             return f"{type(exc).__name__}: {exc}"
         return None
 
+    @property
+    def cache_hit_ratio(self) -> float | None:
+        looked_up = self.stats.cache_hits + self.stats.cache_misses
+        return None if looked_up == 0 else self.stats.cache_hits / looked_up
+
     def describe(self) -> dict[str, Any]:
         """State for /readyz and Query.agencies."""
-        ratio = None if self.cache is None else self.cache.hit_ratio
+        ratio = self.cache_hit_ratio
         return {
             "kind": self.config.kind,
             "circuit": self.breaker.state.value,
@@ -286,3 +294,12 @@ class Agencies:
     def for_dataset(self, dataset: str) -> tuple[Agency, Dataset] | None:
         agency = self.by_code.get(DATASET_AGENCY[dataset])
         return None if agency is None else (agency, DATASETS[dataset])
+
+    async def invalidate(
+        self, agency: str, keys: Sequence[str], datasets: Sequence[str] | None = None
+    ) -> int:
+        """Drop cached records of ``agency`` for ``keys``; returns how many entries went."""
+        if self.cache is None or agency not in self.by_code:
+            return 0
+        names = list(datasets or AGENCY_DATASETS.get(agency, ()))
+        return await self.cache.delete_many(agency, names, keys)

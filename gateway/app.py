@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from importlib.resources import files
@@ -15,12 +16,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from gateway import rrn as rrns
 from gateway import runtime as runtime_module
+from gateway.agencies import AGENCY_DATASETS, DATASET_AGENCY, Agencies
 from gateway.audit import AuditLog
 from gateway.config import Config
 from gateway.consent import Consents
-from gateway.errors import Forbidden, GatewayError
+from gateway.errors import BadRequest, Forbidden, GatewayError
 from gateway.graphql_schema import build_schema
+from gateway.listener import ChangeListener
 from gateway.metrics import render_metrics
 from gateway.view import GatewayView, error_response
 
@@ -60,6 +64,9 @@ def create_app(config: Config) -> Starlette:
             await rt.audit.start()
             stack.push_async_callback(rt.audit.close)
             rt.consents = Consents(rt.db)
+            for listener in change_listeners(config, rt.agencies):
+                await listener.start()
+                stack.push_async_callback(listener.close)
             purger = asyncio.create_task(_purge_forever(rt.audit, config.audit.retention_days))
             stack.callback(purger.cancel)
             yield
@@ -82,9 +89,17 @@ def create_app(config: Config) -> Starlette:
             "status": "ready" if database["reachable"] else "not ready",
             "database": database,
             "agencies": {
-                agency.code: {"kind": agency.config.kind, "reachable": problem is None}
+                agency.code: agency.describe()
+                | {"reachable": problem is None}
                 | ({"error": problem} if problem else {})
                 for agency, problem in zip(members, problems, strict=True)
+            },
+            "cache": None
+            if rt.agencies.cache is None
+            else {
+                "backend": rt.agencies.cache.backend,
+                "healthy": rt.agencies.cache.healthy,
+                "last_error": rt.agencies.cache.last_error,
             },
         }
         return JSONResponse(body, status_code=200 if database["reachable"] else 503)
@@ -100,8 +115,39 @@ def create_app(config: Config) -> Starlette:
             render_metrics(rt.agencies, rt.audit), media_type="text/plain; version=0.0.4"
         )
 
+    async def invalidate(request: Request) -> Response:
+        """An agency tells us records changed: drop our cached copies."""
+        try:
+            principal = await rt.authenticator.authenticate(request.headers.get("authorization"))
+            if not rt.policy.allows_operation(principal.roles, "Events.invalidate"):
+                raise Forbidden("Only an agency's own system may invalidate its records.")
+            body = await _json_object(request, config.limits.max_body_bytes)
+            agency, keys = body.get("agency"), body.get("keys")
+            datasets = body.get("datasets")
+            if not isinstance(agency, str) or agency not in rt.agencies.by_code:
+                raise BadRequest(f"agency must be one of {', '.join(rt.agencies.by_code)}")
+            if principal.agency != agency:
+                raise Forbidden(f"Your token is for {principal.agency}; it may not touch {agency}.")
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+                raise BadRequest("keys must be a list of strings (RRNs or household ids)")
+            if len(keys) > config.limits.max_batch * 10:
+                raise BadRequest(f"At most {config.limits.max_batch * 10} keys per event.")
+            valid = AGENCY_DATASETS[agency]
+            if datasets is not None and (
+                not isinstance(datasets, list) or not set(datasets) <= set(valid)
+            ):
+                raise BadRequest(f"datasets of {agency}: {', '.join(valid)}")
+        except GatewayError as exc:
+            return error_response(exc)
+        keys = [_canonical_key(k) for k in keys]
+        dropped = await rt.agencies.invalidate(agency, keys, datasets)
+        log.info("invalidation from %s: %d keys, %d cache entries dropped", agency, len(keys),
+                 dropped)  # fmt: skip
+        return JSONResponse({"agency": agency, "keys": len(keys), "dropped": dropped}, 202)
+
     app = Starlette(
         routes=[
+            Route("/events/invalidate", invalidate, methods=["POST"]),
             Route("/graphql", view, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
@@ -132,3 +178,41 @@ def app_from_env() -> Starlette:
     from gateway import config as config_module
 
     return create_app(config_module.load(config_module.find_file()))
+
+
+def change_listeners(config: Config, agencies: Agencies) -> list[ChangeListener]:
+    """One LISTEN connection per distinct DSN of the SQL agencies that ask for it."""
+    by_dsn: dict[str, set[str]] = {}
+    for code, agency in config.agencies.items():
+        if agency.kind == "sql" and agency.cache and agency.settings.get("listen", True):
+            by_dsn.setdefault(agency.dsn, set()).add(code)
+    listeners = []
+    for dsn, codes in by_dsn.items():
+
+        async def handle(dataset: str, keys: list[str], codes: set[str] = codes) -> None:
+            owner = DATASET_AGENCY.get(dataset)
+            if owner in codes:
+                await agencies.invalidate(owner, keys, [dataset])
+
+        listeners.append(ChangeListener(dsn, handle, name="+".join(sorted(codes))))
+    return listeners
+
+
+async def _json_object(request: Request, limit: int) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > limit:
+        raise BadRequest(f"The request body is over the {limit}-byte limit.")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise BadRequest("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return data
+
+
+def _canonical_key(key: str) -> str:
+    try:
+        return rrns.parse(key).value
+    except rrns.InvalidRRN:
+        return key  # a household id, or another agency key

@@ -1,7 +1,7 @@
 """The agency cache: the one module that knows aiocache.
 
 Entries hold agency records (never authorization decisions) with the time they were fetched,
-keyed ``<schema version>:<agency>:<dataset>:<key>``. An entry is *fresh* within the agency's
+keyed ``<namespace>:<schema version>:<agency>:<dataset>:<key>``. An entry is *fresh* within the agency's
 ``cache_ttl_s`` and may be served *stale* within ``stale_ttl_s`` while the agency is failing.
 In memory (the default) the cache is bounded; with Redis it is shared by every gateway process.
 A cache that fails is a miss, never an error: the gateway keeps serving from the agencies.
@@ -60,8 +60,7 @@ class _BoundedMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
 class AgencyCache:
     def __init__(self, config: CacheConfig, max_entries: int = MEMORY_MAX_ENTRIES) -> None:
         self.backend = config.backend
-        self.hits = 0
-        self.misses = 0
+        self.namespace = config.namespace
         self.healthy = True
         self.last_error: str | None = None
         if config.backend == "redis":
@@ -78,9 +77,8 @@ class AgencyCache:
         else:
             self._cache = _BoundedMemoryCache(max_entries=max_entries, timeout=None)
 
-    @staticmethod
-    def key(agency: str, dataset: str, key: str) -> str:
-        return f"{SCHEMA_VERSION}:{agency}:{dataset}:{key}"
+    def key(self, agency: str, dataset: str, key: str) -> str:
+        return f"{self.namespace}:{SCHEMA_VERSION}:{agency}:{dataset}:{key}"
 
     async def get_many(
         self, agency: str, dataset: Dataset, keys: Sequence[str], max_age_s: float
@@ -130,15 +128,6 @@ class AgencyCache:
                     return deleted
         self._recovered()
         return deleted
-
-    def count(self, hits: int, misses: int) -> None:
-        self.hits += hits
-        self.misses += misses
-
-    @property
-    def hit_ratio(self) -> float | None:
-        total = self.hits + self.misses
-        return None if total == 0 else self.hits / total
 
     async def close(self) -> None:
         with warnings.catch_warnings(), contextlib.suppress(Exception):

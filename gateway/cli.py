@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     agency.add_argument("--host", default="127.0.0.1")
     agency.add_argument("--port", type=int, default=0, help="0 lets the OS pick (default)")
     agency.add_argument("--delay-ms", type=int, default=0, help="answer this much later")
+    agency.add_argument(
+        "--fault",
+        choices=["ok", "error", "garbage"],
+        default="ok",
+        help="misbehave on purpose: HTTP 500s or bodies that are not a batch (default ok)",
+    )
     agency.set_defaults(handler=cmd_demo_agency)
     return parser
 
@@ -258,7 +264,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_demo_agency(args: argparse.Namespace) -> int:
     from gateway.demo.agencies import serve
 
-    serve(args.agency, args.dsn, host=args.host, port=args.port, delay_ms=args.delay_ms)
+    serve(
+        args.agency,
+        args.dsn,
+        host=args.host,
+        port=args.port,
+        delay_ms=args.delay_ms,
+        fault=args.fault,
+    )
     return 0
 
 

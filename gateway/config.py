@@ -41,6 +41,7 @@ class DatabaseConfig:
 class CacheConfig:
     backend: str = "memory"
     url: str = ""
+    namespace: str = "gw"  # key prefix: deployments sharing one Redis keep apart
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,10 @@ CONSENTABLE = frozenset(
 )  # fmt: skip
 
 
+#: Operations outside GraphQL that the policy also governs.
+EXTRA_OPERATIONS: dict[str, frozenset[str]] = {"Events": frozenset({"invalidate"})}
+
+
 @dataclass(frozen=True)
 class Grant:
     """What one view lets a caller read."""
@@ -157,14 +161,15 @@ def _coordinates(
     out: list[str] = []
     for entry in entries:
         type_name, _, field_name = entry.partition(".")
-        allowed_types = {"Query", "Mutation"} if roots else RESIDENT_TYPES
-        if type_name not in allowed_types or type_name not in schema_fields:
+        allowed_types = {"Query", "Mutation", *EXTRA_OPERATIONS} if roots else RESIDENT_TYPES
+        known = {**schema_fields, **EXTRA_OPERATIONS}
+        if type_name not in allowed_types or type_name not in known:
             raise ConfigError(
                 f"{where}: {entry!r} names no "
                 f"{'root operation' if roots else 'resident data field'} "
                 f"(types: {', '.join(sorted(allowed_types))})"
             )
-        fields = schema_fields[type_name]
+        fields = known[type_name]
         if field_name == "*":
             out += [f"{type_name}.{f}" for f in sorted(fields)]
         elif field_name in fields:

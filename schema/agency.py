@@ -13,6 +13,17 @@ class AgencyStatus:
         description="Whether the agency answered a health check just now."
     )
     last_error: str | None = strawberry.field(description="The most recent failure seen, if any.")
+    circuit: str = strawberry.field(
+        description="Circuit breaker: closed (calling), open (not calling), half-open (probing)."
+    )
+    cache: str = strawberry.field(description="Its cache: off, memory or redis.")
+    cache_hit_ratio: float | None = strawberry.field(
+        description="Share of lookups answered fresh from the cache since start-up."
+    )
+    stale_served: int = strawberry.field(
+        description="Answers served stale from the cache while the agency was failing."
+    )
+    retries: int = strawberry.field(description="Calls retried after a failure.")
     calls: int = strawberry.field(description="Batched calls made to it since start-up.")
     keys: int = strawberry.field(description="Keys looked up in those calls.")
     failures: int = strawberry.field(description="Calls or keys that failed since start-up.")

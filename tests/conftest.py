@@ -114,15 +114,15 @@ def http_agencies(agency_db: ScratchDatabase) -> Iterator[dict[str, str]]:
 
 
 def make_config(
-    dsn: str, urls: dict[str, str], *, cache: bool = False, **overrides: Any
+    dsn: str, urls: dict[str, str], *, cached: bool = False, **overrides: Any
 ) -> Config:
     """Agencies without a cache unless asked: most tests count or break agency calls."""
     agencies = {
-        "registry": AgencyConfig(code="registry", kind="sql", dsn=dsn, cache=cache),
-        "nhis": AgencyConfig(code="nhis", kind="sql", dsn=dsn, cache=cache),
-        "nps": AgencyConfig(code="nps", kind="sql", dsn=dsn, cache=cache),
-        "nts": AgencyConfig(code="nts", kind="http", url=urls["nts"], cache=cache),
-        "mma": AgencyConfig(code="mma", kind="http", url=urls["mma"], cache=cache),
+        "registry": AgencyConfig(code="registry", kind="sql", dsn=dsn, cache=cached),
+        "nhis": AgencyConfig(code="nhis", kind="sql", dsn=dsn, cache=cached),
+        "nps": AgencyConfig(code="nps", kind="sql", dsn=dsn, cache=cached),
+        "nts": AgencyConfig(code="nts", kind="http", url=urls["nts"], cache=cached),
+        "mma": AgencyConfig(code="mma", kind="http", url=urls["mma"], cache=cached),
     }
     agencies.update(overrides.pop("agencies", {}))
     overrides.setdefault("auth", AUTH)

@@ -26,10 +26,17 @@ from adapters.sql import SQLAdapter
 SERVED: dict[str, tuple[str, ...]] = {"nts": ("taxes",), "mma": ("military_service",)}
 
 
-def create_agency_app(agency: str, dsn: str, delay_ms: int = 0) -> Starlette:
+FAULTS = ("ok", "error", "garbage")
+
+
+def create_agency_app(agency: str, dsn: str, delay_ms: int = 0, fault: str = "ok") -> Starlette:
+    """``fault`` (and ``delay_ms``) make the agency misbehave on purpose, for tests and
+    drills: ``error`` answers HTTP 500, ``garbage`` answers 200 with a body that is not a
+    batch. ``POST /fault {"fault": ..., "delay_ms": ...}`` changes both while it runs."""
     datasets = SERVED[agency]
     store = SQLAdapter(agency, {"dsn": dsn, "max_concurrency": 8})
     stats = {"calls": 0, "keys": 0}
+    behaviour: dict[str, Any] = {"fault": fault, "delay_ms": delay_ms}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -49,8 +56,12 @@ def create_agency_app(agency: str, dsn: str, delay_ms: int = 0) -> Starlette:
             return JSONResponse({"error": 'send {"keys": ["...", ...]}'}, status_code=400)
         stats["calls"] += 1
         stats["keys"] += len(keys)
-        if delay_ms:
-            await asyncio.sleep(delay_ms / 1000)
+        if behaviour["delay_ms"]:
+            await asyncio.sleep(behaviour["delay_ms"] / 1000)
+        if behaviour["fault"] == "error":
+            return JSONResponse({"error": "simulated failure"}, status_code=500)
+        if behaviour["fault"] == "garbage":
+            return Response(b"<html>maintenance</html>", media_type="application/json")
         dataset = DATASETS[name]
         entries = await store.fetch(dataset, keys)
         records: list[Any] = []
@@ -70,24 +81,40 @@ def create_agency_app(agency: str, dsn: str, delay_ms: int = 0) -> Starlette:
     async def stats_view(request: Request) -> Response:
         return JSONResponse(stats)
 
+    async def set_fault(request: Request) -> Response:
+        body = await request.json()
+        if body.get("fault", "ok") not in FAULTS:
+            return JSONResponse({"error": f"fault is one of {FAULTS}"}, status_code=400)
+        behaviour["fault"] = body.get("fault", "ok")
+        behaviour["delay_ms"] = int(body.get("delay_ms", 0))
+        return JSONResponse(behaviour)
+
     return Starlette(
         routes=[
             Route("/v1/{dataset}:batch", batch, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/stats", stats_view),
+            Route("/fault", set_fault, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
 
 
-def serve(agency: str, dsn: str, host: str = "127.0.0.1", port: int = 0, delay_ms: int = 0) -> None:
+def serve(
+    agency: str,
+    dsn: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    delay_ms: int = 0,
+    fault: str = "ok",
+) -> None:
     """Serve until interrupted. With port 0 the OS picks one; the READY line names it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(1024)
     bound_port = sock.getsockname()[1]
-    app = create_agency_app(agency, dsn, delay_ms=delay_ms)
+    app = create_agency_app(agency, dsn, delay_ms=delay_ms, fault=fault)
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
 

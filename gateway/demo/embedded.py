@@ -43,6 +43,7 @@ DEMO_ROLES: dict[str, str | None] = {
     "military_officer": "mma",
     "analyst": "statistics",
     "operator": "gateway",
+    "agency_system": "nhis",
 }
 
 

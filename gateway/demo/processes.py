@@ -11,11 +11,14 @@ from types import TracebackType
 class AgencyProcess:
     """``gateway demo-agency`` in a child process; ``url`` is set once it listens."""
 
-    def __init__(self, agency: str, dsn: str, *, delay_ms: int = 0, port: int = 0) -> None:
+    def __init__(
+        self, agency: str, dsn: str, *, delay_ms: int = 0, port: int = 0, fault: str = "ok"
+    ) -> None:
         self.agency = agency
         self.args = [
             sys.executable, "-m", "gateway", "demo-agency",
             "--agency", agency, "--dsn", dsn, "--port", str(port), "--delay-ms", str(delay_ms),
+            "--fault", fault,
         ]  # fmt: skip
         self.process: subprocess.Popen[str] | None = None
         self.url = ""

@@ -884,6 +884,7 @@ async def seed(
     started = time.perf_counter()
     console = Console(stderr=True) if progress else None
     schema_sql = (importlib.resources.files("gateway.demo") / "schema.sql").read_text("utf-8")
+    notify_sql = (importlib.resources.files("gateway.demo") / "notify.sql").read_text("utf-8")
     qualified = ", ".join(f"{schema}.{table}" for schema, table, _ in TABLES)
 
     conn = await asyncpg.connect(dsn)
@@ -891,6 +892,9 @@ async def seed(
         await conn.execute(schema_sql)
         if replace:
             await conn.execute(f"truncate {qualified}")
+        # Bulk loads must not NOTIFY once per row (see notify.sql); triggers return after.
+        for schema, table, _ in TABLES:
+            await conn.execute(f"alter table {schema}.{table} disable trigger user")
         if console is None:
             counts = await _load(dsn, residents, seed, lambda _: None)
         else:
@@ -907,6 +911,9 @@ async def seed(
                 counts = await _load(dsn, residents, seed, lambda n: bar.advance(task, n))
         for statement in _SECONDARY_INDEXES:
             await conn.execute(statement)
+        await conn.execute(notify_sql)
+        for schema, table, _ in TABLES:
+            await conn.execute(f"alter table {schema}.{table} enable trigger user")
         await conn.execute(f"analyze {qualified}")
     finally:
         await conn.close()
