@@ -12,9 +12,10 @@ import datetime as dt
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from graphql import GraphQLResolveInfo
+from graphql.pyutils import Path
 from strawberry.dataloader import DataLoader
 from strawberry.extensions import SchemaExtension
 
@@ -23,17 +24,26 @@ from gateway.consent import ConsentRecord
 from gateway.errors import ConsentRequired, Forbidden
 from gateway.policy import RESIDENT_TYPES, SELF, Grant, Policy
 from gateway.principal import Principal
-from gateway.rrn import mask
+from gateway.rrn import InvalidRRN, mask, parse
 
 ROOT_TYPES = frozenset({"Query", "Mutation"})
 Info = GraphQLResolveInfo[Any]
+
+
+class Located(Protocol):
+    """Where in the response a field is: graphql-core's and strawberry's info both are."""
+
+    @property
+    def field_name(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
 
 
 @dataclass
 class Disclosure:
     """What one request read, or was refused, of one resident under one view."""
 
-    root_key: str
     disclosed: set[str] = field(default_factory=set)
     denied: set[str] = field(default_factory=set)
 
@@ -53,21 +63,51 @@ class Access:
         self.keys = keys
         self.consents = consents
         self.disclosures: dict[tuple[str, str], Disclosure] = {}
+        self.root_keys: set[str] = set()  # response keys that carried resident data
         self.audit_failed = False
 
     # Root operations -------------------------------------------------------------------
 
-    def require_operation(self, coordinate: str) -> None:
+    def require_operation(self, coordinate: str, info: Located, kwargs: dict[str, Any]) -> None:
         if not self.policy.allows_operation(self.principal.roles, coordinate):
+            self._refused_lookup(coordinate, info, kwargs)
             roles = ", ".join(self.principal.roles) or "no role"
             raise Forbidden(f"{roles} may not use {coordinate}.")
 
-    def require_view(self, view: str) -> Grant:
+    def require_view(self, view: str, info: Located, kwargs: dict[str, Any]) -> Grant:
         grant = self.policy.grant(self.principal.roles, view)
         if grant is None:
+            self._refused_lookup(f"Query.{info.field_name}", info, kwargs)
             roles = ", ".join(self.principal.roles) or "no role"
             raise Forbidden(f"{roles} may not declare the purpose {view}.")
         return grant
+
+    def _refused_lookup(self, coordinate: str, info: Located, kwargs: dict[str, Any]) -> None:
+        """A refused lookup of named residents is audited too: citizens see attempts."""
+        named = kwargs.get("rrns") or ([kwargs["rrn"]] if "rrn" in kwargs else [])
+        purpose = kwargs.get("purpose")
+        view = getattr(purpose, "name", str(purpose))
+        for text in named:
+            try:
+                subject = parse(str(text)).value
+            except InvalidRRN:
+                continue
+            entry = self._entry(subject, view, info)
+            entry.denied.add(coordinate)
+
+    def _entry(self, subject: str, view: str, info: Located) -> Disclosure:
+        entry = self.disclosures.get((subject, view))
+        if entry is None:
+            root_key = _root_key(info)
+            self.root_keys.add(root_key)
+            entry = self.disclosures[(subject, view)] = Disclosure()
+        return entry
+
+    def reached(self, root: Any, info: Info) -> None:
+        """A resident object was returned at all (even just __typename): its existence is
+        a disclosure."""
+        subject: str = root.record.rrn if info.parent_type.name == "Resident" else root.subject
+        self._entry(subject, root.view, info)
 
     def unmasked_rrn(self, view: str, rrn: str) -> bool:
         if view == SELF and rrn == self.principal.rrn:
@@ -84,10 +124,9 @@ class Access:
         coordinate = f"{type_name}.{info.field_name}"
         subject: str = root.record.rrn if type_name == "Resident" else root.subject
         view: str = root.view
-        entry = self.disclosures.get((subject, view))
-        if entry is None:
-            entry = self.disclosures[(subject, view)] = Disclosure(_root_key(info))
+        entry = self._entry(subject, view, info)
         if coordinate == "Resident.rrn":  # always readable; masking decides how much
+            entry.disclosed.add(coordinate)
             return resolve(root, info, *args, **kwargs)
         grant = self.policy.grant(self.principal.roles, view)
         if grant is None or coordinate not in grant.fields:
@@ -131,9 +170,10 @@ class Access:
     # Audit -------------------------------------------------------------------------------
 
     def drain(self, request_id: str) -> list[AuditRecord]:
-        """Audit records for everything decided so far (each disclosure once)."""
+        """Audit records for everything decided since the last drain."""
         now = dt.datetime.now(dt.UTC)
         p = self.principal
+        disclosures, self.disclosures = self.disclosures, {}
         return [
             AuditRecord(
                 at=now,
@@ -146,12 +186,8 @@ class Access:
                 disclosed=tuple(sorted(d.disclosed)),
                 denied=tuple(sorted(d.denied)),
             )
-            for (subject, view), d in self.disclosures.items()
-            if d.disclosed or d.denied
+            for (subject, view), d in disclosures.items()
         ]
-
-    def withheld_keys(self) -> set[str]:
-        return {d.root_key for d in self.disclosures.values()}
 
 
 async def _track(result: Any, entry: Disclosure, coordinate: str) -> Any:
@@ -161,7 +197,7 @@ async def _track(result: Any, entry: Disclosure, coordinate: str) -> Any:
     return value
 
 
-def _root_key(info: Info) -> str:
+def _root_key(info: Located) -> str:
     path = info.path
     while path.prev is not None:
         path = path.prev
@@ -177,9 +213,12 @@ class Authorize(SchemaExtension):
     ) -> Any:  # fmt: skip
         type_name = info.parent_type.name
         if info.field_name.startswith("__"):
+            if type_name in RESIDENT_TYPES:
+                info.context.access.reached(root, info)
             return _next(root, info, *args, **kwargs)
         if type_name in RESIDENT_TYPES:
             return info.context.access.resolve_field(_next, root, info, *args, **kwargs)
         if type_name in ROOT_TYPES:
-            info.context.access.require_operation(f"{type_name}.{info.field_name}")
+            access = info.context.access
+            access.require_operation(f"{type_name}.{info.field_name}", info, kwargs)
         return _next(root, info, *args, **kwargs)

@@ -73,6 +73,11 @@ class Sourced:
 
 Outcome = Sourced | GatewayError
 
+
+class _Queued(AgencyTimeout):
+    """Timed out waiting for a free slot in front of the agency (its breaker is not told)."""
+
+
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 1.0
 
@@ -96,6 +101,10 @@ class Agency:
         )
         self.stats = AgencyStats()
         self._inflight: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
+        # Invalidations seen while reads were in flight: a read that started before a key's
+        # invalidation must not write its (older) answer to the cache.
+        self._epoch = 0
+        self._invalidated: dict[tuple[str, str], int] = {}
 
     async def fetch(
         self, dataset: Dataset, keys: Sequence[str], deadline: float | None = None
@@ -105,16 +114,18 @@ class Agency:
         stale: dict[str, Entry] = {}
         pending = list(keys)
         if self.cache is not None:
+            fresh_s, stale_s = self.config.cache_ttl_s, self.config.stale_ttl_s
             entries = await self.cache.get_many(
-                self.code, dataset, keys, max_age_s=max(self.config.stale_ttl_s, 1)
+                self.code, dataset, keys, max_age_s=max(fresh_s, stale_s)
             )
             now = time.time()
             pending = []
             for key, entry in zip(keys, entries, strict=True):
-                if entry is not None and now - entry.fetched_at < self.config.cache_ttl_s:
+                age = None if entry is None else now - entry.fetched_at
+                if entry is not None and age is not None and age < fresh_s:
                     results[key] = Sourced(entry.value, self.code, entry.fetched_at)
                 else:
-                    if entry is not None:
+                    if entry is not None and age is not None and age < stale_s:
                         stale[key] = entry
                     pending.append(key)
             self.stats.cache_hits += len(keys) - len(pending)
@@ -140,6 +151,7 @@ class Agency:
         for key, future in futures.items():
             self._inflight[(dataset.name, key)] = future
         results: dict[str, Outcome] = {}
+        started_epoch = self._epoch
         try:
             answers = await self._call(dataset, keys, deadline)
             now = time.time()
@@ -149,7 +161,8 @@ class Agency:
                     results[key] = self._stale(stale[key]) if key in stale else answer
                 else:
                     results[key] = Sourced(answer, self.code, now)
-                    fresh.append((key, answer))
+                    if self._invalidated.get((dataset.name, key), -1) <= started_epoch:
+                        fresh.append((key, answer))
             if self.cache is not None:
                 ttl = max(self.config.stale_ttl_s, self.config.cache_ttl_s)
                 await self.cache.set_many(self.code, dataset, fresh, ttl)
@@ -157,9 +170,18 @@ class Agency:
             for key, future in futures.items():
                 del self._inflight[(dataset.name, key)]
                 if not future.done():
-                    outcome = results.get(key) or AgencyError(self.code)
-                    future.set_result(outcome)
+                    future.set_result(results.get(key) or AgencyError(self.code))
+            if not self._inflight:
+                self._invalidated.clear()
         return results
+
+    def note_invalidated(self, datasets: Sequence[str], keys: Sequence[str]) -> None:
+        if not self._inflight:
+            return
+        self._epoch += 1
+        for dataset in datasets:
+            for key in keys:
+                self._invalidated[(dataset, key)] = self._epoch
 
     def _stale(self, entry: Entry) -> Sourced:
         self.stats.stale_served += 1
@@ -179,7 +201,8 @@ class Agency:
             if not isinstance(error, GatewayError):
                 self.breaker.succeeded()
                 return error
-            self.breaker.failed()
+            if not isinstance(error, _Queued):
+                self.breaker.failed()
             attempt += 1
             backoff = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
             out_of_time = deadline is not None and time.monotonic() + backoff >= deadline
@@ -198,16 +221,27 @@ class Agency:
             return AgencyTimeout(self.code, self.config.timeout_ms)
         try:
             async with asyncio.timeout(timeout):
-                async with self.limit:
-                    entries = await self.adapter.fetch(dataset, keys)
+                await self.limit.acquire()
         except TimeoutError:
-            self._failed("timeout")
+            # Our own queue was full for the whole timeout: not the agency's failure.
             self.stats.timeouts += 1
+            return _Queued(self.code, self.config.timeout_ms)
+        try:
+            # The agency gets its whole timeout once it is asked (within the deadline).
+            if deadline is not None:
+                timeout = min(self.timeout, deadline - time.monotonic())
+            async with asyncio.timeout(max(timeout, 0.001)):
+                entries = await self.adapter.fetch(dataset, keys)
+        except TimeoutError:
+            self.stats.timeouts += 1
+            self._failed("timeout")
             return AgencyTimeout(self.code, self.config.timeout_ms)
         except Exception as exc:
             self._failed(f"{type(exc).__name__}: {exc}")
             log.warning("agency %s failed a %s batch: %s", self.code, dataset.name, exc)
             return AgencyError(self.code)
+        finally:
+            self.limit.release()
         if len(entries) != len(keys):
             self._failed(f"adapter returned {len(entries)} entries for {len(keys)} keys")
             return AgencyError(self.code)
@@ -299,7 +333,14 @@ class Agencies:
         self, agency: str, keys: Sequence[str], datasets: Sequence[str] | None = None
     ) -> int:
         """Drop cached records of ``agency`` for ``keys``; returns how many entries went."""
-        if self.cache is None or agency not in self.by_code:
+        member = self.by_code.get(agency)
+        if self.cache is None or member is None:
             return 0
         names = list(datasets or AGENCY_DATASETS.get(agency, ()))
+        member.note_invalidated(names, keys)
         return await self.cache.delete_many(agency, names, keys)
+
+    async def forget(self, agency: str) -> None:
+        """Drop everything cached for an agency (after missing its change notifications)."""
+        if self.cache is not None and agency in self.by_code:
+            await self.cache.clear_agency(agency)

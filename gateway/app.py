@@ -19,10 +19,11 @@ from starlette.routing import Route
 from gateway import rrn as rrns
 from gateway import runtime as runtime_module
 from gateway.agencies import AGENCY_DATASETS, DATASET_AGENCY, Agencies
-from gateway.audit import AuditLog
+from gateway.audit import AuditKeys, AuditLog, seal_head
+from gateway.cache import CacheUnavailable
 from gateway.config import Config
 from gateway.consent import Consents
-from gateway.errors import BadRequest, Forbidden, GatewayError
+from gateway.errors import BadRequest, CacheUnavailableError, Forbidden, GatewayError
 from gateway.graphql_schema import build_schema
 from gateway.listener import ChangeListener
 from gateway.metrics import render_metrics
@@ -34,7 +35,7 @@ STORE_SQL = (files("gateway") / "store.sql").read_text()
 PURGE_EVERY_S = 3600
 
 
-async def open_store(url: str) -> asyncpg.Pool:
+async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
     """The gateway's own database, with its tables in place."""
     pool = await asyncpg.create_pool(url, min_size=1, max_size=8)
     async with pool.acquire() as conn:
@@ -42,6 +43,8 @@ async def open_store(url: str) -> asyncpg.Pool:
         await conn.execute("select pg_advisory_lock(727001)")
         try:
             await conn.execute(STORE_SQL)
+            async with conn.transaction():
+                await seal_head(conn, keys)
         finally:
             await conn.execute("select pg_advisory_unlock(727001)")
     return pool
@@ -58,7 +61,7 @@ def create_app(config: Config) -> Starlette:
             await stack.enter_async_context(rt.agencies)
             if rt.agencies.cache is not None:
                 stack.push_async_callback(rt.agencies.cache.close)
-            rt.db = await open_store(config.database.url)
+            rt.db = await open_store(config.database.url, rt.keys)
             stack.push_async_callback(rt.db.close)
             rt.audit = AuditLog(rt.db, rt.keys)
             await rt.audit.start()
@@ -140,7 +143,14 @@ def create_app(config: Config) -> Starlette:
         except GatewayError as exc:
             return error_response(exc)
         keys = [_canonical_key(k) for k in keys]
-        dropped = await rt.agencies.invalidate(agency, keys, datasets)
+        try:
+            dropped = await rt.agencies.invalidate(agency, keys, datasets)
+        except CacheUnavailable:
+            # Not acknowledged: the agency sends the event again, and old records stay
+            # unserved only if they really were deleted.
+            return error_response(
+                CacheUnavailableError("The cache could not apply the invalidation; send it again.")
+            )
         log.info("invalidation from %s: %d keys, %d cache entries dropped", agency, len(keys),
                  dropped)  # fmt: skip
         return JSONResponse({"agency": agency, "keys": len(keys), "dropped": dropped}, 202)
@@ -192,9 +202,18 @@ def change_listeners(config: Config, agencies: Agencies) -> list[ChangeListener]
         async def handle(dataset: str, keys: list[str], codes: set[str] = codes) -> None:
             owner = DATASET_AGENCY.get(dataset)
             if owner in codes:
-                await agencies.invalidate(owner, keys, [dataset])
+                try:
+                    await agencies.invalidate(owner, keys, [dataset])
+                except CacheUnavailable as exc:
+                    log.error("a change notification for %s could not be applied: %s", owner, exc)
 
-        listeners.append(ChangeListener(dsn, handle, name="+".join(sorted(codes))))
+        async def flush(codes: set[str] = codes) -> None:
+            for code in codes:
+                await agencies.forget(code)
+
+        listeners.append(
+            ChangeListener(dsn, handle, name="+".join(sorted(codes)), on_reconnect=flush)
+        )
     return listeners
 
 

@@ -18,6 +18,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -59,6 +60,10 @@ class AuditKeys:
 
     def subject(self, rrn: str) -> str:
         return hmac.new(self._subject, rrn.encode(), hashlib.sha256).hexdigest()
+
+    def head(self, last_seq: int, last_hash: str, anchor_seq: int, anchor_hash: str) -> str:
+        text = f"head:{last_seq}:{last_hash}:{anchor_seq}:{anchor_hash}".encode()
+        return hmac.new(self._chain, text, hashlib.sha256).hexdigest()
 
     def chain(self, seq: int, record: AuditRecord, prev_hash: str) -> str:
         return hmac.new(self._chain, _canonical(seq, record, prev_hash), hashlib.sha256).hexdigest()
@@ -131,9 +136,7 @@ class AuditLog:
 
     async def _write(self, records: Sequence[AuditRecord]) -> None:
         async with self.pool.acquire(timeout=self.write_timeout_s) as conn, conn.transaction():
-            head = await conn.fetchrow(
-                "select last_seq, last_hash from gateway.audit_head where id = 1 for update"
-            )
+            head = await conn.fetchrow("select * from gateway.audit_head where id = 1 for update")
             assert head is not None, "gateway.audit_head is missing its row"
             seq, prev = head["last_seq"], head["last_hash"]
             rows = []
@@ -149,10 +152,13 @@ class AuditLog:
             await conn.copy_records_to_table(
                 "audit_log", schema_name="gateway", records=rows, columns=COLUMNS
             )
+            mac = self.keys.head(seq, prev, head["anchor_seq"], head["anchor_hash"])
             await conn.execute(
-                "update gateway.audit_head set last_seq = $1, last_hash = $2 where id = 1",
+                "update gateway.audit_head set last_seq = $1, last_hash = $2, mac = $3"
+                " where id = 1",
                 seq,
                 prev,
+                mac,
             )
 
     async def entries_for(
@@ -170,14 +176,29 @@ class AuditLog:
         )
 
     async def purge(self, retention_days: int) -> int:
-        return await purge(self.pool, retention_days)
+        return await purge(self.pool, self.keys, retention_days)
 
 
-async def purge(pool: asyncpg.Pool, retention_days: int) -> int:
+async def seal_head(
+    conn: asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any], keys: AuditKeys
+) -> None:
+    """Give a new (or pre-MAC) head row its MAC; a sealed head is left alone."""
+    head = await conn.fetchrow("select * from gateway.audit_head where id = 1 for update")
+    if head is not None and head["mac"] == "":
+        if head["last_seq"] > 0:
+            log.warning("audit head had no MAC (an older store); sealing it as it stands")
+        mac = keys.head(
+            head["last_seq"], head["last_hash"], head["anchor_seq"], head["anchor_hash"]
+        )
+        await conn.execute("update gateway.audit_head set mac = $1 where id = 1", mac)
+
+
+async def purge(pool: asyncpg.Pool, keys: AuditKeys, retention_days: int) -> int:
     """Delete records older than the retention period, moving the chain's anchor past them."""
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=retention_days)
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("select 1 from gateway.audit_head where id = 1 for update")
+        head = await conn.fetchrow("select * from gateway.audit_head where id = 1 for update")
+        assert head is not None, "gateway.audit_head is missing its row"
         last = await conn.fetchrow(
             """select seq, hash from gateway.audit_log where at < $1
                order by seq desc limit 1""",
@@ -186,10 +207,13 @@ async def purge(pool: asyncpg.Pool, retention_days: int) -> int:
         if last is None:
             return 0
         deleted = await conn.execute("delete from gateway.audit_log where seq <= $1", last["seq"])
+        mac = keys.head(head["last_seq"], head["last_hash"], last["seq"], last["hash"])
         await conn.execute(
-            "update gateway.audit_head set anchor_seq = $1, anchor_hash = $2 where id = 1",
+            "update gateway.audit_head set anchor_seq = $1, anchor_hash = $2, mac = $3"
+            " where id = 1",
             last["seq"],
             last["hash"],
+            mac,
         )
     return int(deleted.split()[-1])
 
@@ -208,8 +232,15 @@ async def verify(conn: asyncpg.Connection, keys: AuditKeys) -> tuple[int, list[P
     head = await conn.fetchrow("select * from gateway.audit_head where id = 1")
     if head is None:
         return 0, [Problem(0, "the chain head row is missing")]
-    expected_seq, expected_prev = head["anchor_seq"] + 1, head["anchor_hash"]
     problems: list[Problem] = []
+    expected_mac = keys.head(
+        head["last_seq"], head["last_hash"], head["anchor_seq"], head["anchor_hash"]
+    )
+    if not hmac.compare_digest(head["mac"], expected_mac):
+        problems.append(
+            Problem(head["last_seq"], "the chain head was rewritten (its MAC does not match)")
+        )
+    expected_seq, expected_prev = head["anchor_seq"] + 1, head["anchor_hash"]
     checked = 0
     async with conn.transaction(readonly=True):
         async for row in conn.cursor("select * from gateway.audit_log order by seq"):

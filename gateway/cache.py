@@ -1,8 +1,9 @@
 """The agency cache: the one module that knows aiocache.
 
-Entries hold agency records (never authorization decisions) with the time they were fetched,
-keyed ``<namespace>:<schema version>:<agency>:<dataset>:<key>``. An entry is *fresh* within the agency's
-``cache_ttl_s`` and may be served *stale* within ``stale_ttl_s`` while the agency is failing.
+Entries hold agency records (never authorization decisions) with the time they were
+fetched, keyed ``<namespace>:<schema version>:<agency>:<dataset>:<key>``. An entry is *fresh*
+within the agency's ``cache_ttl_s`` and may be served *stale* within ``stale_ttl_s`` while the
+agency is failing.
 In memory (the default) the cache is bounded; with Redis it is shared by every gateway process.
 A cache that fails is a miss, never an error: the gateway keeps serving from the agencies.
 """
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = "v1"
 MEMORY_MAX_ENTRIES = 200_000
 REDIS_OP_TIMEOUT_S = 0.25
+
+
+class CacheUnavailable(Exception):
+    """The cache could not carry out a deletion."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,8 @@ class AgencyCache:
             self._recovered()
 
     async def delete_many(self, agency: str, datasets: Sequence[str], keys: Sequence[str]) -> int:
+        """Raises CacheUnavailable if the entries could not be deleted: the caller must not
+        acknowledge an invalidation that did not happen."""
         deleted = 0
         for dataset in datasets:
             for key in keys:
@@ -125,9 +132,16 @@ class AgencyCache:
                     deleted += int(await self._cache.delete(self.key(agency, dataset, key)))
                 except Exception as exc:
                     self._failed(exc)
-                    return deleted
+                    raise CacheUnavailable(str(exc)) from exc
         self._recovered()
         return deleted
+
+    async def clear_agency(self, agency: str) -> None:
+        try:
+            await self._cache.clear(namespace=f"{self.namespace}:{SCHEMA_VERSION}:{agency}")
+        except Exception as exc:
+            self._failed(exc)
+            raise CacheUnavailable(str(exc)) from exc
 
     async def close(self) -> None:
         with warnings.catch_warnings(), contextlib.suppress(Exception):

@@ -343,14 +343,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_audit_purge(args: argparse.Namespace) -> int:
     import asyncpg
 
-    from gateway.audit import purge
+    from gateway.audit import AuditKeys, purge
 
     config = _load_or_demo(args)
 
     async def run() -> int:
         pool = await asyncpg.create_pool(config.database.url, min_size=1, max_size=1)
         try:
-            deleted = await purge(pool, config.audit.retention_days)
+            deleted = await purge(pool, AuditKeys(config.audit.key), config.audit.retention_days)
         finally:
             await pool.close()
         print(f"purged {deleted} audit records older than {config.audit.retention_days} days")

@@ -10,6 +10,7 @@
     ├── QueryTooComplex      QUERY_TOO_COMPLEX
     ├── AuditUnavailable     AUDIT_UNAVAILABLE
     ├── RateLimited          RATE_LIMITED
+    ├── CacheUnavailableError CACHE_UNAVAILABLE (POST /events/invalidate only; HTTP 503)
     └── BadRequest           BAD_REQUEST
 
 Anything else that escapes a resolver is reported as ``INTERNAL`` with a generic message.
@@ -22,6 +23,8 @@ from typing import Any, ClassVar
 
 class GatewayError(Exception):
     code: ClassVar[str] = "INTERNAL"
+    #: HTTP status when the error is the whole response; a field error inside a GraphQL
+    #: response leaves the status at 200.
     status: ClassVar[int] = 200
 
     def __init__(self, message: str, **extensions: Any) -> None:
@@ -31,6 +34,10 @@ class GatewayError(Exception):
 
     def as_extensions(self) -> dict[str, Any]:
         return {"code": self.code, **self.extensions}
+
+    @property
+    def http_status(self) -> int:
+        return self.status if self.status != 200 else _WHOLE_RESPONSE_STATUS.get(self.code, 500)
 
 
 class Unauthenticated(GatewayError):
@@ -78,9 +85,27 @@ class RateLimited(GatewayError):
     status = 429
 
 
+class CacheUnavailableError(GatewayError):
+    """Only outside GraphQL: an invalidation could not be applied (the sender retries)."""
+
+    code = "CACHE_UNAVAILABLE"
+    status = 503
+
+
 class BadRequest(GatewayError):
     code = "BAD_REQUEST"
     status = 400
 
+
+# Outside GraphQL (e.g. /metrics, /events/invalidate) a refusal is the whole answer.
+_WHOLE_RESPONSE_STATUS = {
+    "FORBIDDEN": 403,
+    "CONSENT_REQUIRED": 403,
+    "AUDIT_UNAVAILABLE": 503,
+    "AGENCY_UNAVAILABLE": 503,
+    "AGENCY_TIMEOUT": 504,
+    "QUERY_TOO_COMPLEX": 400,
+    "INVALID_RRN": 400,
+}
 
 INTERNAL_MESSAGE = "Something went wrong on our side; it has been logged."

@@ -24,9 +24,16 @@ Handler = Callable[[str, list[str]], Coroutine[Any, Any, None]]
 class ChangeListener:
     """Calls ``handler(dataset, keys)`` for each notification on ``CHANNEL``."""
 
-    def __init__(self, dsn: str, handler: Handler, name: str = "") -> None:
+    def __init__(
+        self,
+        dsn: str,
+        handler: Handler,
+        name: str = "",
+        on_reconnect: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
         self.dsn = dsn
         self.handler = handler
+        self.on_reconnect = on_reconnect
         self.name = name
         self.connected = asyncio.Event()
         self.received = 0
@@ -44,6 +51,7 @@ class ChangeListener:
 
     async def _run(self) -> None:
         delay = 0.1
+        first = True
         while True:
             lost = asyncio.Event()
             try:
@@ -56,6 +64,18 @@ class ChangeListener:
             try:
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._notified)
+                if not first and self.on_reconnect is not None:
+                    # Notifications sent while we were away are lost: forget what they
+                    # might have invalidated.
+                    try:
+                        await self.on_reconnect()
+                    except Exception as exc:
+                        log.warning("LISTEN %s: could not flush after reconnecting: %s",
+                                    self.name, exc)  # fmt: skip
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, RECONNECT_MAX_S)
+                        continue
+                first = False
                 self.connected.set()
                 delay = 0.1
                 log.info("LISTEN %s: listening on %s", self.name, CHANNEL)

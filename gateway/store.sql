@@ -39,5 +39,8 @@ create table if not exists gateway.audit_head (
     anchor_seq  bigint not null,
     anchor_hash text not null
 );
-insert into gateway.audit_head values (1, 0, repeat('0', 64), 0, repeat('0', 64))
+-- The head row is authenticated too (an HMAC over its four values), so rows cannot be cut
+-- from the end or the start of the chain by rewriting it.
+alter table gateway.audit_head add column if not exists mac text not null default '';
+insert into gateway.audit_head values (1, 0, repeat('0', 64), 0, repeat('0', 64), '')
     on conflict (id) do nothing;

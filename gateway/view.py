@@ -24,12 +24,14 @@ from gateway.access import Access
 from gateway.context import Context, Loaders, Provenance
 from gateway.errors import INTERNAL_MESSAGE, AuditUnavailable, BadRequest, GatewayError
 from gateway.logs import mask_rrns
+from gateway.principal import Principal
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+ANONYMOUS = Principal(sub="anonymous")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _TOO_COMPLEX = ("exceeds maximum operation depth", "aliases found", "token limit")
 
@@ -59,11 +61,12 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
 
 
 def error_response(error: GatewayError, request_id: str | None = None) -> JSONResponse:
+    """An error as a whole response (no GraphQL execution behind it)."""
     headers = {"X-Request-ID": request_id} if request_id else {}
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     body = {"errors": [{"message": error.message, "extensions": error.as_extensions()}]}
-    return JSONResponse(body, status_code=error.status, headers=headers)
+    return JSONResponse(body, status_code=error.http_status, headers=headers)
 
 
 class GatewayView(GraphQL[Context, None]):
@@ -78,12 +81,12 @@ class GatewayView(GraphQL[Context, None]):
             return
         request = Request(scope, receive)
         request_id = _request_id(request)
-        request.state.request_id = request_id
+        _per_request(request)["request_id"] = request_id
         try:
             if request.method == "POST":
                 await self._read_body(request)
             if not _wants_graphiql(request):
-                request.state.principal = await self.runtime.authenticator.authenticate(
+                _per_request(request)["principal"] = await self.runtime.authenticator.authenticate(
                     request.headers.get("authorization")
                 )
             response = await self.run(request)
@@ -121,18 +124,20 @@ class GatewayView(GraphQL[Context, None]):
             raise BadRequest("The request body must be a JSON object with a query.")
         if isinstance(data, list) and len(data) > self.limits.max_batch:
             raise BadRequest(f"At most {self.limits.max_batch} operations per batch.")
-        request.state.wants_provenance = _wants_provenance(data)
+        _per_request(request)["wants_provenance"] = _wants_provenance(data)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         assert isinstance(request, Request)
         rt = self.runtime
         assert rt.consents is not None, "lifespan has not run"
         assert rt.audit is not None, "lifespan has not run"
-        principal = request.state.principal
+        mine = _per_request(request)
+        # Only the GraphiQL page itself gets this far without a token; it executes nothing.
+        principal = mine.get("principal") or ANONYMOUS
         context = Context(
             request=request,
             response=response,
-            request_id=request.state.request_id,
+            request_id=mine["request_id"],
             agencies=rt.agencies,
             limits=self.limits,
             loaders=Loaders(
@@ -145,20 +150,20 @@ class GatewayView(GraphQL[Context, None]):
             keys=rt.keys,
             audit=rt.audit,
             consents=rt.consents,
-            provenance=Provenance(wanted=_state(request, "wants_provenance", False)),
+            provenance=Provenance(wanted=mine.get("wants_provenance", False)),
         )
-        request.state.context = context
+        mine["context"] = context
         return context
 
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
-        context: Context = request.state.context
+        context: Context = _per_request(request)["context"]
         await self._record_access(context)
         data: GraphQLHTTPResponse = {"data": result.data}
         errors: list[object] = [format_error(err) for err in result.errors or ()]
         if context.access.audit_failed and result.data:
-            errors = _withhold(result.data, context.access.withheld_keys(), errors)
+            errors = _withhold(result.data, context.access.root_keys, errors)
         if errors:
             data["errors"] = errors
         extensions = dict(result.extensions or {})
@@ -207,8 +212,11 @@ def _wants_provenance(data: Any) -> bool:
     )
 
 
-def _state(request: Request, name: str, default: Any) -> Any:
-    return getattr(request.state, name, default)
+def _per_request(request: Request) -> dict[str, Any]:
+    """This request's own values. Not request.state: that is the lifespan state, which
+    some ASGI servers and test harnesses share between concurrent requests."""
+    mine: dict[str, Any] = request.scope.setdefault("gateway", {})
+    return mine
 
 
 def _wants_graphiql(request: Request) -> bool:

@@ -133,6 +133,9 @@ def _decode_cursor(cursor: str | None) -> int | None:
         kind, _, value = text.partition(":")
         if kind != "seq":
             raise ValueError
-        return int(value)
+        seq = int(value)
+        if not 0 < seq < 2**63:
+            raise ValueError
+        return seq
     except ValueError:
         raise BadRequest("after is not a cursor from this log") from None

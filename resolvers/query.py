@@ -42,13 +42,13 @@ def parse_rrn(text: str) -> str:
 async def resident(info: Info, rrn: RRNArg, purpose: PurposeArg) -> Resident | None:
     from schema.resident import Resident
 
-    info.context.access.require_view(purpose.name)
+    info.context.access.require_view(purpose.name, info, {"rrn": rrn, "purpose": purpose})
     record = await load(info, "resident", parse_rrn(rrn))
     return None if record is None else Resident(record=record, view=purpose.name)
 
 
 def residents(info: Info, rrns: RRNsArg, purpose: PurposeArg) -> list[Awaitable[Resident | None]]:
-    info.context.access.require_view(purpose.name)
+    info.context.access.require_view(purpose.name, info, {"rrns": rrns, "purpose": purpose})
     limit = info.context.limits.max_batch
     if len(rrns) > limit:
         raise QueryTooComplex(f"residents takes at most {limit} RRNs; got {len(rrns)}")

@@ -128,7 +128,8 @@ def make_config(
     overrides.setdefault("auth", AUTH)
     overrides.setdefault("audit", AuditConfig(key=TEST_AUDIT_KEY))
     overrides.setdefault("policy", PolicyConfig(file=str(ALLOW_ALL)))
-    return Config(database=DatabaseConfig(url=dsn), agencies=agencies, **overrides)
+    overrides.setdefault("database", DatabaseConfig(url=dsn))
+    return Config(agencies=agencies, **overrides)
 
 
 def token(
