@@ -101,10 +101,6 @@ class Agency:
         )
         self.stats = AgencyStats()
         self._inflight: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
-        # Invalidations seen while reads were in flight: a read that started before a key's
-        # invalidation must not write its (older) answer to the cache.
-        self._epoch = 0
-        self._invalidated: dict[tuple[str, str], int] = {}
 
     async def fetch(
         self, dataset: Dataset, keys: Sequence[str], deadline: float | None = None
@@ -151,7 +147,7 @@ class Agency:
         for key, future in futures.items():
             self._inflight[(dataset.name, key)] = future
         results: dict[str, Outcome] = {}
-        started_epoch = self._epoch
+        asked_at = time.time()
         try:
             answers = await self._call(dataset, keys, deadline)
             now = time.time()
@@ -161,27 +157,20 @@ class Agency:
                     results[key] = self._stale(stale[key]) if key in stale else answer
                 else:
                     results[key] = Sourced(answer, self.code, now)
-                    if self._invalidated.get((dataset.name, key), -1) <= started_epoch:
-                        fresh.append((key, answer))
+                    fresh.append((key, answer))
             if self.cache is not None:
-                ttl = max(self.config.stale_ttl_s, self.config.cache_ttl_s)
-                await self.cache.set_many(self.code, dataset, fresh, ttl)
+                await self.cache.set_many(self.code, dataset, fresh, self.cache_ttl, asked_at)
         finally:
             for key, future in futures.items():
                 del self._inflight[(dataset.name, key)]
                 if not future.done():
                     future.set_result(results.get(key) or AgencyError(self.code))
-            if not self._inflight:
-                self._invalidated.clear()
         return results
 
-    def note_invalidated(self, datasets: Sequence[str], keys: Sequence[str]) -> None:
-        if not self._inflight:
-            return
-        self._epoch += 1
-        for dataset in datasets:
-            for key in keys:
-                self._invalidated[(dataset, key)] = self._epoch
+    @property
+    def cache_ttl(self) -> int:
+        """How long anything about this agency stays in the cache, fresh or stale."""
+        return max(self.config.stale_ttl_s, self.config.cache_ttl_s, 1)
 
     def _stale(self, entry: Entry) -> Sourced:
         self.stats.stale_served += 1
@@ -337,8 +326,7 @@ class Agencies:
         if self.cache is None or member is None:
             return 0
         names = list(datasets or AGENCY_DATASETS.get(agency, ()))
-        member.note_invalidated(names, keys)
-        return await self.cache.delete_many(agency, names, keys)
+        return await self.cache.invalidate(agency, names, keys, member.cache_ttl)
 
     async def forget(self, agency: str) -> None:
         """Drop everything cached for an agency (after missing its change notifications)."""

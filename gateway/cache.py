@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 #: Bump when a record's shape changes, so old entries are never read as new ones.
 SCHEMA_VERSION = "v1"
 MEMORY_MAX_ENTRIES = 200_000
+TOMBSTONE = ":invalidated"
 REDIS_OP_TIMEOUT_S = 0.25
 
 
@@ -88,30 +89,43 @@ class AgencyCache:
     async def get_many(
         self, agency: str, dataset: Dataset, keys: Sequence[str], max_age_s: float
     ) -> list[Entry | None]:
-        """Entries younger than ``max_age_s`` (or None), one per key, in order."""
+        """Entries younger than ``max_age_s`` and than their key's last invalidation (or
+        None), one per key, in order. One round trip: entries and tombstones together."""
         if not keys:
             return []
+        names = [self.key(agency, dataset.name, k) for k in keys]
         try:
-            raw = await self._cache.multi_get([self.key(agency, dataset.name, k) for k in keys])
+            raw = await self._cache.multi_get(names + [f"{n}{TOMBSTONE}" for n in names])
         except Exception as exc:
             self._failed(exc)
             return [None] * len(keys)
         self._recovered()
         now = time.time()
         out: list[Entry | None] = []
-        for item in raw:
+        for item, tomb in zip(raw[: len(keys)], raw[len(keys) :], strict=True):
             entry = self._decode(dataset, item)
-            out.append(entry if entry is not None and now - entry.fetched_at < max_age_s else None)
+            usable = (
+                entry is not None
+                and now - entry.fetched_at < max_age_s
+                and (tomb is None or entry.fetched_at > float(tomb))
+            )
+            out.append(entry if usable else None)
         return out
 
     async def set_many(
-        self, agency: str, dataset: Dataset, items: Sequence[tuple[str, Any]], ttl_s: int
+        self,
+        agency: str,
+        dataset: Dataset,
+        items: Sequence[tuple[str, Any]],
+        ttl_s: int,
+        asked_at: float,
     ) -> None:
+        """``asked_at`` is when the agency was asked: an invalidation after that time wins
+        over this write, whichever process made it."""
         if not items:
             return
-        now = time.time()
         pairs = [
-            (self.key(agency, dataset.name, key), self._encode(dataset, Entry(value, now)))
+            (self.key(agency, dataset.name, key), self._encode(dataset, Entry(value, asked_at)))
             for key, value in items
         ]
         try:
@@ -122,17 +136,26 @@ class AgencyCache:
         else:
             self._recovered()
 
-    async def delete_many(self, agency: str, datasets: Sequence[str], keys: Sequence[str]) -> int:
-        """Raises CacheUnavailable if the entries could not be deleted: the caller must not
-        acknowledge an invalidation that did not happen."""
+    async def invalidate(
+        self, agency: str, datasets: Sequence[str], keys: Sequence[str], ttl_s: int
+    ) -> int:
+        """Delete the entries and leave a tombstone per key, so that a read already in
+        flight anywhere cannot write its older answer back. Raises CacheUnavailable if this
+        could not be done: the caller must not acknowledge an invalidation that did not
+        happen."""
+        names = [self.key(agency, dataset, key) for dataset in datasets for key in keys]
+        now = time.time()
         deleted = 0
-        for dataset in datasets:
-            for key in keys:
-                try:
-                    deleted += int(await self._cache.delete(self.key(agency, dataset, key)))
-                except Exception as exc:
-                    self._failed(exc)
-                    raise CacheUnavailable(str(exc)) from exc
+        try:
+            await self._cache.multi_set(
+                [(f"{name}{TOMBSTONE}", now) for name in names],
+                ttl=ttl_s if self.backend == "redis" else None,
+            )
+            for name in names:
+                deleted += int(await self._cache.delete(name))
+        except Exception as exc:
+            self._failed(exc)
+            raise CacheUnavailable(str(exc)) from exc
         self._recovered()
         return deleted
 

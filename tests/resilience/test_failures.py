@@ -1,0 +1,269 @@
+"""Agencies that die, stall, fail or talk nonsense: coded errors naming the agency, the rest
+of the response served, bounded retries, a circuit breaker and a FIFO concurrency limit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from gateway.config import LimitsConfig
+from gateway.demo.processes import AgencyProcess
+from tests.conftest import GatewayClient, ScratchDatabase, gateway_client, make_config
+from tests.data import HEAD_RRN
+from tests.resilience.conftest import (
+    HOUSEHOLD_RRNS,
+    TAXES,
+    Agent,
+    codes,
+    http_agency,
+    readyz,
+)
+
+
+def served_except_taxes(body: dict[str, Any]) -> None:
+    person = body["data"]["resident"]
+    assert person["name"] == "Kim Min-jun"
+    assert person["insurance"] == {"insuredType": "EMPLOYEE"}
+    assert person["taxes"] is None
+
+
+async def test_an_agency_killed_mid_run_is_unavailable_and_the_rest_is_served(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str]
+) -> None:
+    with AgencyProcess("nts", agency_db.dsn) as doomed:
+        config = make_config(agency_db.dsn, {**http_agencies, "nts": doomed.url}, cached=False)
+        async with gateway_client(config) as gateway:
+            alive = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+            doomed.stop()
+            dead = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+            ready = await readyz(gateway)
+    assert len(alive["data"]["resident"]["taxes"]) == 2
+    assert "errors" not in alive
+    served_except_taxes(dead)
+    assert codes(dead) == [(("resident", "taxes"), "AGENCY_UNAVAILABLE", "nts")]
+    assert ready["agencies"]["nts"]["reachable"] is False
+    assert ready["agencies"]["nts"]["last_error"]
+
+
+async def test_a_slow_agency_times_out_within_about_its_timeout(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent
+) -> None:
+    await nts.fault("ok", delay_ms=2000)
+    config = make_config(
+        agency_db.dsn,
+        http_agencies,
+        agencies={"nts": http_agency("nts", nts.url, timeout_ms=300, retries=0, cache=False)},
+    )
+    async with gateway_client(config) as gateway:
+        await gateway.query("{ agencies { code } }")  # warm up the app
+        started = time.monotonic()
+        body = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        elapsed = time.monotonic() - started
+    served_except_taxes(body)
+    assert codes(body) == [(("resident", "taxes"), "AGENCY_TIMEOUT", "nts")]
+    assert "300 ms" in body["errors"][0]["message"]
+    assert 0.28 <= elapsed < 1.5, elapsed  # 2 s if the timeout were not applied
+
+
+@pytest.mark.parametrize("fault", ["error", "garbage"])
+async def test_errors_and_garbage_are_unavailable(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent, fault: str
+) -> None:
+    await nts.fault(fault)
+    config = make_config(
+        agency_db.dsn, http_agencies, agencies={"nts": http_agency("nts", nts.url, cache=False)}
+    )
+    async with gateway_client(config) as gateway:
+        body = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        status = await gateway.query("{ agencies { code lastError } }")
+    served_except_taxes(body)
+    assert codes(body) == [(("resident", "taxes"), "AGENCY_UNAVAILABLE", "nts")]
+    [nts_status] = [a for a in status["data"]["agencies"] if a["code"] == "nts"]
+    assert nts_status["lastError"]
+
+
+async def test_a_failing_agency_is_attempted_retries_plus_one_times(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent
+) -> None:
+    await nts.fault("error")
+    config = make_config(
+        agency_db.dsn,
+        http_agencies,
+        agencies={"nts": http_agency("nts", nts.url, retries=2, cache=False)},
+    )
+    async with gateway_client(config) as gateway:
+        before = await nts.calls()
+        body = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        attempts = await nts.calls() - before
+        status = await gateway.query("{ agencies { code retries calls } }")
+    assert codes(body) == [(("resident", "taxes"), "AGENCY_UNAVAILABLE", "nts")]
+    assert attempts == 3
+    [nts_status] = [a for a in status["data"]["agencies"] if a["code"] == "nts"]
+    assert nts_status == {"code": "nts", "retries": 2, "calls": 3}
+
+
+async def test_retries_never_run_past_the_request_deadline(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent
+) -> None:
+    await nts.fault("ok", delay_ms=2000)
+    config = make_config(
+        agency_db.dsn,
+        http_agencies,
+        limits=LimitsConfig(request_timeout_ms=700),
+        agencies={
+            "nts": http_agency(
+                "nts",
+                nts.url,
+                timeout_ms=300,
+                retries=20,
+                cache=False,
+                settings={"breaker_threshold": 100},  # retries end by the deadline alone
+            )
+        },
+    )
+    async with gateway_client(config) as gateway:
+        await gateway.query("{ agencies { code } }")
+        started = time.monotonic()
+        body = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        elapsed = time.monotonic() - started
+    served_except_taxes(body)
+    assert codes(body) == [(("resident", "taxes"), "AGENCY_TIMEOUT", "nts")]
+    # 21 attempts of 300 ms would take over 6 s; the request's deadline is 700 ms.
+    assert 0.55 <= elapsed < 1.6, elapsed
+
+
+async def test_the_circuit_opens_fails_fast_half_opens_and_closes(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent
+) -> None:
+    await nts.fault("error")
+    breaker = {"breaker_threshold": 3, "breaker_reset_s": 1}
+    config = make_config(
+        agency_db.dsn,
+        http_agencies,
+        agencies={"nts": http_agency("nts", nts.url, retries=0, cache=False, settings=breaker)},
+    )
+    async with gateway_client(config) as gateway:
+        before = await nts.calls()
+        for _ in range(3):
+            failed = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+            assert codes(failed) == [(("resident", "taxes"), "AGENCY_UNAVAILABLE", "nts")]
+        assert await nts.calls() - before == 3
+        assert (await readyz(gateway))["agencies"]["nts"]["circuit"] == "open"
+
+        opened = await nts.calls()
+        started = time.monotonic()
+        refused = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        refused_in = time.monotonic() - started
+        served_except_taxes(refused)
+        assert codes(refused) == [(("resident", "taxes"), "AGENCY_UNAVAILABLE", "nts")]
+        assert await nts.calls() == opened  # not asked at all
+        assert refused_in < 0.5, refused_in
+        status = await gateway.query("{ agencies { code circuit } }")
+        assert {"code": "nts", "circuit": "open"} in status["data"]["agencies"]
+
+        await asyncio.sleep(1.05)
+        assert (await readyz(gateway))["agencies"]["nts"]["circuit"] == "half-open"
+        await nts.fault("ok")
+        probed = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        assert "errors" not in probed, probed
+        assert len(probed["data"]["resident"]["taxes"]) == 2
+        assert await nts.calls() == opened + 1
+        assert (await readyz(gateway))["agencies"]["nts"]["circuit"] == "closed"
+
+
+async def test_a_failed_probe_opens_the_circuit_again(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent
+) -> None:
+    await nts.fault("error")
+    breaker = {"breaker_threshold": 2, "breaker_reset_s": 0.6}
+    config = make_config(
+        agency_db.dsn,
+        http_agencies,
+        agencies={"nts": http_agency("nts", nts.url, retries=0, cache=False, settings=breaker)},
+    )
+    async with gateway_client(config) as gateway:
+        for _ in range(2):
+            await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        assert (await readyz(gateway))["agencies"]["nts"]["circuit"] == "open"
+        await asyncio.sleep(0.65)
+        before = await nts.calls()
+        probe = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        assert codes(probe) == [(("resident", "taxes"), "AGENCY_UNAVAILABLE", "nts")]
+        assert await nts.calls() == before + 1  # one probe, no retry storm
+        assert (await readyz(gateway))["agencies"]["nts"]["circuit"] == "open"
+        await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        assert await nts.calls() == before + 1
+
+
+async def timed(gateway: GatewayClient, rrn: str, started: float) -> tuple[float, Any]:
+    body = await gateway.query(TAXES, {"rrn": rrn})
+    return time.monotonic() - started, body
+
+
+async def test_at_most_max_concurrency_batches_are_in_flight(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent
+) -> None:
+    await nts.fault("ok", delay_ms=300)
+    config = make_config(
+        agency_db.dsn,
+        http_agencies,
+        agencies={
+            "nts": http_agency(
+                "nts", nts.url, max_concurrency=2, timeout_ms=5000, retries=0, cache=False
+            )
+        },
+    )
+    rrns = HOUSEHOLD_RRNS[:6]  # six residents: six batches, no single flight between them
+    async with gateway_client(config) as gateway:
+        await gateway.query("{ agencies { code } }")
+        before = await nts.stats()
+        started = time.monotonic()
+        results = await asyncio.gather(*(timed(gateway, rrn, started) for rrn in rrns))
+        after = await nts.stats()
+    assert all("errors" not in body for _, body in results), results
+    assert after["calls"] - before["calls"] == 6
+    done = sorted(elapsed for elapsed, _ in results)
+    # Two at a time, 300 ms each: done after about 0.3, 0.3, 0.6, 0.6, 0.9, 0.9 s.
+    # Sixteen at a time would finish all six after about 0.3 s.
+    assert sum(t < 0.45 for t in done) <= 2, done
+    assert sum(t < 0.75 for t in done) <= 4, done
+    assert done[-1] >= 0.8, done
+
+
+async def test_waiting_for_the_concurrency_limit_does_not_open_the_circuit(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent
+) -> None:
+    # nts answers every call in 200 ms, well within its 500 ms timeout. A burst of six
+    # requests queues behind max_concurrency = 1 in the gateway; time spent in the
+    # gateway's own queue is not the agency failing, and must not open its circuit.
+    await nts.fault("ok", delay_ms=200)
+    breaker = {"breaker_threshold": 2, "breaker_reset_s": 30}
+    config = make_config(
+        agency_db.dsn,
+        http_agencies,
+        agencies={
+            "nts": http_agency(
+                "nts",
+                nts.url,
+                max_concurrency=1,
+                timeout_ms=500,
+                retries=0,
+                cache=False,
+                settings=breaker,
+            )
+        },
+    )
+    async with gateway_client(config) as gateway:
+        await gateway.query("{ agencies { code } }")
+        burst = await asyncio.gather(
+            *(gateway.query(TAXES, {"rrn": rrn}) for rrn in HOUSEHOLD_RRNS[:6])
+        )
+        ready = await readyz(gateway)
+        later = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+    served = sum(body["data"]["resident"]["taxes"] is not None for body in burst)
+    assert served >= 2, burst  # the first ones were answered
+    assert ready["agencies"]["nts"]["circuit"] == "closed", ready["agencies"]["nts"]
+    assert codes(later) == [], later["errors"]

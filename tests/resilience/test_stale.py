@@ -1,0 +1,148 @@
+"""Stale data, said out loud: served while its agency fails, always listed in
+``extensions.provenance`` with ``stale: true``; never served past ``stale_ttl_s``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.config import CacheConfig
+from tests.conftest import ScratchDatabase, gateway_client, make_config
+from tests.data import HEAD_RRN
+from tests.resilience.conftest import TAXES, Agent, cache_of, codes, drop_namespace, http_agency
+
+EVERY_AGENCY = """query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_ELIGIBILITY) {
+    name
+    household { size members { name } }
+    insurance { monthlyPremium }
+    taxes { year reportedIncome }
+    pension { monthsContributed }
+    militaryService { status } } }"""
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cache(
+    request: pytest.FixtureRequest, machine_redis: aioredis.Redis
+) -> AsyncIterator[CacheConfig]:
+    config = cache_of(request.param)
+    yield config
+    await drop_namespace(machine_redis, config.namespace)
+
+
+def as_of(entry: dict[str, Any]) -> float:
+    parsed = dt.datetime.fromisoformat(entry["asOf"])
+    assert parsed.tzinfo is not None, entry["asOf"]
+    return parsed.timestamp()
+
+
+async def test_stale_taxes_are_served_and_listed_unasked(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent, cache: CacheConfig
+) -> None:
+    config = make_config(
+        agency_db.dsn,
+        http_agencies,
+        cached=True,
+        cache=cache,
+        agencies={"nts": http_agency("nts", nts.url, cache_ttl_s=1, stale_ttl_s=600, retries=0)},
+    )
+    async with gateway_client(config) as gateway:
+        fetched_from = time.time()
+        fresh = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        fetched_until = time.time()
+        await asyncio.sleep(1.1)
+        await nts.fault("error")
+        before = await nts.calls()
+        stale = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        asked = await nts.calls() - before
+        ready = await readyz_nts(gateway.http)
+        status = await gateway.query(
+            "{ agencies { code circuit cacheHitRatio staleServed lastError } }"
+        )
+
+    assert "extensions" not in fresh  # fresh data, provenance not asked for
+    assert asked == 1  # the agency was asked (and failed) before the old value was served
+    assert "errors" not in stale, stale
+    assert stale["data"] == fresh["data"]
+    [entry] = stale["extensions"]["provenance"]
+    assert {k: v for k, v in entry.items() if k != "asOf"} == {
+        "path": ["resident", "taxes"],
+        "agency": "nts",
+        "stale": True,
+    }
+    assert fetched_from - 0.01 <= as_of(entry) <= fetched_until + 0.01
+
+    assert ready["circuit"] == "closed"
+    assert ready["cache"] == cache.backend
+    assert ready["cache_hit_ratio"] == 0.0  # two lookups, neither fresh
+    assert "500" in ready["last_error"]
+    [nts_status] = [a for a in status["data"]["agencies"] if a["code"] == "nts"]
+    assert nts_status["staleServed"] == 1
+    assert nts_status["cacheHitRatio"] == 0.0
+    assert nts_status["circuit"] == "closed"
+    assert "500" in nts_status["lastError"]
+
+
+async def readyz_nts(http: Any) -> dict[str, Any]:
+    body: dict[str, Any] = (await http.get("/readyz")).json()
+    nts: dict[str, Any] = body["agencies"]["nts"]
+    return nts
+
+
+async def test_fresh_provenance_lists_every_agency_backed_path(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], cache: CacheConfig
+) -> None:
+    config = make_config(agency_db.dsn, http_agencies, cached=True, cache=cache)
+    async with gateway_client(config) as gateway:
+        unasked = await gateway.query(EVERY_AGENCY, {"rrn": HEAD_RRN})
+        started = time.time()
+        cold = await gateway.query(EVERY_AGENCY, {"rrn": HEAD_RRN}, extensions={"provenance": True})
+        warm = await gateway.query(EVERY_AGENCY, {"rrn": HEAD_RRN}, extensions={"provenance": True})
+    assert "errors" not in unasked, unasked
+    assert "extensions" not in unasked
+    members: list[tuple[Any, ...]] = [("resident", "household", "members", i) for i in range(20)]
+    expected: dict[tuple[Any, ...], str] = {
+        ("resident",): "registry",
+        ("resident", "household"): "registry",
+        **dict.fromkeys(members, "registry"),
+        ("resident", "insurance"): "nhis",
+        ("resident", "taxes"): "nts",
+        ("resident", "pension"): "nps",
+        ("resident", "militaryService"): "mma",
+    }
+    for body in (cold, warm):
+        entries = body["extensions"]["provenance"]
+        assert {tuple(e["path"]): e["agency"] for e in entries} == expected
+        assert len(entries) == len(expected)
+        assert all(e["stale"] is False for e in entries), entries
+        # Everything came from the agencies (into the cache) on the first, unasked query.
+        assert all(started - 5 < as_of(e) <= started for e in entries), entries
+    assert warm["data"] == cold["data"] == unasked["data"]
+
+
+async def test_nothing_stale_is_served_past_stale_ttl(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent, cache: CacheConfig
+) -> None:
+    config = make_config(
+        agency_db.dsn,
+        http_agencies,
+        cached=True,
+        cache=cache,
+        agencies={"nts": http_agency("nts", nts.url, cache_ttl_s=1, stale_ttl_s=2, retries=0)},
+    )
+    async with gateway_client(config) as gateway:
+        fresh = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        await asyncio.sleep(2.1)
+        await nts.fault("error")
+        failed = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        status = await gateway.query("{ agencies { code staleServed } }")
+    assert len(fresh["data"]["resident"]["taxes"]) == 2
+    assert failed["data"]["resident"]["taxes"] is None
+    assert codes(failed) == [(("resident", "taxes"), "AGENCY_UNAVAILABLE", "nts")]
+    assert "extensions" not in failed
+    assert {"code": "nts", "staleServed": 0} in status["data"]["agencies"]
