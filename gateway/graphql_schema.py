@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError, GraphQLObjectType
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -33,12 +34,17 @@ class GatewaySchema(strawberry.Schema):
 
 def build_schema(limits: LimitsConfig | None = None) -> GatewaySchema:
     limits = limits or LimitsConfig()
+    # The limiters' rule classes are built once: ValidationCache keys on the rules, and a
+    # limiter built per request makes new classes, so validation would never be cached.
+    rules = [
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+    ]
     extensions: list[Any] = [
         # Parse and validation dominate a cached request's CPU time (see STACK.md).
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
-        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        lambda: AddValidationRules(rules),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         Authorize,
     ]

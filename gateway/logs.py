@@ -33,6 +33,8 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every agency request at INFO: two lines per resident lookup.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def install_filter(handler: logging.Handler) -> None:
