@@ -207,7 +207,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         print_demo_tokens(demo_config, rrn)
-        print("\nPress Ctrl-C to stop.\n", flush=True)
+        print(
+            "\nWith the welfare_officer token the query above shows field-level authorization:"
+            "\nmilitaryService is FORBIDDEN for welfare, and taxes need the resident's consent."
+            "\nWith the citizen token (the same resident) try:\n"
+            '  mutation { grantConsent(purpose: WELFARE_ELIGIBILITY, agency: "welfare") { id } }\n'
+            "  { me { name taxes { year } } myAccessLog { edges { node { agency purpose fields"
+            " denied } } } }\n"
+            "\nPress Ctrl-C to stop.\n",
+            flush=True,
+        )
         uvicorn.run(create_app(demo_config), host=host, port=port, access_log=False)
     return 0
 

