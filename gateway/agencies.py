@@ -55,6 +55,7 @@ class AgencyStats:
     retries: int = 0
     rejected: int = 0  # answered at once because the circuit was open
     stale_served: int = 0
+    coalesced: int = 0  # calls that carried the keys of several requests
     cache_hits: int = 0
     cache_misses: int = 0
     last_error: str | None = None
@@ -72,6 +73,15 @@ class Sourced:
 
 
 Outcome = Sourced | GatewayError
+
+
+@dataclass
+class _Waiting:
+    """Keys of several requests waiting together for a free slot (see Agency._coalesced)."""
+
+    keys: list[str]
+    done: asyncio.Future[list[Any]]
+    requests: int = 1
 
 
 class _Queued(AgencyTimeout):
@@ -101,6 +111,7 @@ class Agency:
         )
         self.stats = AgencyStats()
         self._inflight: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
+        self._waiting: dict[str, _Waiting] = {}
 
     async def fetch(
         self, dataset: Dataset, keys: Sequence[str], deadline: float | None = None
@@ -149,7 +160,7 @@ class Agency:
         results: dict[str, Outcome] = {}
         asked_at = time.time()
         try:
-            answers = await self._call(dataset, keys, deadline)
+            answers = await self._coalesced(dataset, keys, deadline)
             now = time.time()
             fresh: list[tuple[str, Any]] = []
             for key, answer in zip(keys, answers, strict=True):
@@ -176,9 +187,60 @@ class Agency:
         self.stats.stale_served += 1
         return Sourced(entry.value, self.code, entry.fetched_at, stale=True)
 
-    async def _call(self, dataset: Dataset, keys: list[str], deadline: float | None) -> list[Any]:
+    async def _coalesced(
+        self, dataset: Dataset, keys: list[str], deadline: float | None
+    ) -> list[Any]:
+        """Call at once when a slot is free. When every slot is busy, the batches of all
+        requests waiting for this dataset are merged into one call: under load the agency
+        gets fewer, larger batches instead of a queue of small ones."""
+        if not self.limit.locked():
+            return await self._call(dataset, keys, deadline)
+        waiting = self._waiting.get(dataset.name)
+        if waiting is not None:
+            start = len(waiting.keys)
+            waiting.keys.extend(keys)
+            waiting.requests += 1
+            merged = await asyncio.shield(waiting.done)
+            return merged[start : start + len(keys)]
+        waiting = self._waiting[dataset.name] = _Waiting(
+            list(keys), asyncio.get_running_loop().create_future()
+        )
+        answers: list[Any] = []
+        try:
+            answers = await self._lead(dataset, waiting, deadline)
+        finally:
+            if self._waiting.get(dataset.name) is waiting:
+                del self._waiting[dataset.name]
+            if not waiting.done.done():  # answered, or the leader was cancelled
+                waiting.done.set_result(answers or [AgencyError(self.code)] * len(waiting.keys))
+        return answers[: len(keys)]
+
+    async def _lead(self, dataset: Dataset, waiting: _Waiting, deadline: float | None) -> list[Any]:
+        """Wait for a slot for the whole merged batch, then call with it."""
+        try:
+            async with asyncio.timeout(self._slot_timeout(deadline)):
+                await self.limit.acquire()
+        except TimeoutError:
+            self.stats.timeouts += 1
+            return [_Queued(self.code, self.config.timeout_ms)] * len(waiting.keys)
+        del self._waiting[dataset.name]  # sealed: later arrivals start the next batch
+        if waiting.requests > 1:
+            self.stats.coalesced += 1
+        return await self._call(dataset, waiting.keys, deadline, slot_held=True)
+
+    def _slot_timeout(self, deadline: float | None) -> float:
+        timeout = self.timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+        return max(timeout, 0.001)
+
+    async def _call(
+        self, dataset: Dataset, keys: list[str], deadline: float | None, slot_held: bool = False
+    ) -> list[Any]:
         """The adapter's answers (or a GatewayError per key), with retries and the breaker."""
         if not self.breaker.allow():
+            if slot_held:
+                self.limit.release()
             self.stats.rejected += 1
             refusal = AgencyError(self.code, f"The {self.code} agency is failing; not asking it.")
             return [refusal] * len(keys)
@@ -186,7 +248,8 @@ class Agency:
         while True:
             self.stats.calls += 1
             self.stats.keys += len(keys)
-            error = await self._attempt(dataset, keys, deadline)
+            error = await self._attempt(dataset, keys, deadline, slot_held)
+            slot_held = False
             if not isinstance(error, GatewayError):
                 self.breaker.succeeded()
                 return error
@@ -201,20 +264,23 @@ class Agency:
             await asyncio.sleep(backoff)
 
     async def _attempt(
-        self, dataset: Dataset, keys: list[str], deadline: float | None
+        self, dataset: Dataset, keys: list[str], deadline: float | None, slot_held: bool = False
     ) -> list[Any] | GatewayError:
         timeout = self.timeout
         if deadline is not None:
             timeout = min(timeout, deadline - time.monotonic())
         if timeout <= 0:
+            if slot_held:
+                self.limit.release()
             return AgencyTimeout(self.code, self.config.timeout_ms)
-        try:
-            async with asyncio.timeout(timeout):
-                await self.limit.acquire()
-        except TimeoutError:
-            # Our own queue was full for the whole timeout: not the agency's failure.
-            self.stats.timeouts += 1
-            return _Queued(self.code, self.config.timeout_ms)
+        if not slot_held:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.limit.acquire()
+            except TimeoutError:
+                # Our own queue was full for the whole timeout: not the agency's failure.
+                self.stats.timeouts += 1
+                return _Queued(self.code, self.config.timeout_ms)
         try:
             # The agency gets its whole timeout once it is asked (within the deadline).
             if deadline is not None:

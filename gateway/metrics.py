@@ -10,6 +10,11 @@ _AGENCY_COUNTERS = (
     ("gateway_agency_keys_total", "Keys looked up at an agency.", "keys"),
     ("gateway_agency_failures_total", "Failed agency calls or keys.", "failures"),
     ("gateway_agency_timeouts_total", "Agency calls that timed out.", "timeouts"),
+    ("gateway_agency_retries_total", "Agency calls retried after a failure.", "retries"),
+    ("gateway_agency_rejected_total", "Calls refused at once: circuit open.", "rejected"),
+    ("gateway_agency_stale_total", "Answers served stale from the cache.", "stale_served"),
+    ("gateway_agency_coalesced_total", "Calls that merged several requests' keys.", "coalesced"),
+    ("gateway_agency_cache_hits_total", "Keys answered fresh from the cache.", "cache_hits"),
 )
 
 
