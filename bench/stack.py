@@ -1,0 +1,446 @@
+"""Everything a benchmark run stands up, and tears down again.
+
+A scratch database on the local PostgreSQL (seeded with ``gateway.demo.seed`` plus the
+20-member household of ``tests.data``), the nts and mma demo agencies, and servers started as
+their own processes: the gateway (``python -m gateway serve --config <tmp>``) and the ceiling
+(``python -m bench.ceiling``). :class:`BenchStack` is a context manager: leaving it, by return,
+exception or Ctrl-C, stops every process it started and drops the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+
+from gateway.auth import issue_token
+from gateway.config import AuthConfig
+from gateway.demo.embedded import with_database
+from gateway.demo.processes import AgencyProcess
+from gateway.demo.seed import seed
+from tests.data import BIG_HOUSEHOLD, insert_fixtures
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SQL_AGENCIES = ("registry", "nhis", "nps")
+HTTP_AGENCIES = ("nts", "mma")
+PURPOSES = (
+    "WELFARE_ELIGIBILITY", "TAX_ADMINISTRATION", "HEALTH_INSURANCE", "PENSION_ADMINISTRATION",
+    "MILITARY_ADMINISTRATION", "CIVIL_PETITION",
+)  # fmt: skip
+BENCH_ROLE = "bench"
+ALL_FIELDS = ["Resident.*", "Address.*", "Household.*", "HealthInsurance.*", "TaxRecord.*",
+              "Pension.*", "MilitaryService.*"]  # fmt: skip
+TOKEN_TTL_S = 7 * 24 * 3600
+
+Say = Callable[[str], None]
+
+
+class BenchError(Exception):
+    """Something the person running the benchmark has to fix; the message says what."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def child_env() -> dict[str, str]:
+    """Our environment minus gateway overrides, so only the written config counts."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GATEWAY__") and k != "GATEWAY_CONFIG"
+    }
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def http_post_json(
+    url: str, body: bytes, token: str = "", timeout: float = 10.0
+) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------------------------
+# TOML
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
+    """A nested mapping of str/int/float/bool/list values as TOML (tables for sub-mappings)."""
+    lines = [f"{key} = {_toml_value(v)}" for key, v in data.items() if not isinstance(v, Mapping)]
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            name = f"{prefix}.{key}" if prefix else key
+            scalars = any(not isinstance(v, Mapping) for v in value.values())
+            body = to_toml(value, name)
+            out += (f"\n[{name}]\n" if scalars else "") + body
+    return out
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+
+
+class ServerProcess:
+    """A server in a child process, its output in a log file, ready once /healthz answers."""
+
+    def __init__(
+        self, name: str, args: Sequence[str], port: int, log_path: Path, env: Mapping[str, str]
+    ) -> None:
+        self.name = name
+        self.args = list(args)
+        self.port = port
+        self.log_path = log_path
+        self.env = dict(env)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.args,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError(
+                    f"{self.name} exited with code {self.process.returncode} while starting:\n"
+                    + self.log_tail()
+                )
+            with contextlib.suppress(OSError):
+                status, _ = http_get(f"{self.url}/healthz", timeout=1.0)
+                if status == 200:
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise BenchError(
+            f"{self.name} did not answer /healthz within {timeout:.0f} s:\n" + self.log_tail()
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (uvicorn shuts down gracefully, so a profiler writes its file), then kill."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------------------------
+# The stack
+
+
+async def _check_postgres(admin_dsn: str) -> str:
+    try:
+        conn = await asyncpg.connect(admin_dsn, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise BenchError(
+            f"PostgreSQL is not reachable at {admin_dsn} ({type(exc).__name__}: {exc}).\n"
+            "Start it (e.g. `pg_ctlcluster 15 main start`) or pass --admin-dsn."
+        ) from None
+    try:
+        version: str = await conn.fetchval("show server_version")
+    finally:
+        await conn.close()
+    return version
+
+
+async def _admin(admin_dsn: str, statement: str) -> None:
+    conn = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _prepare(dsn: str, residents: int) -> dict[str, float]:
+    summary = await seed(dsn, residents, progress=False)
+    await insert_fixtures(dsn)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("analyze")
+    finally:
+        await conn.close()
+    return {
+        "residents": summary.residents + 20,
+        "households": summary.households + 1,
+        "seconds": round(summary.seconds, 1),
+    }
+
+
+async def _fetch_keys(dsn: str, sample: int) -> tuple[list[str], list[str]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """select rrn from registry.residents where household_id <> $1
+               order by md5(rrn) limit $2""",
+            BIG_HOUSEHOLD,
+            sample,
+        )
+        members = await conn.fetch(
+            """select rrn from registry.residents where household_id = $1
+               order by relationship <> 'HEAD', birth_date, rrn""",
+            BIG_HOUSEHOLD,
+        )
+    finally:
+        await conn.close()
+    return [r["rrn"] for r in rows], [r["rrn"] for r in members]
+
+
+class BenchStack:
+    """Scratch database, demo agencies, and the servers under test; see the module docstring."""
+
+    def __init__(self, admin_dsn: str, workdir: Path, say: Say) -> None:
+        self.admin_dsn = admin_dsn
+        self.workdir = workdir
+        self.say = say
+        self.db_name = f"gwbench_{secrets.token_hex(4)}"
+        self.dsn = with_database(admin_dsn, self.db_name)
+        self.auth_secret = secrets.token_urlsafe(48)
+        self.audit_key = secrets.token_urlsafe(48)
+        self.policy_path = workdir / "bench-policy.toml"
+        self.agency_urls: dict[str, str] = {}
+        self.agency_pids: list[int] = []
+        self.postgres_version = ""
+        self.seeded: dict[str, float] = {}
+        self._exit = contextlib.ExitStack()
+        self._servers: list[ServerProcess] = []
+        self.logs_to: Path | None = None  # copy the servers' logs here on close
+
+    def __enter__(self) -> BenchStack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        # Ctrl-C while tearing down must not leave a process or the database behind.
+        with _deferred_interrupts():
+            for server in reversed(self._servers):
+                server.stop()
+            if self.logs_to is not None:
+                self.logs_to.mkdir(parents=True, exist_ok=True)
+                for log in self.workdir.glob("*.log"):
+                    shutil.copy(log, self.logs_to / log.name)
+                self.say(f"server logs copied to {self.logs_to}")
+            self._exit.close()
+
+    def setup(self, residents: int, *, agency_nodelay: bool = False) -> None:
+        self.policy_path.write_text(to_toml(bench_policy()))
+        self.postgres_version = asyncio.run(_check_postgres(self.admin_dsn))
+        self.say(f"creating database {self.db_name} (PostgreSQL {self.postgres_version})")
+        asyncio.run(_admin(self.admin_dsn, f'create database "{self.db_name}"'))
+        self._exit.callback(self._drop_database)
+        self.say(f"seeding {residents:,} residents + the 20-member fixture household")
+        self.seeded = asyncio.run(_prepare(self.dsn, residents))
+        self.say(f"seeded in {self.seeded['seconds']} s; starting the nts and mma demo agencies")
+        for code in HTTP_AGENCIES:
+            agency = AgencyProcess(code, self.dsn)
+            if agency_nodelay:
+                # The same command under bench.launch with TCP_NODELAY on its listening socket.
+                module_args = agency.args[agency.args.index("-m") + 1 :]
+                agency.args = _command(module_args, None, ["listen-nodelay"])
+            self._exit.callback(agency.stop)
+            self.agency_urls[code] = agency.start()
+            assert agency.process is not None
+            self.agency_pids.append(agency.process.pid)
+
+    def _drop_database(self) -> None:
+        try:
+            asyncio.run(
+                _admin(self.admin_dsn, f'drop database if exists "{self.db_name}" with (force)')
+            )
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            print(f"warning: could not drop database {self.db_name}: {exc}", file=sys.stderr)
+        else:
+            self.say(f"dropped database {self.db_name}")
+
+    def keys(self, sample: int) -> tuple[list[str], list[str]]:
+        """``sample`` seeded RRNs (deterministic), and the fixture household's 20 members."""
+        return asyncio.run(_fetch_keys(self.dsn, sample))
+
+    def gateway_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        agencies: dict[str, Any] = {code: {"kind": "sql", "dsn": self.dsn} for code in SQL_AGENCIES}
+        agencies |= {code: {"kind": "http", "url": url} for code, url in self.agency_urls.items()}
+        base = {
+            "server": {"host": "127.0.0.1", "workers": 1},
+            # The gateway's own store (consents, audit trail) lives in the scratch database too.
+            "database": {"url": self.dsn},
+            "auth": {"secret": self.auth_secret},
+            "audit": {"key": self.audit_key},
+            "policy": {"file": str(self.policy_path)},
+            "agencies": agencies,
+        }
+        return deep_merge(base, overrides or {})
+
+    def token(self) -> str:
+        """A bearer token for the bench role (may read every field for every purpose)."""
+        config = AuthConfig(secret=self.auth_secret)
+        return issue_token(config, sub="bench", roles=[BENCH_ROLE], ttl_s=TOKEN_TTL_S)
+
+    def start_gateway(
+        self,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        label: str = "gateway",
+        profile_to: Path | None = None,
+        patches: Sequence[str] = (),
+    ) -> ServerProcess:
+        config = self.gateway_config(overrides)
+        text = to_toml(config)
+        tomllib.loads(text)  # fail here, not in the child, if the writer got it wrong
+        port = free_port()
+        path = self.workdir / f"{label}-{port}.toml"
+        path.write_text(text)
+        args = _command(
+            ["gateway", "serve", "--config", str(path), "--port", str(port)], profile_to, patches
+        )
+        server = ServerProcess(label, args, port, self.workdir / f"{label}-{port}.log", child_env())
+        self._servers.append(server)
+        return server.start()
+
+    def start_ceiling(self, *, profile_to: Path | None = None) -> ServerProcess:
+        port = free_port()
+        args = _command(["bench.ceiling", "--dsn", self.dsn, "--port", str(port)], profile_to)
+        server = ServerProcess(
+            "ceiling", args, port, self.workdir / f"ceiling-{port}.log", child_env()
+        )
+        self._servers.append(server)
+        return server.start()
+
+    def stop(self, server: ServerProcess) -> None:
+        server.stop()
+        if server in self._servers:
+            self._servers.remove(server)
+
+
+def bench_policy() -> dict[str, Any]:
+    """One role that may read everything, so the benchmark measures serving, not refusals."""
+    return {
+        "roles": {
+            BENCH_ROLE: {
+                "description": "The benchmark's caller: every resident field, every purpose.",
+                "operations": ["Query.resident", "Query.residents"],
+                "views": {purpose: {"fields": ALL_FIELDS} for purpose in PURPOSES},
+            }
+        }
+    }
+
+
+def _command(
+    module_and_args: Sequence[str], profile_to: Path | None, patches: Sequence[str] = ()
+) -> list[str]:
+    """``python -m MODULE ARGS``, or the same under :mod:`bench.launch` to profile or patch."""
+    if profile_to is None and not patches:
+        return [sys.executable, "-m", *module_and_args]
+    args = [sys.executable, "-m", "bench.launch"]
+    if profile_to is not None:
+        args += ["--profile-out", str(profile_to)]
+    if patches:
+        args += ["--patch", ",".join(patches)]
+    return [*args, "-m", *module_and_args]
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[None]:
+    """Ignore further Ctrl-C (and SIGTERM) while tearing down: teardown must finish."""
+
+    def hold(signum: int, frame: object) -> None:
+        print("(still tearing down; one moment)", file=sys.stderr, flush=True)
+
+    try:
+        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
