@@ -119,6 +119,8 @@ class LoadGenerator:
         self.window = _Window(float("inf"), float("inf"))
         self.stopping = False
         self._next = 0
+        self.interval: float | None = None  # paced: seconds between scheduled requests
+        self._slot = 0.0
 
     def _error(self, kind: str, detail: str, now: float) -> None:
         if self.window.start <= now <= self.window.end:
@@ -161,6 +163,13 @@ class LoadGenerator:
             request = requests[self._next % count]
             self._next += 1
             started = clock()
+            if self.interval is not None:
+                # The next slot of the shared schedule; latency counts from the slot.
+                self._slot = max(self._slot + self.interval, started - 1.0)
+                slot = self._slot
+                if slot > started:
+                    await asyncio.sleep(slot - started)
+                started = slot
             async with asyncio.timeout(timeout):
                 status, body, close = await _exchange(reader, writer, request)
             finished = clock()
@@ -188,8 +197,13 @@ async def run_load(
     request_timeout: float = 30.0,
     on_window_start: Callable[[], None] | None = None,
     on_window_end: Callable[[], None] | None = None,
+    rate: float | None = None,
 ) -> LoadResult:
     """Warm up for ``warmup`` seconds, then count ``duration`` seconds of completed requests.
+
+    With ``rate`` (requests per second, all connections together) requests are sent on a fixed
+    schedule instead of back to back, and latency is measured from each request's scheduled
+    time, so a server falling behind shows in the latency instead of hiding it.
 
     ``on_window_start`` / ``on_window_end`` run right at the window's edges (to snapshot CPU
     counters of the processes under test).
@@ -197,6 +211,8 @@ async def run_load(
     generator = LoadGenerator(
         host, port, requests, concurrency=concurrency, request_timeout=request_timeout
     )
+    generator.interval = None if not rate else 1.0 / rate
+    generator._slot = time.perf_counter()
     tasks = [asyncio.create_task(generator.worker()) for _ in range(concurrency)]
     try:
         await asyncio.sleep(warmup)

@@ -131,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON result goes"
     )
     parser.add_argument(
+        "--paced",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="after each gateway run, another at FRACTION (e.g. 0.7) of the throughput it "
+        "just reached, on a fixed schedule: latency at a load the gateway can carry",
+    )
+    parser.add_argument(
         "--agency-nodelay",
         action="store_true",
         help="run the demo agencies with TCP_NODELAY on their listening socket (without it "
@@ -428,6 +436,15 @@ class Bench:
                     run = self.measure(runner, scenario, target, server, bodies[scenario.name])
                     run.round = round_no
                     self.runs.append(run)
+                    if args.paced and target == "gateway" and run.result.rps > 0:
+                        rate = args.paced * run.result.rps
+                        paced = self.measure(
+                            runner, scenario, target, server, bodies[scenario.name],
+                            label=f" paced at {rate:,.0f} req/s", rate=rate,
+                        )  # fmt: skip
+                        paced.scenario = f"{scenario.name}@{args.paced:.0%}"
+                        paced.round = round_no
+                        self.runs.append(paced)
         if current:
             stack.stop(current.pop()[1])
 
@@ -490,6 +507,7 @@ class Bench:
         at_start: Callable[[], None] | None = None,
         at_end: Callable[[], None] | None = None,
         label: str = "",
+        rate: float | None = None,
     ) -> Run:
         args = self.args
         duration = args.duration if duration is None else duration
@@ -528,6 +546,7 @@ class Bench:
                 request_timeout=args.request_timeout,
                 on_window_start=window_start,
                 on_window_end=window_end,
+                rate=rate,
             )
         )
         cpu = CpuProbe.usage(snaps[0], snaps[1]) if len(snaps) == 2 else {}

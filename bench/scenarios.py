@@ -125,6 +125,14 @@ VARIANTS = [
         _variant(base, "noaudit", "[audit] enabled = false", gateway=CACHE_OFF | AUDIT_OFF),
         _variant(
             base,
+            "wide",
+            "16 batches in flight per agency instead of the default 4 (less coalescing)",
+            gateway={
+                "agencies": {code: {"cache": False, "max_concurrency": 16} for code in AGENCIES}
+            },
+        ),
+        _variant(
+            base,
             "patched",
             "with the bench.patches experiments (" + ", ".join(ALL_PATCHES) + ")",
             patches=ALL_PATCHES,

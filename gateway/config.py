@@ -83,7 +83,7 @@ class AgencyConfig:
     url: str = ""
     timeout_ms: int = 2000
     retries: int = 1
-    max_concurrency: int = 16
+    max_concurrency: int = 4  # batches in flight; more wait and are merged (see agencies.py)
     cache: bool = True
     cache_ttl_s: int = 60
     stale_ttl_s: int = 3600
