@@ -35,6 +35,7 @@ from bench.stack import (
     BenchError,
     BenchStack,
     ServerProcess,
+    http_get,
     http_post_json,
 )
 from bench.system import CpuProbe, CpuSnapshot, machine_info, pids_named
@@ -561,6 +562,13 @@ class Bench:
         )
         for sample in result.error_samples[:2]:
             say(f"  error: {sample}")
+        if target == "gateway":
+            ratios = cache_hit_ratios(server.port)
+            if ratios:
+                cpu["cache_hit_ratio"] = ratios
+                say("  cache hit ratio since start: " + ", ".join(
+                    f"{code} {ratio:.3f}" for code, ratio in ratios.items()
+                ))  # fmt: skip
         return Run(scenario.name, target, 0, result, cpu)
 
     def profile(
@@ -705,6 +713,19 @@ def _terminate(signum: int, frame: Any) -> None:
         handler(signal.SIGINT, frame)
         return
     raise KeyboardInterrupt
+
+
+def cache_hit_ratios(port: int) -> dict[str, float]:
+    """Each agency's cache hit ratio since the gateway started, from /readyz."""
+    status, body = http_get(f"http://127.0.0.1:{port}/readyz")
+    if status != 200:
+        return {}
+    agencies = json.loads(body).get("agencies", {})
+    return {
+        code: state["cache_hit_ratio"]
+        for code, state in agencies.items()
+        if state.get("cache_hit_ratio") is not None
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
