@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -74,7 +73,3 @@ def build(config: Config) -> Runtime:
         keys=AuditKeys(config.audit.key),
         authenticator=Authenticator(config.auth),
     )
-
-
-def new_secret() -> str:
-    return secrets.token_urlsafe(48)

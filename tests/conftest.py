@@ -49,7 +49,8 @@ MACHINE_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 async def _reachable(dsn: str) -> bool:
     try:
-        conn = await asyncpg.connect(dsn, timeout=2)
+        # Generous: under load a slow answer must not send the suite to the embedded server.
+        conn = await asyncpg.connect(dsn, timeout=10)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return False
     await conn.close()
@@ -146,9 +147,7 @@ def config(agency_db: ScratchDatabase, http_agencies: dict[str, str]) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def gateway_client(
-    config: Config, bearer: str | None = None
-) -> AsyncIterator[GatewayClient]:
+async def gateway_client(config: Config, bearer: str | None = None) -> AsyncIterator[GatewayClient]:
     """The app in-process, lifespan run, behind an httpx client sending ``bearer``."""
     app = create_app(config)
     async with LifespanManager(app) as manager:
