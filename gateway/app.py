@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 STORE_SQL = (files("gateway") / "store.sql").read_text()
 PURGE_EVERY_S = 3600
+GC_THRESHOLD = 10_000  # allocations between young-generation collections (default 700)
 
 
 async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
@@ -72,6 +74,11 @@ def create_app(config: Config) -> Starlette:
                 stack.push_async_callback(listener.close)
             purger = asyncio.create_task(_purge_forever(rt.audit, config.audit.retention_days))
             stack.callback(purger.cancel)
+            # Everything built so far lives as long as the process: keep it out of the
+            # collector's way, and collect young objects less often (fewer pauses per request).
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
             yield
 
     async def healthz(request: Request) -> Response:
