@@ -19,6 +19,7 @@ from gateway.breaker import CircuitBreaker
 from gateway.cache import AgencyCache, Entry
 from gateway.config import AgencyConfig, ConfigError
 from gateway.errors import AgencyError, AgencyTimeout, GatewayError
+from gateway.logs import mask_rrns
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +311,9 @@ class Agency:
 
     def _failed(self, reason: str) -> None:
         self.stats.failures += 1
-        self.stats.last_error = reason
+        # Shown to operators (/readyz, Query.agencies): never a full RRN, whatever the
+        # agency's error said.
+        self.stats.last_error = mask_rrns(reason)
         self.stats.last_error_at = time.time()
 
     async def ping(self, within: float = 1.0) -> str | None:
