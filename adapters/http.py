@@ -88,4 +88,8 @@ class HTTPAdapter(Adapter):
                 return tuple(record_from_mapping(dataset.record, item) for item in entry)
             return record_from_mapping(dataset.record, entry)
         except (KeyError, TypeError, ValueError) as exc:
-            return AgencyFailure(f"{self.agency} sent a malformed {dataset.name} record: {exc}")
+            # Name the problem, never the values: this text reaches operators.
+            problem = type(exc).__name__
+            return AgencyFailure(
+                f"{self.agency} sent a malformed {dataset.name} record ({problem})"
+            )

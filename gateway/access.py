@@ -96,16 +96,20 @@ class Access:
             entry.denied.add(coordinate)
 
     def _entry(self, subject: str, view: str, info: Located) -> Disclosure:
+        # Every response key that reaches resident data is noted, not only the first one
+        # per resident: all of them are withheld if the audit cannot be written.
+        self.root_keys.add(_root_key(info))
         entry = self.disclosures.get((subject, view))
         if entry is None:
-            root_key = _root_key(info)
-            self.root_keys.add(root_key)
             entry = self.disclosures[(subject, view)] = Disclosure()
         return entry
 
+    def returned(self, subject: str, view: str, info: Located) -> None:
+        """A resident object is in the response: its existence is a disclosure, even when
+        every field under it is skipped (@skip/@include) or only __typename is asked."""
+        self._entry(subject, view, info)
+
     def reached(self, root: Any, info: Info) -> None:
-        """A resident object was returned at all (even just __typename): its existence is
-        a disclosure."""
         subject: str = root.record.rrn if info.parent_type.name == "Resident" else root.subject
         self._entry(subject, root.view, info)
 
@@ -138,6 +142,9 @@ class Access:
         if inspect.isawaitable(result):
             return _track(result, entry, coordinate)
         entry.disclosed.add(coordinate)
+        if coordinate == "HealthInsurance.insuredBy" and root.insured_by_rrn is not None:
+            # It names another resident: that resident's access log must show it too.
+            self._entry(root.insured_by_rrn, view, info).disclosed.add(coordinate)
         return result
 
     async def _with_consent(

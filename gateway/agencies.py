@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from adapters.base import Adapter
+from adapters.base import Adapter, AgencyFailure
 from adapters.records import DATASETS, Dataset
 from gateway.breaker import CircuitBreaker
 from gateway.cache import AgencyCache, Entry
@@ -293,7 +293,10 @@ class Agency:
             self._failed("timeout")
             return AgencyTimeout(self.code, self.config.timeout_ms)
         except Exception as exc:
-            self._failed(f"{type(exc).__name__}: {exc}")
+            # Our adapters' own failures say what went wrong; anything else may quote data
+            # (a driver's message), so operators see only its kind; the log has the rest.
+            shown = str(exc) if isinstance(exc, AgencyFailure) else type(exc).__name__
+            self._failed(shown)
             log.warning("agency %s failed a %s batch: %s", self.code, dataset.name, exc)
             return AgencyError(self.code)
         finally:
@@ -304,15 +307,16 @@ class Agency:
         out: list[Any] = []
         for entry in entries:
             if isinstance(entry, BaseException):
-                self._failed(f"{type(entry).__name__}: {entry}")
+                self._failed(
+                    str(entry) if isinstance(entry, AgencyFailure) else type(entry).__name__
+                )
                 entry = AgencyError(self.code)
             out.append(entry)
         return out
 
     def _failed(self, reason: str) -> None:
         self.stats.failures += 1
-        # Shown to operators (/readyz, Query.agencies): never a full RRN, whatever the
-        # agency's error said.
+        # Shown to operators (Query.agencies): never a full RRN, whatever the agency said.
         self.stats.last_error = mask_rrns(reason)
         self.stats.last_error_at = time.time()
 
@@ -338,7 +342,7 @@ class Agency:
         return {
             "kind": self.config.kind,
             "circuit": self.breaker.state.value,
-            "last_error": self.stats.last_error,
+            "failures": self.stats.failures,
             "cache": "off" if self.cache is None else self.cache.backend,
             "cache_hit_ratio": None if ratio is None else round(ratio, 4),
         }

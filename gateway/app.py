@@ -99,18 +99,14 @@ def create_app(config: Config) -> Starlette:
             "status": "ready" if database["reachable"] else "not ready",
             "database": database,
             "agencies": {
-                agency.code: agency.describe()
-                | {"reachable": problem is None}
-                | ({"error": problem} if problem else {})
+                agency.code: agency.describe() | {"reachable": problem is None}
                 for agency, problem in zip(members, problems, strict=True)
             },
+            # /readyz is open: states only. Error texts are in the log and, for operators,
+            # in Query.agencies.
             "cache": None
             if rt.agencies.cache is None
-            else {
-                "backend": rt.agencies.cache.backend,
-                "healthy": rt.agencies.cache.healthy,
-                "last_error": rt.agencies.cache.last_error,
-            },
+            else {"backend": rt.agencies.cache.backend, "healthy": rt.agencies.cache.healthy},
         }
         return JSONResponse(body, status_code=200 if database["reachable"] else 503)
 
@@ -144,7 +140,9 @@ def create_app(config: Config) -> Starlette:
                 raise BadRequest(f"At most {config.limits.max_batch * 10} keys per event.")
             valid = AGENCY_DATASETS[agency]
             if datasets is not None and (
-                not isinstance(datasets, list) or not set(datasets) <= set(valid)
+                not isinstance(datasets, list)
+                or not all(isinstance(d, str) for d in datasets)
+                or not set(datasets) <= set(valid)
             ):
                 raise BadRequest(f"datasets of {agency}: {', '.join(valid)}")
         except GatewayError as exc:

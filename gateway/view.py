@@ -96,6 +96,9 @@ class GatewayView(GraphQL[Context, None]):
             response = error_response(BadRequest(exc.reason), request_id)
             response.status_code = exc.status_code
         response.headers["X-Request-ID"] = request_id
+        client_id = request.headers.get("x-request-id", "")
+        if _REQUEST_ID.match(client_id):
+            response.headers["X-Client-Request-ID"] = mask_rrns(client_id)
         await response(scope, receive, send)
 
     async def _read_body(self, request: Request) -> None:
@@ -228,8 +231,9 @@ def _wants_graphiql(request: Request) -> bool:
 
 
 def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    """Ours, always: it goes into the audit trail, so the client must not choose it (nor
+    smuggle an RRN into it). The client's own id comes back as X-Client-Request-ID."""
+    return uuid.uuid4().hex
 
 
 def log_errors(errors: list[GraphQLError]) -> None:

@@ -40,7 +40,10 @@ async def me(info: Info) -> Resident | None:
     from schema.resident import Resident
 
     record = await load(info, "resident", own_rrn(info))
-    return None if record is None else Resident(record=record, view=SELF)
+    if record is None:
+        return None
+    info.context.access.returned(record.rrn, SELF, info)
+    return Resident(record=record, view=SELF)
 
 
 async def my_access_log(

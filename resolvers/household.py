@@ -37,14 +37,23 @@ async def head(root: Household, info: Info) -> Resident | None:
     from schema.resident import Resident
 
     record = await load(info, "resident", root.record.head_rrn)
-    return None if record is None else Resident(record=record, view=member_view(root, record.rrn))
+    if record is None:
+        return None
+    view = member_view(root, record.rrn)
+    info.context.access.returned(record.rrn, view, info)
+    return Resident(record=record, view=view)
 
 
 async def members(root: Household, info: Info) -> list[Resident | None]:
     from schema.resident import Resident
 
     records = await load_many(info, "resident", list(root.record.member_rrns))
-    return [
-        None if record is None else Resident(record=record, view=member_view(root, record.rrn))
-        for record in records
-    ]
+    out: list[Resident | None] = []
+    for record in records:
+        if record is None:
+            out.append(None)
+            continue
+        view = member_view(root, record.rrn)
+        info.context.access.returned(record.rrn, view, info)
+        out.append(Resident(record=record, view=view))
+    return out

@@ -44,7 +44,10 @@ async def resident(info: Info, rrn: RRNArg, purpose: PurposeArg) -> Resident | N
 
     info.context.access.require_view(purpose.name, info, {"rrn": rrn, "purpose": purpose})
     record = await load(info, "resident", parse_rrn(rrn))
-    return None if record is None else Resident(record=record, view=purpose.name)
+    if record is None:
+        return None
+    info.context.access.returned(record.rrn, purpose.name, info)
+    return Resident(record=record, view=purpose.name)
 
 
 def residents(info: Info, rrns: RRNsArg, purpose: PurposeArg) -> list[Awaitable[Resident | None]]:

@@ -100,6 +100,7 @@ async def insurance(root: Resident, info: Info) -> HealthInsurance | None:
         monthly_premium=r.monthly_premium,
         dependents=r.dependents,
         insured_by=None if r.insured_by is None else mask(r.insured_by),
+        insured_by_rrn=r.insured_by,
     )
 
 

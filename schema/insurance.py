@@ -14,6 +14,7 @@ from schema.scalars import KRW
 class HealthInsurance:
     view: strawberry.Private[str]
     subject: strawberry.Private[str]
+    insured_by_rrn: strawberry.Private[str | None]
 
     insured_type: InsuredType | None = strawberry.field(description="How the person is covered.")
     enrolled_on: dt.date | None = strawberry.field(description="When the current enrolment began.")

@@ -80,7 +80,7 @@ async def test_stale_taxes_are_served_and_listed_unasked(
     assert ready["circuit"] == "closed"
     assert ready["cache"] == cache.backend
     assert ready["cache_hit_ratio"] == 0.0  # two lookups, neither fresh
-    assert "500" in ready["last_error"]
+    assert ready["failures"] >= 1
     [nts_status] = [a for a in status["data"]["agencies"] if a["code"] == "nts"]
     assert nts_status["staleServed"] == 1
     assert nts_status["cacheHitRatio"] == 0.0
