@@ -191,7 +191,9 @@ async def _purge_forever(audit: AuditLog, retention_days: int) -> None:
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory`` with several workers: config from $GATEWAY_CONFIG."""
     from gateway import config as config_module
+    from gateway import logs
 
+    logs.configure()  # each worker process sets up its own (masked) logging
     return create_app(config_module.load(config_module.find_file()))
 
 

@@ -182,10 +182,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 port=server.port,
                 workers=server.workers,
                 access_log=False,
+                log_config=None,  # our handler, with the RRN-masking filter
             )
             return 0
         print(f"Resident Gateway on http://{server.host}:{server.port}/graphql", flush=True)
-        uvicorn.run(create_app(config), host=server.host, port=server.port, access_log=False)
+        uvicorn.run(
+            create_app(config),
+            host=server.host,
+            port=server.port,
+            access_log=False,
+            log_config=None,
+        )
         return 0
 
     from gateway.demo.embedded import DEMO_RESIDENTS, data_dir, embedded_demo
@@ -217,7 +224,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "\nPress Ctrl-C to stop.\n",
             flush=True,
         )
-        uvicorn.run(create_app(demo_config), host=host, port=port, access_log=False)
+        uvicorn.run(
+            create_app(demo_config), host=host, port=port, access_log=False, log_config=None
+        )
     return 0
 
 
