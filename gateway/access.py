@@ -92,26 +92,24 @@ class Access:
                 subject = parse(str(text)).value
             except InvalidRRN:
                 continue
-            entry = self._entry(subject, view, info)
-            entry.denied.add(coordinate)
+            self.root_keys.add(_root_key(info))
+            self._entry(subject, view).denied.add(coordinate)
 
-    def _entry(self, subject: str, view: str, info: Located) -> Disclosure:
-        # Every response key that reaches resident data is noted, not only the first one
-        # per resident: all of them are withheld if the audit cannot be written.
+    def returned(self, subject: str, view: str, info: Located) -> None:
+        """A resident object is in the response: its existence is a disclosure, even when
+        every field under it is skipped (@skip/@include) or only __typename is asked.
+
+        Every resident object enters the response here, so its response key is noted here
+        (every alias, not only the first per resident): all of them are withheld if the
+        audit cannot be written. Fields below it need not note it again."""
         self.root_keys.add(_root_key(info))
+        self._entry(subject, view)
+
+    def _entry(self, subject: str, view: str) -> Disclosure:
         entry = self.disclosures.get((subject, view))
         if entry is None:
             entry = self.disclosures[(subject, view)] = Disclosure()
         return entry
-
-    def returned(self, subject: str, view: str, info: Located) -> None:
-        """A resident object is in the response: its existence is a disclosure, even when
-        every field under it is skipped (@skip/@include) or only __typename is asked."""
-        self._entry(subject, view, info)
-
-    def reached(self, root: Any, info: Info) -> None:
-        subject: str = root.record.rrn if info.parent_type.name == "Resident" else root.subject
-        self._entry(subject, root.view, info)
 
     def unmasked_rrn(self, view: str, rrn: str) -> bool:
         if view == SELF and rrn == self.principal.rrn:
@@ -128,7 +126,7 @@ class Access:
         coordinate = f"{type_name}.{info.field_name}"
         subject: str = root.record.rrn if type_name == "Resident" else root.subject
         view: str = root.view
-        entry = self._entry(subject, view, info)
+        entry = self._entry(subject, view)
         if coordinate == "Resident.rrn":  # always readable; masking decides how much
             entry.disclosed.add(coordinate)
             return resolve(root, info, *args, **kwargs)
@@ -144,7 +142,7 @@ class Access:
         entry.disclosed.add(coordinate)
         if coordinate == "HealthInsurance.insuredBy" and root.insured_by_rrn is not None:
             # It names another resident: that resident's access log must show it too.
-            self._entry(root.insured_by_rrn, view, info).disclosed.add(coordinate)
+            self._entry(root.insured_by_rrn, view).disclosed.add(coordinate)
         return result
 
     async def _with_consent(
@@ -219,9 +217,7 @@ class Authorize(SchemaExtension):
         **kwargs: Any,
     ) -> Any:  # fmt: skip
         type_name = info.parent_type.name
-        if info.field_name.startswith("__"):
-            if type_name in RESIDENT_TYPES:
-                info.context.access.reached(root, info)
+        if info.field_name.startswith("__"):  # the object's existence is already recorded
             return _next(root, info, *args, **kwargs)
         if type_name in RESIDENT_TYPES:
             return info.context.access.resolve_field(_next, root, info, *args, **kwargs)

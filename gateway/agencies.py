@@ -60,7 +60,6 @@ class AgencyStats:
     cache_hits: int = 0
     cache_misses: int = 0
     last_error: str | None = None
-    last_error_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +317,6 @@ class Agency:
         self.stats.failures += 1
         # Shown to operators (Query.agencies): never a full RRN, whatever the agency said.
         self.stats.last_error = mask_rrns(reason)
-        self.stats.last_error_at = time.time()
 
     async def ping(self, within: float = 1.0) -> str | None:
         """None when reachable, else the reason."""

@@ -21,7 +21,6 @@ from gateway import rrn as rrns
 from gateway import runtime as runtime_module
 from gateway.agencies import AGENCY_DATASETS, DATASET_AGENCY, Agencies
 from gateway.audit import AuditKeys, AuditLog, seal_head
-from gateway.cache import CacheUnavailable
 from gateway.config import Config
 from gateway.consent import Consents
 from gateway.errors import BadRequest, CacheUnavailableError, Forbidden, GatewayError
@@ -53,8 +52,8 @@ async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
 
 
 def create_app(config: Config) -> Starlette:
-    rt = runtime_module.build(config)
     schema = build_schema(config.limits)
+    rt = runtime_module.build(config, schema)
     view = GatewayView(schema, runtime=rt, graphql_ide="graphiql")
 
     @contextlib.asynccontextmanager
@@ -150,12 +149,10 @@ def create_app(config: Config) -> Starlette:
         keys = [_canonical_key(k) for k in keys]
         try:
             dropped = await rt.agencies.invalidate(agency, keys, datasets)
-        except CacheUnavailable:
-            # Not acknowledged: the agency sends the event again, and old records stay
-            # unserved only if they really were deleted.
-            return error_response(
-                CacheUnavailableError("The cache could not apply the invalidation; send it again.")
-            )
+        except CacheUnavailableError as exc:
+            # Not acknowledged (503): the agency sends the event again, rather than the
+            # gateway serving the old record once the cache is back.
+            return error_response(exc)
         log.info("invalidation from %s: %d keys, %d cache entries dropped", agency, len(keys),
                  dropped)  # fmt: skip
         return JSONResponse({"agency": agency, "keys": len(keys), "dropped": dropped}, 202)
@@ -211,7 +208,7 @@ def change_listeners(config: Config, agencies: Agencies) -> list[ChangeListener]
             if owner in codes:
                 try:
                     await agencies.invalidate(owner, keys, [dataset])
-                except CacheUnavailable as exc:
+                except CacheUnavailableError as exc:
                     log.error("a change notification for %s could not be applied: %s", owner, exc)
 
         async def flush(codes: set[str] = codes) -> None:

@@ -24,6 +24,7 @@ from aiocache.serializers import JsonSerializer
 
 from adapters.records import Dataset, record_from_mapping, record_to_json
 from gateway.config import CacheConfig
+from gateway.errors import CacheUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = "v1"
 MEMORY_MAX_ENTRIES = 200_000
 TOMBSTONE = ":invalidated"
+CACHE_DOWN = "The cache could not apply the invalidation; send it again."
 REDIS_OP_TIMEOUT_S = 0.25
-
-
-class CacheUnavailable(Exception):
-    """The cache could not carry out a deletion."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +66,6 @@ class AgencyCache:
         self.backend = config.backend
         self.namespace = config.namespace
         self.healthy = True
-        self.last_error: str | None = None
         if config.backend == "redis":
             url = urlparse(config.url)
             self._cache = RedisCache(
@@ -140,7 +137,7 @@ class AgencyCache:
         self, agency: str, datasets: Sequence[str], keys: Sequence[str], ttl_s: int
     ) -> int:
         """Delete the entries and leave a tombstone per key, so that a read already in
-        flight anywhere cannot write its older answer back. Raises CacheUnavailable if this
+        flight anywhere cannot write its older answer back. Raises CacheUnavailableError if this
         could not be done: the caller must not acknowledge an invalidation that did not
         happen."""
         names = [self.key(agency, dataset, key) for dataset in datasets for key in keys]
@@ -155,7 +152,7 @@ class AgencyCache:
                 deleted += int(await self._cache.delete(name))
         except Exception as exc:
             self._failed(exc)
-            raise CacheUnavailable(str(exc)) from exc
+            raise CacheUnavailableError(CACHE_DOWN) from exc
         self._recovered()
         return deleted
 
@@ -164,7 +161,7 @@ class AgencyCache:
             await self._cache.clear(namespace=f"{self.namespace}:{SCHEMA_VERSION}:{agency}")
         except Exception as exc:
             self._failed(exc)
-            raise CacheUnavailable(str(exc)) from exc
+            raise CacheUnavailableError(CACHE_DOWN) from exc
 
     async def close(self) -> None:
         with warnings.catch_warnings(), contextlib.suppress(Exception):
@@ -210,7 +207,6 @@ class AgencyCache:
                 reason,
             )
         self.healthy = False
-        self.last_error = reason
 
     def _recovered(self) -> None:
         if not self.healthy:

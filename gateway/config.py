@@ -18,8 +18,6 @@ DEFAULT_FILE = "gateway.toml"
 ENV_FILE = "GATEWAY_CONFIG"
 ENV_PREFIX = "GATEWAY__"
 
-AGENCY_CODES = ("registry", "nhis", "nts", "nps", "mma")
-
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says where and why."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -84,4 +84,3 @@ class Context:
     audit: AuditLog
     consents: Consents
     provenance: Provenance
-    extensions: dict[str, Any] = field(default_factory=dict)

@@ -86,7 +86,7 @@ class RateLimited(GatewayError):
 
 
 class CacheUnavailableError(GatewayError):
-    """Only outside GraphQL: an invalidation could not be applied (the sender retries)."""
+    """The cache could not apply an invalidation (only outside GraphQL; the sender retries)."""
 
     code = "CACHE_UNAVAILABLE"
     status = 503

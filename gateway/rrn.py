@@ -46,10 +46,6 @@ class RRN:
     is_foreign: bool
 
     @property
-    def masked(self) -> str:
-        return mask(self.value)
-
-    @property
     def check_digit_ok(self) -> bool:
         return check_digit_ok(self.value)
 

@@ -7,6 +7,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import asyncpg
+import strawberry
 
 from gateway import policy as policy_module
 from gateway.agencies import Agencies
@@ -44,12 +45,13 @@ def policy_path(config: Config) -> Path:
     return path
 
 
-def load_policy(config: Config) -> Policy:
-    schema = build_schema(config.limits)
+def load_policy(config: Config, schema: strawberry.Schema | None = None) -> Policy:
+    """The policy, checked against the schema it will guard."""
+    schema = schema or build_schema(config.limits)
     return policy_module.load(policy_path(config), schema_fields(schema), PURPOSES)
 
 
-def check(config: Config) -> Policy:
+def check(config: Config, schema: strawberry.Schema | None = None) -> Policy:
     """Everything that must hold before serving; raises ConfigError naming the problem."""
     if not config.database.url:
         raise ConfigError("[database] url is required: consents and the audit trail live there")
@@ -61,11 +63,11 @@ def check(config: Config) -> Policy:
         raise ConfigError("[auth] secret must be at least 32 characters")
     if not config.auth.secret and not config.auth.jwks_url:
         raise ConfigError("[auth] needs secret (development) or jwks_url (production)")
-    return load_policy(config)
+    return load_policy(config, schema)
 
 
-def build(config: Config) -> Runtime:
-    policy = check(config)
+def build(config: Config, schema: strawberry.Schema) -> Runtime:
+    policy = check(config, schema)
     return Runtime(
         config=config,
         agencies=Agencies(config.agencies, AgencyCache(config.cache)),
