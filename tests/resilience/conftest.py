@@ -136,6 +136,16 @@ async def drop_namespace(client: aioredis.Redis, ns: str) -> None:
         await client.delete(*keys)
 
 
+@pytest.fixture(params=["memory", "redis"])
+async def cache(
+    request: pytest.FixtureRequest, machine_redis: aioredis.Redis
+) -> AsyncIterator[CacheConfig]:
+    """Each test that takes it runs against both backends, in a namespace of its own."""
+    config = cache_of(request.param)
+    yield config
+    await drop_namespace(machine_redis, config.namespace)
+
+
 def redis_server_binary() -> list[str]:
     if Path(REDIS_SERVER).exists():
         return [REDIS_SERVER]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -39,15 +38,6 @@ EVERYTHING = """query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_ELIG
 HOUSEHOLD_INSURANCE = """query($rrn: String!) {
   resident(rrn: $rrn, purpose: HEALTH_INSURANCE) {
     household { members { name insurance { monthlyPremium } } } } }"""
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def cache(
-    request: pytest.FixtureRequest, machine_redis: aioredis.Redis
-) -> AsyncIterator[CacheConfig]:
-    config = cache_of(request.param)
-    yield config
-    await drop_namespace(machine_redis, config.namespace)
 
 
 def calls(gateway: GatewayClient) -> dict[str, int]:

@@ -12,7 +12,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from adapters.sql import REFERENCE_QUERIES
 from gateway.config import CacheConfig
@@ -22,7 +21,6 @@ from tests.resilience.conftest import (
     TAXES,
     cache_of,
     changed_income,
-    drop_namespace,
     execute,
     fetchval,
     income,
@@ -33,15 +31,6 @@ from tests.resilience.conftest import (
 NEW_INCOME = 123_456_789
 PREMIUM = """query($rrn: String!) { resident(rrn: $rrn, purpose: HEALTH_INSURANCE) {
     insurance { monthlyPremium } } }"""
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def cache(
-    request: pytest.FixtureRequest, machine_redis: aioredis.Redis
-) -> AsyncIterator[CacheConfig]:
-    config = cache_of(request.param)
-    yield config
-    await drop_namespace(machine_redis, config.namespace)
 
 
 async def invalidate(gateway: GatewayClient, body: Any, bearer: str | None) -> httpx.Response:

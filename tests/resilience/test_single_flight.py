@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
-import redis.asyncio as aioredis
 
 from gateway.config import CacheConfig
 from tests.conftest import ScratchDatabase, gateway_client, make_config
 from tests.data import HEAD_RRN
-from tests.resilience.conftest import TAXES, Agent, cache_of, drop_namespace, http_agency
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def cache(
-    request: pytest.FixtureRequest, machine_redis: aioredis.Redis
-) -> AsyncIterator[CacheConfig]:
-    config = cache_of(request.param)
-    yield config
-    await drop_namespace(machine_redis, config.namespace)
+from tests.resilience.conftest import TAXES, Agent, http_agency
 
 
 async def test_20_concurrent_requests_for_one_resident_make_one_agency_call(

@@ -6,16 +6,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
-import redis.asyncio as aioredis
 
 from gateway.config import CacheConfig
 from tests.conftest import ScratchDatabase, gateway_client, make_config
 from tests.data import HEAD_RRN
-from tests.resilience.conftest import TAXES, Agent, cache_of, codes, drop_namespace, http_agency
+from tests.resilience.conftest import TAXES, Agent, codes, http_agency
 
 EVERY_AGENCY = """query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_ELIGIBILITY) {
     name
@@ -24,15 +20,6 @@ EVERY_AGENCY = """query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_EL
     taxes { year reportedIncome }
     pension { monthsContributed }
     militaryService { status } } }"""
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def cache(
-    request: pytest.FixtureRequest, machine_redis: aioredis.Redis
-) -> AsyncIterator[CacheConfig]:
-    config = cache_of(request.param)
-    yield config
-    await drop_namespace(machine_redis, config.namespace)
 
 
 def as_of(entry: dict[str, Any]) -> float:
