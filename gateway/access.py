@@ -21,8 +21,8 @@ from strawberry.extensions import SchemaExtension
 
 from gateway.audit import AuditKeys, AuditRecord
 from gateway.consent import ConsentRecord
-from gateway.errors import ConsentRequired, Forbidden
-from gateway.policy import RESIDENT_TYPES, SELF, Grant, Policy
+from gateway.errors import ConsentRequired, Forbidden, QueryTooComplex
+from gateway.policy import SELF, SERVICE_TYPES, Grant, Policy
 from gateway.principal import Principal
 from gateway.rrn import InvalidRRN, mask, parse
 
@@ -57,6 +57,7 @@ class Access:
         policy: Policy,
         keys: AuditKeys,
         consents: DataLoader[str, list[ConsentRecord]],
+        max_lookups: int = 100,
     ) -> None:
         self.principal = principal
         self.policy = policy
@@ -65,16 +66,22 @@ class Access:
         self.disclosures: dict[tuple[str, str], Disclosure] = {}
         self.root_keys: set[str] = set()  # response keys that carried resident data
         self.audit_failed = False
+        self.max_lookups = max_lookups
+        self.lookups = 0  # residents named by root fields so far in this request
 
     # Root operations -------------------------------------------------------------------
 
     def require_operation(self, coordinate: str, info: Located, kwargs: dict[str, Any]) -> None:
         if not self.policy.allows_operation(self.principal.roles, coordinate):
+            self._count_lookups(_named(kwargs))
             self._refused_lookup(coordinate, info, kwargs)
             roles = ", ".join(self.principal.roles) or "no role"
             raise Forbidden(f"{roles} may not use {coordinate}.")
 
     def require_view(self, view: str, info: Located, kwargs: dict[str, Any]) -> Grant:
+        """The grant for a lookup's declared view; every lookup of named residents passes
+        here first, and is counted against the request's budget before anything else."""
+        self._count_lookups(_named(kwargs))
         grant = self.policy.grant(self.principal.roles, view)
         if grant is None:
             self._refused_lookup(f"Query.{info.field_name}", info, kwargs)
@@ -82,9 +89,20 @@ class Access:
             raise Forbidden(f"{roles} may not declare the purpose {view}.")
         return grant
 
+    def _count_lookups(self, named: list[Any]) -> None:
+        """One request names at most ``max_lookups`` residents across all its root fields
+        and aliases. Past that a field is refused before anything about it is audited, so
+        refused lookups cannot plant entries in thousands of citizens' access logs."""
+        if self.lookups + len(named) > self.max_lookups:
+            raise QueryTooComplex(
+                f"A request may name at most {self.max_lookups} residents ([limits] max_batch);"
+                f" this field would make it {self.lookups + len(named)}."
+            )
+        self.lookups += len(named)
+
     def _refused_lookup(self, coordinate: str, info: Located, kwargs: dict[str, Any]) -> None:
         """A refused lookup of named residents is audited too: citizens see attempts."""
-        named = kwargs.get("rrns") or ([kwargs["rrn"]] if "rrn" in kwargs else [])
+        named = _named(kwargs)
         purpose = kwargs.get("purpose")
         view = getattr(purpose, "name", str(purpose))
         for text in named:
@@ -111,11 +129,17 @@ class Access:
             entry = self.disclosures[(subject, view)] = Disclosure()
         return entry
 
-    def unmasked_rrn(self, view: str, rrn: str) -> bool:
-        if view == SELF and rrn == self.principal.rrn:
-            return True
+    def show_rrn(self, view: str, rrn: str, *, whole_allowed: bool = True) -> str:
+        """An RRN as this caller may see it under ``view``: whole where the view allows it,
+        otherwise masked down to what the view grants (see ``Grant.shows_*``)."""
+        if whole_allowed and view == SELF and rrn == self.principal.rrn:
+            return rrn
         grant = self.policy.grant(self.principal.roles, view)
-        return grant is not None and grant.unmasked_rrn
+        if grant is None:
+            return mask(rrn, birth_date=False, seventh_digit=False)
+        if whole_allowed and grant.unmasked_rrn and view != SELF:
+            return rrn
+        return mask(rrn, birth_date=grant.shows_birth_date, seventh_digit=grant.shows_seventh_digit)
 
     # Resident data fields --------------------------------------------------------------
 
@@ -124,8 +148,12 @@ class Access:
     ) -> Any:
         type_name = info.parent_type.name
         coordinate = f"{type_name}.{info.field_name}"
-        subject: str = root.record.rrn if type_name == "Resident" else root.subject
-        view: str = root.view
+        subject: str | None = (
+            root.record.rrn if type_name == "Resident" else getattr(root, "subject", None)
+        )
+        view: str | None = getattr(root, "view", None)
+        if subject is None or view is None:  # a data type that cannot say whose data it is
+            raise Forbidden(f"You may not read {coordinate}.")
         entry = self._entry(subject, view)
         if coordinate == "Resident.rrn":  # always readable; masking decides how much
             entry.disclosed.add(coordinate)
@@ -163,13 +191,13 @@ class Access:
             entry.denied.add(coordinate)
             agency = self.principal.agency or "your agency"
             raise ConsentRequired(
-                f"{mask(subject)} has not consented to {agency} reading {coordinate} for {view}."
+                f"{self.show_rrn(view, subject)} has not consented to {agency} reading "
+                f"{coordinate} for {view}."
             )
         result = resolve(root, info, *args, **kwargs)
         if inspect.isawaitable(result):
             result = await result
-        if result is not None:
-            entry.disclosed.add(coordinate)
+        entry.disclosed.add(coordinate)  # null ("no record") is an answer too
         return result
 
     # Audit -------------------------------------------------------------------------------
@@ -197,9 +225,16 @@ class Access:
 
 async def _track(result: Any, entry: Disclosure, coordinate: str) -> Any:
     value = await result
-    if value is not None:
-        entry.disclosed.add(coordinate)
+    # An agency's "no record" is a disclosure too (insurance: null says "uninsured"); only a
+    # failure (an exception, so no answer) discloses nothing.
+    entry.disclosed.add(coordinate)
     return value
+
+
+def _named(kwargs: dict[str, Any]) -> list[Any]:
+    """The residents a root field names by its arguments."""
+    named = kwargs.get("rrns") or ([kwargs["rrn"]] if "rrn" in kwargs else [])
+    return list(named) if isinstance(named, list | tuple) else [named]
 
 
 def _root_key(info: Located) -> str:
@@ -219,9 +254,12 @@ class Authorize(SchemaExtension):
         type_name = info.parent_type.name
         if info.field_name.startswith("__"):  # the object's existence is already recorded
             return _next(root, info, *args, **kwargs)
-        if type_name in RESIDENT_TYPES:
-            return info.context.access.resolve_field(_next, root, info, *args, **kwargs)
+        access = info.context.access
+        if type_name in access.policy.resident_types:
+            return access.resolve_field(_next, root, info, *args, **kwargs)
         if type_name in ROOT_TYPES:
-            access = info.context.access
             access.require_operation(f"{type_name}.{info.field_name}", info, kwargs)
+        elif type_name not in SERVICE_TYPES and not type_name.startswith("__"):
+            # Unclassified: start-up refuses such a schema; this is the fail-closed backstop.
+            raise Forbidden(f"{type_name}.{info.field_name} is not classified; refused.")
         return _next(root, info, *args, **kwargs)

@@ -68,7 +68,10 @@ class Sourced:
 
     value: Any
     agency: str
-    as_of: float  # when the agency gave it (epoch seconds)
+    #: The value was read from the agency no earlier than this (epoch seconds). For a cached
+    #: agency it is a bound, never the read time itself, which would tell one caller when
+    #: another looked the resident up (see ``Agency.no_older_than``).
+    as_of: float
     stale: bool = False
 
 
@@ -130,7 +133,7 @@ class Agency:
             for key, entry in zip(keys, entries, strict=True):
                 age = None if entry is None else now - entry.fetched_at
                 if entry is not None and age is not None and age < fresh_s:
-                    results[key] = Sourced(entry.value, self.code, entry.fetched_at)
+                    results[key] = Sourced(entry.value, self.code, self.no_older_than(now))
                 else:
                     if entry is not None and age is not None and age < stale_s:
                         stale[key] = entry
@@ -167,7 +170,7 @@ class Agency:
                 if isinstance(answer, GatewayError):
                     results[key] = self._stale(stale[key]) if key in stale else answer
                 else:
-                    results[key] = Sourced(answer, self.code, now)
+                    results[key] = Sourced(answer, self.code, self.no_older_than(now))
                     fresh.append((key, answer))
             if self.cache is not None:
                 await self.cache.set_many(self.code, dataset, fresh, self.cache_ttl, asked_at)
@@ -183,9 +186,19 @@ class Agency:
         """How long anything about this agency stays in the cache, fresh or stale."""
         return max(self.config.stale_ttl_s, self.config.cache_ttl_s, 1)
 
+    def no_older_than(self, now: float, *, stale: bool = False) -> float:
+        """What provenance says of a value's age: the start of the minute from which every
+        value this agency serves is younger. A cached value and a fresh read get the same
+        answer, so ``asOf`` never tells whether, or when, someone else read it before.
+        Without a cache every answer is the caller's own read: its time is no secret."""
+        if self.cache is None:
+            return now
+        age = self.config.stale_ttl_s if stale else self.config.cache_ttl_s
+        return (now - age) // 60 * 60
+
     def _stale(self, entry: Entry) -> Sourced:
         self.stats.stale_served += 1
-        return Sourced(entry.value, self.code, entry.fetched_at, stale=True)
+        return Sourced(entry.value, self.code, self.no_older_than(time.time(), stale=True), True)
 
     async def _coalesced(
         self, dataset: Dataset, keys: list[str], deadline: float | None

@@ -19,10 +19,14 @@ from gateway.config import ConfigError
 SELF = "SELF"
 SELF_HOUSEHOLD = "SELF_HOUSEHOLD"
 
-#: Types whose fields carry resident data and are checked field by field.
-RESIDENT_TYPES = frozenset(
-    {"Resident", "Address", "Household", "HealthInsurance", "TaxRecord", "Pension",
-     "MilitaryService"}
+#: Object types that are neither roots nor resident data: reached only through root
+#: operations the policy grants (citizens' own logs and consents, agency status). Resident
+#: data types are not listed anywhere: they are every type reachable from ``Resident``
+#: (``gateway.graphql_schema.resident_types``), and a type that is in neither set stops
+#: start-up.
+SERVICE_TYPES = frozenset(
+    {"AgencyStatus", "AccessLogConnection", "AccessLogEdge", "AccessLogEntry", "PageInfo",
+     "Consent"}
 )  # fmt: skip
 #: Resident fields that may require consent (those read from an agency).
 CONSENTABLE = frozenset(
@@ -43,6 +47,19 @@ class Grant:
     consent: frozenset[str] = frozenset()
     unmasked_rrn: bool = False
 
+    @property
+    def shows_birth_date(self) -> bool:
+        """A masked RRN shows its first six digits only where the birth date is granted."""
+        return "Resident.birthDate" in self.fields
+
+    @property
+    def shows_seventh_digit(self) -> bool:
+        """The 7th digit tells sex, foreign registration and the century of birth: shown only
+        where all three (sex, isForeignResident, birthDate) are granted."""
+        return self.shows_birth_date and {"Resident.sex", "Resident.isForeignResident"} <= (
+            self.fields
+        )
+
     def merge(self, other: Grant) -> Grant:
         # A field needs consent only if every role granting it asks for consent.
         consent = (self.consent | other.consent) - (
@@ -60,9 +77,18 @@ class Role:
 
 
 class Policy:
-    def __init__(self, roles: Mapping[str, Role], source: str = "<policy>") -> None:
+    def __init__(
+        self,
+        roles: Mapping[str, Role],
+        source: str = "<policy>",
+        *,
+        resident_types: frozenset[str],
+    ) -> None:
         self.roles = dict(roles)
         self.source = source
+        #: Types whose every field is checked against the view's grant (derived from the
+        #: schema: everything reachable from Resident).
+        self.resident_types = resident_types
         self._grants: dict[tuple[tuple[str, ...], str], Grant | None] = {}
 
     def allows_operation(self, roles: Iterable[str], coordinate: str) -> bool:
@@ -87,7 +113,13 @@ class Policy:
         return [self.roles[r] for r in roles if r in self.roles]
 
 
-def load(path: Path, schema_fields: Mapping[str, frozenset[str]], views: Iterable[str]) -> Policy:
+def load(
+    path: Path,
+    schema_fields: Mapping[str, frozenset[str]],
+    views: Iterable[str],
+    *,
+    resident_types: frozenset[str],
+) -> Policy:
     """Read and check a policy file against the schema's types and the known views."""
     try:
         raw = tomllib.loads(path.read_text())
@@ -95,7 +127,7 @@ def load(path: Path, schema_fields: Mapping[str, frozenset[str]], views: Iterabl
         raise ConfigError(f"policy file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return parse(raw, schema_fields, views, source=str(path))
+    return parse(raw, schema_fields, views, source=str(path), resident_types=resident_types)
 
 
 def parse(
@@ -103,6 +135,8 @@ def parse(
     schema_fields: Mapping[str, frozenset[str]],
     views: Iterable[str],
     source: str = "<policy>",
+    *,
+    resident_types: frozenset[str],
 ) -> Policy:
     known_views = set(views) | {SELF, SELF_HOUSEHOLD}
     unknown = set(raw) - {"roles"}
@@ -120,7 +154,9 @@ def parse(
         if extra:
             raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(extra))}")
         operations = frozenset(
-            _coordinates(table.get("operations", []), schema_fields, where, roots=True)
+            _coordinates(
+                table.get("operations", []), schema_fields, where, resident_types, roots=True
+            )
         )
         grants = {}
         for view, grant_raw in table.get("views", {}).items():
@@ -132,8 +168,12 @@ def parse(
             extra = set(grant_raw) - {"fields", "consent", "unmasked_rrn"}
             if extra:
                 raise ConfigError(f"{gwhere}: unknown key(s): {', '.join(sorted(extra))}")
-            fields = frozenset(_coordinates(grant_raw.get("fields", []), schema_fields, gwhere))
-            consent = frozenset(_coordinates(grant_raw.get("consent", []), schema_fields, gwhere))
+            fields = frozenset(
+                _coordinates(grant_raw.get("fields", []), schema_fields, gwhere, resident_types)
+            )
+            consent = frozenset(
+                _coordinates(grant_raw.get("consent", []), schema_fields, gwhere, resident_types)
+            )
             if consent - CONSENTABLE:
                 stray = ", ".join(sorted(consent - CONSENTABLE))
                 raise ConfigError(
@@ -150,18 +190,22 @@ def parse(
                 raise ConfigError(f"{gwhere}: unmasked_rrn must be true or false")
             grants[view] = Grant(fields, consent, unmasked)
         roles[name] = Role(name, str(table.get("description", "")), operations, grants)
-    return Policy(roles, source)
+    return Policy(roles, source, resident_types=resident_types)
 
 
 def _coordinates(
-    entries: Any, schema_fields: Mapping[str, frozenset[str]], where: str, roots: bool = False
+    entries: Any,
+    schema_fields: Mapping[str, frozenset[str]],
+    where: str,
+    resident_types: frozenset[str],
+    roots: bool = False,
 ) -> list[str]:
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise ConfigError(f"{where}: expected a list of Type.field names")
     out: list[str] = []
     for entry in entries:
         type_name, _, field_name = entry.partition(".")
-        allowed_types = {"Query", "Mutation", *EXTRA_OPERATIONS} if roots else RESIDENT_TYPES
+        allowed_types = {"Query", "Mutation", *EXTRA_OPERATIONS} if roots else resident_types
         known = {**schema_fields, **EXTRA_OPERATIONS}
         if type_name not in allowed_types or type_name not in known:
             raise ConfigError(

@@ -94,15 +94,19 @@ def check_digit_ok(text: str) -> bool:
     return len(digits) == 13 and digits.isdigit() and check_digit(digits[:12]) == int(digits[12])
 
 
-def mask(text: str) -> str:
-    """``YYMMDD-G******``: birth date and the century/sex digit, nothing more.
+def mask(text: str, *, birth_date: bool = True, seventh_digit: bool = True) -> str:
+    """``YYMMDD-G******`` at most: never more than the birth date and the 7th digit.
 
-    Anything that does not look like an RRN is masked whole, so a typo in a log line
-    cannot leak a real number either.
+    ``birth_date=False`` hides the first six digits, ``seventh_digit=False`` the 7th (sex,
+    century, foreign registration): ``******-*******`` shows nothing but the shape. Logs use
+    the default. Anything that does not look like an RRN is masked whole, so a typo in a log
+    line cannot leak a real number either.
     """
     digits = text.replace("-", "").strip()
     if len(digits) == 13 and digits.isdigit():
-        return f"{digits[:6]}-{digits[6]}******"
+        front = digits[:6] if birth_date else "******"
+        seventh = digits[6] if seventh_digit else "*"
+        return f"{front}-{seventh}******"
     return "*" * min(len(text), 14)
 
 

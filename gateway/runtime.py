@@ -16,7 +16,7 @@ from gateway.auth import Authenticator
 from gateway.cache import AgencyCache
 from gateway.config import Config, ConfigError
 from gateway.consent import Consents
-from gateway.graphql_schema import PURPOSES, build_schema, schema_fields
+from gateway.graphql_schema import PURPOSES, build_schema, resident_types, schema_fields
 from gateway.policy import Policy
 
 DEMO_POLICY = Path(str(files("gateway.demo") / "policy.toml"))
@@ -48,7 +48,12 @@ def policy_path(config: Config) -> Path:
 def load_policy(config: Config, schema: strawberry.Schema | None = None) -> Policy:
     """The policy, checked against the schema it will guard."""
     schema = schema or build_schema(config.limits)
-    return policy_module.load(policy_path(config), schema_fields(schema), PURPOSES)
+    return policy_module.load(
+        policy_path(config),
+        schema_fields(schema),
+        PURPOSES,
+        resident_types=resident_types(schema),
+    )
 
 
 def check(config: Config, schema: strawberry.Schema | None = None) -> Policy:

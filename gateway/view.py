@@ -148,7 +148,11 @@ class GatewayView(GraphQL[Context, None]):
             ),
             principal=principal,
             access=Access(
-                principal, rt.policy, rt.keys, DataLoader(load_fn=rt.consents.for_subjects)
+                principal,
+                rt.policy,
+                rt.keys,
+                DataLoader(load_fn=rt.consents.for_subjects),
+                max_lookups=self.limits.max_batch,
             ),
             keys=rt.keys,
             audit=rt.audit,

@@ -40,9 +40,13 @@ def parse_rrn(text: str) -> str:
 
 
 async def resident(info: Info, rrn: RRNArg, purpose: PurposeArg) -> Resident | None:
+    info.context.access.require_view(purpose.name, info, {"rrn": rrn, "purpose": purpose})
+    return await _resident(info, rrn, purpose)
+
+
+async def _resident(info: Info, rrn: str, purpose: Purpose) -> Resident | None:
     from schema.resident import Resident
 
-    info.context.access.require_view(purpose.name, info, {"rrn": rrn, "purpose": purpose})
     record = await load(info, "resident", parse_rrn(rrn))
     if record is None:
         return None
@@ -51,12 +55,14 @@ async def resident(info: Info, rrn: RRNArg, purpose: PurposeArg) -> Resident | N
 
 
 def residents(info: Info, rrns: RRNsArg, purpose: PurposeArg) -> list[Awaitable[Resident | None]]:
-    info.context.access.require_view(purpose.name, info, {"rrns": rrns, "purpose": purpose})
+    # Limits first: nothing is audited for a request refused as too large, so a refused
+    # lookup cannot plant entries in thousands of citizens' access logs.
     limit = info.context.limits.max_batch
     if len(rrns) > limit:
         raise QueryTooComplex(f"residents takes at most {limit} RRNs; got {len(rrns)}")
+    info.context.access.require_view(purpose.name, info, {"rrns": rrns, "purpose": purpose})
     # One awaitable per entry: an invalid RRN nulls its own entry, not the whole list.
-    return [resident(info, rrn, purpose) for rrn in rrns]
+    return [_resident(info, rrn, purpose) for rrn in rrns]
 
 
 async def agencies(info: Info) -> list[AgencyStatus]:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from gateway.context import Context
-from gateway.rrn import mask
 from resolvers.loading import load
 from schema.address import Address
 from schema.enums import (
@@ -33,8 +32,7 @@ Info = strawberry.Info[Context, None]
 
 
 def rrn(root: Resident, info: Info) -> str:
-    value = root.record.rrn
-    return value if info.context.access.unmasked_rrn(root.view, value) else mask(value)
+    return info.context.access.show_rrn(root.view, root.record.rrn)
 
 
 def name(root: Resident) -> str | None:
@@ -99,7 +97,9 @@ async def insurance(root: Resident, info: Info) -> HealthInsurance | None:
         enrolled_on=r.enrolled_on,
         monthly_premium=r.monthly_premium,
         dependents=r.dependents,
-        insured_by=None if r.insured_by is None else mask(r.insured_by),
+        insured_by=None
+        if r.insured_by is None
+        else info.context.access.show_rrn(root.view, r.insured_by, whole_allowed=False),
         insured_by_rrn=r.insured_by,
     )
 

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.cli import main
-from gateway.graphql_schema import PURPOSES, build_schema, schema_fields
-from gateway.policy import RESIDENT_TYPES
+from gateway.graphql_schema import PURPOSES, build_schema, resident_types, schema_fields
 from gateway.rrn import mask
 from gateway.runtime import DEMO_POLICY
 from tests.access.conftest import error_codes, write_gateway_toml
@@ -143,8 +142,9 @@ def at(data: Any, path: Path_) -> Any:
 
 
 def test_the_matrix_query_reads_every_field_of_every_resident_type() -> None:
-    fields = schema_fields(build_schema())
-    for type_name in RESIDENT_TYPES:
+    schema = build_schema()
+    fields = schema_fields(schema)
+    for type_name in resident_types(schema):
         assert set(SELECTION[type_name]) == set(fields[type_name]), type_name
     assert set(PURPOSES) == {
         "WELFARE_ELIGIBILITY", "TAX_ADMINISTRATION", "HEALTH_INSURANCE",
@@ -204,7 +204,13 @@ async def test_role_and_purpose(demo: GatewayClient, role: str, purpose: str) ->
 
     # The RRN: whole only where the view says so, masked otherwise, for HEAD and members.
     def shown(rrn: str) -> str:
-        return rrn if view.unmasked_rrn else mask(rrn)
+        if view.unmasked_rrn:
+            return rrn
+        # DOMAIN.md: the birth-date part only where birthDate is granted; the 7th digit
+        # (sex, century, foreign registration) only where all three are.
+        birth = "Resident.birthDate" in view.fields
+        seventh = birth and {"Resident.sex", "Resident.isForeignResident"} <= view.fields
+        return mask(rrn, birth_date=birth, seventh_digit=seventh)
 
     assert resident["rrn"] == shown(HEAD_RRN)
     household = resident.get("household")
