@@ -20,7 +20,8 @@ from starlette.routing import Route
 from gateway import rrn as rrns
 from gateway import runtime as runtime_module
 from gateway.agencies import AGENCY_DATASETS, DATASET_AGENCY, Agencies
-from gateway.audit import AuditKeys, AuditLog, seal_head
+from gateway.audit import AuditKeys, AuditLog
+from gateway.audit_chain import ensure_head
 from gateway.config import Config
 from gateway.consent import Consents
 from gateway.errors import BadRequest, CacheUnavailableError, Forbidden, GatewayError
@@ -44,10 +45,14 @@ async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
         await conn.execute("select pg_advisory_lock(727001)")
         try:
             await conn.execute(STORE_SQL)
-            async with conn.transaction():
-                await seal_head(conn, keys)
+            problem = await ensure_head(conn, keys)
         finally:
             await conn.execute("select pg_advisory_unlock(727001)")
+    if problem is not None:
+        # Not sealed here, ever: the writer refuses, resident data is withheld and /readyz
+        # says why, until an operator runs `gateway audit repair`.
+        log.error("audit store: %s; resident data is withheld until `gateway audit repair`",
+                  problem)  # fmt: skip
     return pool
 
 
@@ -64,7 +69,7 @@ def create_app(config: Config) -> Starlette:
                 stack.push_async_callback(rt.agencies.cache.close)
             rt.db = await open_store(config.database.url, rt.keys)
             stack.push_async_callback(rt.db.close)
-            rt.audit = AuditLog(rt.db, rt.keys)
+            rt.audit = AuditLog(rt.db, rt.keys, config.audit.write_timeout_ms / 1000)
             await rt.audit.start()
             stack.push_async_callback(rt.audit.close)
             rt.consents = Consents(rt.db)
@@ -85,18 +90,23 @@ def create_app(config: Config) -> Starlette:
 
     async def readyz(request: Request) -> Response:
         database: dict[str, Any] = {"reachable": False}
-        if rt.db is not None:
+        audit: dict[str, Any] = {"ok": False}
+        if rt.db is not None and rt.audit is not None:
             try:
                 async with asyncio.timeout(1):
-                    await rt.db.fetchval("select 1")
+                    problem = await rt.audit.head_problem()
                 database["reachable"] = True
+                audit = {"ok": problem is None} | ({"reason": problem} if problem else {})
             except Exception as exc:
                 database["error"] = type(exc).__name__
+        ready = database["reachable"] and audit["ok"]
         members = list(rt.agencies.by_code.values())
         problems = await asyncio.gather(*(agency.ping() for agency in members))
         body = {
-            "status": "ready" if database["reachable"] else "not ready",
+            "status": "ready" if ready else "not ready",
             "database": database,
+            # The audit store: resident data is withheld while its chain head is not sealed.
+            "audit": audit,
             "agencies": {
                 agency.code: agency.describe() | {"reachable": problem is None}
                 for agency, problem in zip(members, problems, strict=True)
@@ -107,7 +117,7 @@ def create_app(config: Config) -> Starlette:
             if rt.agencies.cache is None
             else {"backend": rt.agencies.cache.backend, "healthy": rt.agencies.cache.healthy},
         }
-        return JSONResponse(body, status_code=200 if database["reachable"] else 503)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
         try:

@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from gateway import config as config_module
 from gateway.config import Config, ConfigError
@@ -97,19 +98,62 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(token)
     token.set_defaults(handler=cmd_token)
 
-    audit = sub.add_parser("audit", help="check or prune the audit trail")
+    audit = sub.add_parser("audit", help="check, prune, repair or anchor the audit trail")
     audit_sub = audit.add_subparsers(required=True, metavar="ACTION")
     verify = audit_sub.add_parser(
         "verify",
         help="walk the hash chain; exit 1 naming every changed, deleted or inserted row",
+        description=(
+            "Walk the hash chain from its anchor. Exit 1 naming every changed, deleted or "
+            "inserted row and a head that was rewritten; list recorded repairs (NOTE lines)."
+        ),
+    )
+    verify.add_argument(
+        "--expect",
+        metavar="SEQ:HASH",
+        help="a head recorded outside the database earlier (`gateway audit head`): exit 1 "
+        "unless that row is still part of the chain (catches cut tails and a database "
+        "rolled back to an older copy)",
     )
     _config_arg(verify)
     verify.set_defaults(handler=cmd_audit_verify)
     purge = audit_sub.add_parser(
-        "purge", help="delete records older than [audit] retention_days (the chain stays valid)"
+        "purge",
+        help="delete records older than [audit] retention_days (the chain stays valid)",
+        description=(
+            "Delete the oldest records past [audit] retention_days: only the verified prefix "
+            "of the chain, in order. Exit 1 if it stopped early at a row that fails "
+            "verification or is out of order (tampering)."
+        ),
     )
     _config_arg(purge)
     purge.set_defaults(handler=cmd_audit_purge)
+    repair = audit_sub.add_parser(
+        "repair",
+        help="record a chain head that cannot be trusted in the chain, and re-seal it",
+        description=(
+            "When the chain head's MAC is wrong or missing (rows cut from the end, the head "
+            "rewritten or blanked), the gateway withholds resident data. This verifies the "
+            "chain, reports what it found, appends a chain row (purpose AUDIT_REPAIR) stating "
+            "the head found, the last verifiable row and the rows missing, and re-seals the "
+            "head: `gateway audit verify` lists that repair ever after. Running gateways "
+            "resume on their next write."
+        ),
+    )
+    repair.add_argument("--by", help="who repairs, recorded in the chain (default: the login name)")
+    _config_arg(repair)
+    repair.set_defaults(handler=cmd_audit_repair)
+    head = audit_sub.add_parser(
+        "head",
+        help="print the chain head (SEQ:HASH and its MAC) to keep outside the database",
+        description=(
+            "Print the chain head: the first line is SEQ:HASH, for `gateway audit verify "
+            "--expect`. Store it outside the database (a ticket, a log shipper, another "
+            "system) now and then. Exit 1 if the head is not sealed."
+        ),
+    )
+    _config_arg(head)
+    head.set_defaults(handler=cmd_audit_head)
 
     schema = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
     schema.set_defaults(handler=cmd_schema)
@@ -336,42 +380,114 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
+def _audit_conn(args: argparse.Namespace, run: Callable[[Any, Any], Awaitable[int]]) -> int:
+    """Run ``run(conn, keys)`` on one connection to the configured store."""
     import asyncpg
 
-    from gateway.audit import AuditKeys, verify
+    from gateway.audit import AuditKeys
 
     config = _load_or_demo(args)
 
-    async def run() -> int:
+    async def main() -> int:
         conn = await asyncpg.connect(config.database.url)
         try:
-            checked, problems = await verify(conn, AuditKeys(config.audit.key))
+            return await run(conn, AuditKeys(config.audit.key))
         finally:
             await conn.close()
-        for problem in problems:
-            print(f"TAMPERED {problem}")
-        verdict = "intact" if not problems else f"{len(problems)} problem(s)"
-        print(f"audit chain: {checked} records checked, {verdict}")
-        return 1 if problems else 0
 
-    return asyncio.run(run())
+    return asyncio.run(main())
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway.audit_admin import parse_expect, verify
+
+    try:
+        expect = parse_expect(args.expect) if args.expect else None
+    except ValueError as exc:
+        raise ConfigError(f"--expect: {exc}") from None
+
+    async def run(conn: Any, keys: Any) -> int:
+        verdict = await verify(conn, keys, expect)
+        for problem in verdict.problems:
+            print(f"TAMPERED {problem}")
+        for note in verdict.notes:
+            print(f"NOTE {note}")
+        verdict_text = "intact" if not verdict.problems else f"{len(verdict.problems)} problem(s)"
+        if verdict.repairs:
+            verdict_text += f" ({verdict.repairs} recorded repair(s), listed above)"
+        print(f"audit chain: {verdict.checked} records checked, {verdict_text}")
+        return 1 if verdict.problems else 0
+
+    return _audit_conn(args, run)
 
 
 def cmd_audit_purge(args: argparse.Namespace) -> int:
     import asyncpg
 
-    from gateway.audit import AuditKeys, purge
+    from gateway.audit import AuditKeys
+    from gateway.audit_admin import purge_verified
 
     config = _load_or_demo(args)
+    days = config.audit.retention_days
 
     async def run() -> int:
         pool = await asyncpg.create_pool(config.database.url, min_size=1, max_size=1)
         try:
-            deleted = await purge(pool, AuditKeys(config.audit.key), config.audit.retention_days)
+            result = await purge_verified(pool, AuditKeys(config.audit.key), days)
         finally:
             await pool.close()
-        print(f"purged {deleted} audit records older than {config.audit.retention_days} days")
+        print(f"purged {result.deleted} audit records older than {days} days")
+        if result.stopped:
+            print(f"STOPPED early: {result.stopped}; run `gateway audit verify`")
+            return 1
         return 0
 
     return asyncio.run(run())
+
+
+def cmd_audit_repair(args: argparse.Namespace) -> int:
+    import getpass
+
+    from gateway.audit_admin import repair, verify
+
+    by = args.by or getpass.getuser()
+
+    async def run(conn: Any, keys: Any) -> int:
+        before = await verify(conn, keys)
+        for problem in before.problems:
+            print(f"FOUND {problem}")
+        result = await repair(conn, keys, by)
+        if result.found is None:
+            print("the chain head is sealed: nothing to repair")
+            if before.problems:
+                print("the rows above fail verification; repair does not change rows")
+            return 1 if before.problems else 0
+        first, last = result.missing
+        missing = f"rows {first}..{last} missing" if first <= last else "no missing rows counted"
+        print(
+            f"repaired: {result.found}; last verifiable row {result.last_verified_seq}; "
+            f"{missing}; recorded as row {result.seq} and the head re-sealed"
+        )
+        after = await verify(conn, keys)
+        for problem in after.problems:
+            print(f"STILL TAMPERED {problem}")
+        return 1 if after.problems else 0
+
+    return _audit_conn(args, run)
+
+
+def cmd_audit_head(args: argparse.Namespace) -> int:
+    from gateway.audit_chain import head_problem, read_head
+
+    async def run(conn: Any, keys: Any) -> int:
+        head = await read_head(conn)
+        problem = head_problem(keys, head)
+        if head is None or problem is not None:
+            print(f"audit head: {problem}; run `gateway audit repair`")
+            return 1
+        print(f"{head['last_seq']}:{head['last_hash']}")
+        print(f"mac {head['mac']}")
+        print(f"anchor {head['anchor_seq']}:{head['anchor_hash']}")
+        return 0
+
+    return _audit_conn(args, run)

@@ -71,6 +71,7 @@ class AuditConfig:
     key: str = ""  # HMAC key for RRN hashes and the chain; keep it out of the database
     retention_days: int = 730
     enabled: bool = True
+    write_timeout_ms: int = 5000  # a request waits this long for its records to commit
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,8 @@ def validate(config: Config) -> None:
         raise ConfigError("[server] workers must be at least 1")
     if config.audit.retention_days < 1:
         raise ConfigError("[audit] retention_days must be at least 1")
+    if config.audit.write_timeout_ms < 1:
+        raise ConfigError("[audit] write_timeout_ms must be at least 1")
     for name in ("max_depth", "max_aliases", "max_tokens", "max_cost", "max_batch"):
         if getattr(config.limits, name) < 1:
             raise ConfigError(f"[limits] {name} must be at least 1")

@@ -42,5 +42,9 @@ create table if not exists gateway.audit_head (
 -- The head row is authenticated too (an HMAC over its four values), so rows cannot be cut
 -- from the end or the start of the chain by rewriting it.
 alter table gateway.audit_head add column if not exists mac text not null default '';
-insert into gateway.audit_head values (1, 0, repeat('0', 64), 0, repeat('0', 64), '')
-    on conflict (id) do nothing;
+-- The head row itself is created by the gateway, sealed in the same statement
+-- (gateway/audit_chain.py: ensure_head), so a head without a valid MAC is never "new".
+
+-- Records the gateway writes about its own trail (a repair) carry a JSON note, covered by
+-- the row's hash; access records have none (and hash as they did before the column existed).
+alter table gateway.audit_log add column if not exists note text;
