@@ -67,7 +67,7 @@ def create_app(config: Config) -> Starlette:
             rt.audit = AuditLog(rt.db, rt.keys)
             await rt.audit.start()
             stack.push_async_callback(rt.audit.close)
-            rt.consents = Consents(rt.db)
+            rt.consents = Consents(rt.db, rt.policy.consent_agencies)
             for listener in change_listeners(config, rt.agencies):
                 await listener.start()
                 stack.push_async_callback(listener.close)
@@ -111,7 +111,7 @@ def create_app(config: Config) -> Starlette:
 
     async def metrics(request: Request) -> Response:
         try:
-            principal = await rt.authenticator.authenticate(request.headers.get("authorization"))
+            principal = await rt.authenticate(request.headers.get("authorization"))
             if not rt.policy.allows_operation(principal.roles, "Query.agencies"):
                 raise Forbidden("Metrics are for roles that may read agency status.")
         except GatewayError as exc:
@@ -123,7 +123,7 @@ def create_app(config: Config) -> Starlette:
     async def invalidate(request: Request) -> Response:
         """An agency tells us records changed: drop our cached copies."""
         try:
-            principal = await rt.authenticator.authenticate(request.headers.get("authorization"))
+            principal = await rt.authenticate(request.headers.get("authorization"))
             if not rt.policy.allows_operation(principal.roles, "Events.invalidate"):
                 raise Forbidden("Only an agency's own system may invalidate its records.")
             body = await _json_object(request, config.limits.max_body_bytes)

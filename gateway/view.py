@@ -86,7 +86,7 @@ class GatewayView(GraphQL[Context, None]):
             if request.method == "POST":
                 await self._read_body(request)
             if not _wants_graphiql(request):
-                _per_request(request)["principal"] = await self.runtime.authenticator.authenticate(
+                _per_request(request)["principal"] = await self.runtime.authenticate(
                     request.headers.get("authorization")
                 )
             response = await self.run(request)
