@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 from collections.abc import AsyncIterator
 from importlib.resources import files
@@ -25,6 +24,7 @@ from gateway.config import Config
 from gateway.consent import Consents
 from gateway.errors import BadRequest, CacheUnavailableError, Forbidden, GatewayError
 from gateway.graphql_schema import build_schema
+from gateway.inputs import load_json
 from gateway.listener import ChangeListener
 from gateway.metrics import render_metrics
 from gateway.view import GatewayView, error_response
@@ -225,10 +225,7 @@ async def _json_object(request: Request, limit: int) -> dict[str, Any]:
     body = await request.body()
     if len(body) > limit:
         raise BadRequest(f"The request body is over the {limit}-byte limit.")
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise BadRequest("The request body is not valid JSON.") from None
+    data = load_json(body, "The request body")
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
     return data

@@ -294,3 +294,102 @@ def test_gateway_token_refuses_an_agency_the_role_may_not_claim(
     assert "does not know: 'superuser'" in capsys.readouterr().err
     assert main(["token", "--role", "welfare_officer", "--agency", "welfare"]) == 0
     assert capsys.readouterr().out.count(".") == 2
+
+
+# --- Finding 9: nesting beyond reason is a coded 4xx, never a 500 or a traceback ----------
+
+
+def deep_object(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+def deep_document(levels: int) -> str:
+    return "{" + "a{" * levels + "b" + "}" * (levels + 1)
+
+
+def coded_4xx(response: httpx.Response, *codes: str) -> None:
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith("application/json"), response.text[:300]
+    body = response.json()
+    assert body["errors"], body
+    assert {e["extensions"]["code"] for e in body["errors"]} <= set(codes), body
+
+
+@pytest.mark.parametrize("levels", [100, 900, 30_000])
+async def test_a_deeply_nested_json_body_is_400(
+    demo: GatewayClient, caplog: pytest.LogCaptureFixture, levels: int
+) -> None:
+    for body in ("[" * levels, "[" * levels + "]" * levels):
+        response = await demo.http.post(
+            "/graphql",
+            content=body,
+            headers={**demo.as_(token("operator")).headers, "content-type": "application/json"},
+        )
+        error = the_error(response, 400, "BAD_REQUEST")
+        assert "nested" in error["message"]
+    no_traceback(caplog)
+
+
+@pytest.mark.parametrize("levels", [100, 900, 5_000])
+async def test_deeply_nested_variables_are_400(
+    demo: GatewayClient, caplog: pytest.LogCaptureFixture, levels: int
+) -> None:
+    operator = demo.as_(token("operator"))
+    body = '{"query": "query($v: String) { agencies { code } }", "variables": {"v": %s}}'
+    response = await demo.http.post(
+        "/graphql",
+        content=body % deep_object(levels),
+        headers={**operator.headers, "content-type": "application/json"},
+    )
+    the_error(response, 400, "BAD_REQUEST")
+    for param in ("variables", "extensions"):
+        got = await demo.http.get(
+            "/graphql",
+            # (httpx sends no URL over 64 KiB; servers refuse far shorter ones.)
+            params={"query": AGENCIES, param: deep_object(min(levels, 2_000))},
+            headers=operator.headers,
+        )
+        the_error(got, 400, "BAD_REQUEST")
+    no_traceback(caplog)
+
+
+@pytest.mark.parametrize("levels", [300, 1_300, 30_000])
+async def test_a_deeply_nested_document_is_a_coded_4xx(
+    demo: GatewayClient, caplog: pytest.LogCaptureFixture, levels: int
+) -> None:
+    operator = demo.as_(token("operator"))
+    posted = await operator.post({"query": deep_document(levels)})
+    coded_4xx(posted, "BAD_REQUEST", "QUERY_TOO_COMPLEX")
+    got = await demo.http.get(
+        "/graphql", params={"query": deep_document(min(levels, 5_000))}, headers=operator.headers
+    )
+    coded_4xx(got, "BAD_REQUEST", "QUERY_TOO_COMPLEX")
+    batch = await operator.post([{"query": AGENCIES}, {"query": deep_document(levels)}])
+    coded_4xx(batch, "BAD_REQUEST", "QUERY_TOO_COMPLEX")
+    no_traceback(caplog)
+
+
+async def test_a_deeply_nested_invalidation_is_400(
+    demo: GatewayClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    for levels in (100, 30_000):
+        response = await demo.http.post(
+            "/events/invalidate",
+            content='{"agency": "nts", "keys": %s}' % ("[" * levels + "]" * levels),
+            headers={**bearer(token("agency_system", agency="nts"))},
+        )
+        the_error(response, 400, "BAD_REQUEST")
+    no_traceback(caplog)
+
+
+async def test_a_token_with_a_deeply_nested_header_is_401(
+    demo: GatewayClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+
+    header = base64.urlsafe_b64encode(b"[" * 30_000).decode().rstrip("=")
+    response = await demo.http.post(
+        "/graphql", json={"query": AGENCIES}, headers=bearer(f"{header}.e30.c2ln")
+    )
+    the_error(response, 401, "UNAUTHENTICATED")
+    no_traceback(caplog)
