@@ -190,7 +190,7 @@ async def test_agency_system_may_only_claim_listed_agencies_at_invalidate(
 ) -> None:
     response = await demo.http.post(
         "/events/invalidate",
-        json={"agency": "nts", "keys": []},
+        json={"agency": "tax-office", "keys": []},
         headers=bearer(token("agency_system", agency="tax-office")),
     )
     the_error(response, 403, "FORBIDDEN")
@@ -393,3 +393,91 @@ async def test_a_token_with_a_deeply_nested_header_is_401(
     )
     the_error(response, 401, "UNAUTHENTICATED")
     no_traceback(caplog)
+
+
+# --- Finding 11: opaque cursors, and an open /readyz that shows states only ----------------
+
+LOG = """query($first: Int, $after: String) { myAccessLog(first: $first, after: $after) {
+  edges { cursor node { purpose fields } } pageInfo { hasNextPage endCursor } } }"""
+
+
+async def test_access_log_cursors_neither_show_nor_accept_the_audit_sequence(
+    demo: GatewayClient, store: ScratchDatabase
+) -> None:
+    import base64
+
+    rrn, other = MEMBERS[13], MEMBERS[14]
+    officer = demo.as_(token("welfare_officer", agency="welfare"))
+    for who in (rrn, rrn, rrn, other):
+        await officer.query("query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) "
+                            "{ name } }", {"r": who})  # fmt: skip
+    citizen = demo.as_(token("citizen", rrn=rrn, sub="citizen-13"))
+    whole = await citizen.query(LOG, {"first": 100})
+    assert "errors" not in whole, whole
+    cursors = [e["cursor"] for e in whole["data"]["myAccessLog"]["edges"]]
+    assert len(cursors) == 3
+    seqs = [
+        r["seq"]
+        for r in await fetch(
+            store.dsn,
+            "select seq from gateway.audit_log where subject = $1 order by seq desc",
+            KEYS.subject(rrn),
+        )
+    ]
+    assert len(seqs) == 3
+    for cursor, seq in zip(cursors, seqs, strict=True):
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        # Not the old "seq:N", nor N in any plain encoding (digits, binary, hex).
+        assert b"seq" not in raw
+        assert not raw.isascii() or not raw.decode().isdigit()
+        assert seq.to_bytes(8, "big") not in raw
+        assert seq.to_bytes(8, "little") not in raw
+        assert cursor not in {str(seq), hex(seq), f"{seq:x}"}
+        assert len(raw) >= 16  # it carries an authentication tag
+
+    # Paging still works, one entry at a time, and the pages make up the whole log.
+    paged: list[str] = []
+    after = None
+    while True:
+        page = (await citizen.query(LOG, {"first": 1, "after": after}))["data"]["myAccessLog"]
+        paged += [e["cursor"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert paged == cursors
+
+    def refused(body: dict[str, Any]) -> None:
+        assert error_codes(body) == {("myAccessLog",): "BAD_REQUEST"}
+        assert body["data"] is None
+
+    # The old, readable format of a real entry is not a cursor any more (forging one).
+    refused(await citizen.query(LOG, {"after": base64.urlsafe_b64encode(
+        f"seq:{seqs[0]}".encode()).decode()}))  # fmt: skip
+    # A cursor with one character changed.
+    first = cursors[0]
+    tampered = first[:5] + ("A" if first[5] != "A" else "B") + first[6:]
+    refused(await citizen.query(LOG, {"after": tampered}))
+    # Another resident's cursor does not page through this log.
+    neighbour = demo.as_(token("citizen", rrn=other, sub="citizen-14"))
+    refused(await neighbour.query(LOG, {"after": cursors[0]}))
+
+
+async def test_readyz_shows_up_or_down_and_no_counters(demo: GatewayClient) -> None:
+    await demo.as_(token("welfare_officer", agency="welfare")).query(LOOKUP, {"r": HEAD_RRN})
+    response = await demo.http.get("/readyz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {
+        "status": "ready",
+        "database": "up",
+        "cache": body["cache"],
+        "agencies": dict.fromkeys(["registry", "nhis", "nts", "nps", "mma"], "up"),
+    }
+    assert body["cache"] in {"up", "off"}
+    for detail in ("failures", "cache_hit_ratio", "circuit", "calls", "kind", "reachable"):
+        assert detail not in response.text
+    # The detail is still there for a role that may read agency status.
+    status = await demo.as_(token("operator")).query(
+        "{ agencies { code circuit failures cacheHitRatio } }"
+    )
+    assert {a["code"] for a in status["data"]["agencies"]} == set(body["agencies"])
