@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 from collections.abc import AsyncIterator
 from importlib.resources import files
@@ -22,10 +21,12 @@ from gateway import runtime as runtime_module
 from gateway.agencies import AGENCY_DATASETS, DATASET_AGENCY, Agencies
 from gateway.audit import AuditKeys, AuditLog
 from gateway.audit_chain import ensure_head
+from gateway.breaker import State
 from gateway.config import Config
 from gateway.consent import Consents
 from gateway.errors import BadRequest, CacheUnavailableError, Forbidden, GatewayError
 from gateway.graphql_schema import build_schema
+from gateway.inputs import load_json
 from gateway.listener import ChangeListener
 from gateway.metrics import render_metrics
 from gateway.view import GatewayView, error_response
@@ -72,7 +73,7 @@ def create_app(config: Config) -> Starlette:
             rt.audit = AuditLog(rt.db, rt.keys, config.audit.write_timeout_ms / 1000)
             await rt.audit.start()
             stack.push_async_callback(rt.audit.close)
-            rt.consents = Consents(rt.db)
+            rt.consents = Consents(rt.db, rt.policy.consent_agencies)
             for listener in change_listeners(config, rt.agencies):
                 await listener.start()
                 stack.push_async_callback(listener.close)
@@ -89,39 +90,43 @@ def create_app(config: Config) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        database: dict[str, Any] = {"reachable": False}
+        """Open to anyone, so states only: ready or not, and up or down per agency (and the
+        audit store's state). Counters, circuits, cache ratios and error texts are in /metrics
+        and Query.agencies."""
+        reachable = False
         audit: dict[str, Any] = {"ok": False}
         if rt.db is not None and rt.audit is not None:
             try:
                 async with asyncio.timeout(1):
                     problem = await rt.audit.head_problem()
-                database["reachable"] = True
+                reachable = True
                 audit = {"ok": problem is None} | ({"reason": problem} if problem else {})
             except Exception as exc:
-                database["error"] = type(exc).__name__
-        ready = database["reachable"] and audit["ok"]
+                log.warning(
+                    "readiness: the gateway database did not answer: %s", type(exc).__name__
+                )
+        ready = reachable and audit["ok"]
         members = list(rt.agencies.by_code.values())
         problems = await asyncio.gather(*(agency.ping() for agency in members))
+        cache = rt.agencies.cache
         body = {
             "status": "ready" if ready else "not ready",
-            "database": database,
+            "database": "up" if reachable else "down",
             # The audit store: resident data is withheld while its chain head is not sealed.
             "audit": audit,
+            "cache": "off" if cache is None else ("up" if cache.healthy else "down"),
             "agencies": {
-                agency.code: agency.describe() | {"reachable": problem is None}
+                agency.code: "up"
+                if problem is None and agency.breaker.state is not State.OPEN
+                else "down"
                 for agency, problem in zip(members, problems, strict=True)
             },
-            # /readyz is open: states only. Error texts are in the log and, for operators,
-            # in Query.agencies.
-            "cache": None
-            if rt.agencies.cache is None
-            else {"backend": rt.agencies.cache.backend, "healthy": rt.agencies.cache.healthy},
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
         try:
-            principal = await rt.authenticator.authenticate(request.headers.get("authorization"))
+            principal = await rt.authenticate(request.headers.get("authorization"))
             if not rt.policy.allows_operation(principal.roles, "Query.agencies"):
                 raise Forbidden("Metrics are for roles that may read agency status.")
         except GatewayError as exc:
@@ -133,7 +138,7 @@ def create_app(config: Config) -> Starlette:
     async def invalidate(request: Request) -> Response:
         """An agency tells us records changed: drop our cached copies."""
         try:
-            principal = await rt.authenticator.authenticate(request.headers.get("authorization"))
+            principal = await rt.authenticate(request.headers.get("authorization"))
             if not rt.policy.allows_operation(principal.roles, "Events.invalidate"):
                 raise Forbidden("Only an agency's own system may invalidate its records.")
             body = await _json_object(request, config.limits.max_body_bytes)
@@ -235,10 +240,7 @@ async def _json_object(request: Request, limit: int) -> dict[str, Any]:
     body = await request.body()
     if len(body) > limit:
         raise BadRequest(f"The request body is over the {limit}-byte limit.")
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise BadRequest("The request body is not valid JSON.") from None
+    data = load_json(body, "The request body")
     if not isinstance(data, dict):
         raise BadRequest("The request body must be a JSON object.")
     return data

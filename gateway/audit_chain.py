@@ -41,7 +41,7 @@ class AuditRecord:
 
 
 class AuditKeys:
-    """Two keys derived from the configured audit key: one to hash RRNs, one for the chain."""
+    """Keys derived from the configured audit key: to hash RRNs, for the chain, for cursors."""
 
     def __init__(self, secret: str) -> None:
         if not secret:
@@ -49,6 +49,7 @@ class AuditKeys:
         root = secret.encode()
         self._subject = hmac.new(root, b"subject", hashlib.sha256).digest()
         self._chain = hmac.new(root, b"chain", hashlib.sha256).digest()
+        self.cursor_key = hmac.new(root, b"cursor", hashlib.sha256).digest()  # access-log cursors
 
     def subject(self, rrn: str) -> str:
         return hmac.new(self._subject, rrn.encode(), hashlib.sha256).hexdigest()

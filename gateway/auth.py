@@ -16,7 +16,7 @@ from joserfc.jwk import KeySet, OctKey
 from gateway import rrn as rrns
 from gateway.config import AuthConfig, ConfigError
 from gateway.errors import Unauthenticated
-from gateway.principal import Principal
+from gateway.principal import MAX_AGENCY, Principal, is_agency_code
 
 HS_ALGORITHMS = ["HS256"]
 JWKS_ALGORITHMS = ["RS256", "ES256"]
@@ -59,6 +59,8 @@ class Authenticator:
                 keys = await self._key_set(_kid(token))
                 decoded = jwt.decode(token, keys, algorithms=JWKS_ALGORITHMS)
             self._claims.validate(decoded.claims)
+        except RecursionError:  # a JSON header or payload nested beyond reason
+            raise Unauthenticated("The token was refused: it is not a well-formed JWT.") from None
         except (JoseError, ValueError) as exc:
             raise Unauthenticated(f"The token was refused: {_reason(exc)}.") from None
         return dict(decoded.claims)
@@ -89,12 +91,27 @@ class Authenticator:
                 await client.aclose()
 
 
+#: Bounds on the claims that name the principal: they reach the audit trail, logs and
+#: error messages, so they must be short printable text.
+MAX_SUB = 128
+MAX_ROLE = 64
+MAX_ROLES = 16
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     roles = claims.get("roles", [])
     if isinstance(roles, str):
         roles = [roles]
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthenticated("The token's roles claim must be a list of role names.")
+    if len(roles) > MAX_ROLES:
+        raise Unauthenticated(f"The token's roles claim names more than {MAX_ROLES} roles.")
+    for role in roles:
+        _printable("roles", role, MAX_ROLE)
+    sub = claims["sub"]
+    if not isinstance(sub, str):
+        raise Unauthenticated("The token's sub claim must be a string.")
+    _printable("sub", sub, MAX_SUB)
     own = claims.get("rrn")
     if own is not None:
         try:
@@ -102,12 +119,26 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         except rrns.InvalidRRN:
             raise Unauthenticated("The token's rrn claim is not a valid RRN.") from None
     agency = claims.get("agency")
-    return Principal(
-        sub=str(claims["sub"]),
-        roles=tuple(roles),
-        agency=None if agency is None else str(agency),
-        rrn=own,
-    )
+    if agency is not None:
+        if not isinstance(agency, str):
+            raise Unauthenticated("The token's agency claim must be a string.")
+        _printable("agency", agency, MAX_AGENCY)
+        if not is_agency_code(agency):
+            raise Unauthenticated(
+                "The token's agency claim must be an agency code "
+                "(lower-case letters, digits, - and _, starting with a letter)."
+            )
+    return Principal(sub=sub, roles=tuple(roles), agency=agency, rrn=own)
+
+
+def _printable(claim: str, value: str, limit: int) -> None:
+    """Refuse empty, over-long or unprintable claim values (never echoing them)."""
+    if not value:
+        raise Unauthenticated(f"The token's {claim} claim holds an empty value.")
+    if len(value) > limit:
+        raise Unauthenticated(f"The token's {claim} claim is over {limit} characters.")
+    if not value.isprintable():
+        raise Unauthenticated(f"The token's {claim} claim holds control characters.")
 
 
 def issue_token(
@@ -144,7 +175,7 @@ def _kid(token: str) -> str | None:
     try:
         header_b64 = token.split(".", 1)[0]
         header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, RecursionError):
         return None
     kid = header.get("kid") if isinstance(header, dict) else None
     return kid if isinstance(kid, str) else None

@@ -365,6 +365,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         auth = config.auth
     if args.ttl < 1:
         raise ConfigError("--ttl must be at least 1 second")
+    _check_token_claims(config, args.sub or f"dev-{args.role[0]}", args.role, args.agency)
     try:
         token = issue_token(
             auth,
@@ -378,6 +379,30 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise ConfigError(f"--rrn: {exc}") from None
     print(token)
     return 0
+
+
+def _check_token_claims(
+    config: Config | None, sub: str, roles: list[str], agency: str | None
+) -> None:
+    """Refuse to print a token the gateway would refuse: bad claims, a role the policy does
+    not know, or an agency its roles may not claim."""
+    from gateway import policy as policy_module
+    from gateway.auth import principal_from_claims
+    from gateway.errors import GatewayError
+    from gateway.graphql_schema import PURPOSES, build_schema, resident_types, schema_fields
+    from gateway.runtime import DEMO_POLICY, policy_path
+
+    path = DEMO_POLICY if config is None else policy_path(config)
+    schema = build_schema()
+    policy = policy_module.load(
+        path, schema_fields(schema), PURPOSES, resident_types=resident_types(schema)
+    )
+    claims = {"sub": sub, "roles": roles} | ({"agency": agency} if agency else {})
+    try:
+        principal = principal_from_claims(claims)
+        policy.admit(principal.roles, principal.agency)
+    except GatewayError as exc:
+        raise ConfigError(exc.message) from None
 
 
 def _audit_conn(args: argparse.Namespace, run: Callable[[Any, Any], Awaitable[int]]) -> int:

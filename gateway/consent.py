@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from gateway.errors import BadRequest, Forbidden
+from gateway.errors import BadRequest, Forbidden, quote
 
 MAX_DAYS = 365
 
@@ -32,8 +32,10 @@ class ConsentRecord:
 
 
 class Consents:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, agencies: frozenset[str]) -> None:
         self.pool = pool
+        #: The agencies a resident may consent to (the policy's, see Policy.consent_agencies).
+        self.agencies = agencies
 
     async def grant(self, subject: str, purpose: str, agency: str, days: int) -> ConsentRecord:
         if not 1 <= days <= MAX_DAYS:
@@ -41,6 +43,13 @@ class Consents:
         agency = agency.strip()
         if not agency:
             raise BadRequest("Name the agency the consent is for.")
+        if not agency.isprintable():
+            raise BadRequest("The agency code holds control characters.")
+        if agency not in self.agencies:
+            known = ", ".join(sorted(self.agencies)) or "none"
+            raise BadRequest(
+                f"{quote(agency)} is not an agency that may hold consent (known: {known})."
+            )
         now = dt.datetime.now(dt.UTC)
         row = await self.pool.fetchrow(
             """insert into gateway.consents values ($1, $2, $3, $4, $5, $6, null)
@@ -54,7 +63,7 @@ class Consents:
         try:
             key = uuid.UUID(consent_id)
         except ValueError:
-            raise BadRequest(f"{consent_id!r} is not a consent id") from None
+            raise BadRequest(f"{quote(consent_id)} is not a consent id") from None
         row = await self.pool.fetchrow(
             """update gateway.consents set revoked_at = coalesce(revoked_at, now())
                where id = $1 and subject = $2 returning *""",

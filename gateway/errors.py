@@ -109,3 +109,9 @@ _WHOLE_RESPONSE_STATUS = {
 }
 
 INTERNAL_MESSAGE = "Something went wrong on our side; it has been logged."
+
+
+def quote(value: str, limit: int = 40) -> str:
+    """A client's value, safe to quote in an error message: cut short, and control and
+    non-ASCII characters escaped (ascii()), so nothing unprintable reaches a client or a log."""
+    return ascii(value if len(value) <= limit else value[:limit] + "...")

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError
+from gateway.errors import Forbidden, quote
+from gateway.principal import MAX_AGENCY, is_agency_code
 
 SELF = "SELF"
 SELF_HOUSEHOLD = "SELF_HOUSEHOLD"
@@ -33,6 +35,11 @@ CONSENTABLE = frozenset(
     {"Resident.household", "Resident.insurance", "Resident.taxes", "Resident.pension",
      "Resident.militaryService", "Resident.address"}
 )  # fmt: skip
+
+
+#: Operations that look residents up: the agencies of roles that may use them are the ones
+#: a resident may consent to.
+LOOKUPS = frozenset({"Query.resident", "Query.residents"})
 
 
 #: Operations outside GraphQL that the policy also governs.
@@ -74,6 +81,9 @@ class Role:
     description: str
     operations: frozenset[str]
     views: Mapping[str, Grant] = field(default_factory=dict)
+    #: The agency codes a principal holding this role may claim; None: the role acts for no
+    #: agency (a token holding only such roles claims none).
+    agencies: frozenset[str] | None = None
 
 
 class Policy:
@@ -90,6 +100,42 @@ class Policy:
         #: schema: everything reachable from Resident).
         self.resident_types = resident_types
         self._grants: dict[tuple[tuple[str, ...], str], Grant | None] = {}
+
+    @property
+    def consent_agencies(self) -> frozenset[str]:
+        """The agencies a resident may consent to: those of the roles that look residents up."""
+        return frozenset(
+            code
+            for role in self.roles.values()
+            if role.agencies and role.operations & LOOKUPS
+            for code in role.agencies
+        )
+
+    def admit(self, roles: Iterable[str], agency: str | None) -> None:
+        """Raise Forbidden unless every role is known and the agency claim is one the roles
+        may make: every role that acts for agencies must list it, and at least one must."""
+        roles = list(roles)
+        for name in roles:
+            if name not in self.roles:
+                raise Forbidden(
+                    f"The token names a role this gateway does not know: {quote(name)}."
+                )
+        if agency is None:
+            return
+        bound = [self.roles[name] for name in roles if self.roles[name].agencies is not None]
+        if not bound:
+            held = ", ".join(roles) or "no role"
+            raise Forbidden(
+                f"The token claims the agency {quote(agency)}, but its roles ({held}) "
+                "act for no agency."
+            )
+        for role in bound:
+            assert role.agencies is not None
+            if agency not in role.agencies:
+                raise Forbidden(
+                    f"The role {role.name} may not claim the agency {quote(agency)} "
+                    f"(it may claim: {', '.join(sorted(role.agencies))})."
+                )
 
     def allows_operation(self, roles: Iterable[str], coordinate: str) -> bool:
         return any(coordinate in r.operations for r in self._known(roles))
@@ -150,7 +196,7 @@ def parse(
         where = f"{source}: [roles.{name}]"
         if not isinstance(table, dict):
             raise ConfigError(f"{where} must be a table")
-        extra = set(table) - {"description", "operations", "views"}
+        extra = set(table) - {"description", "operations", "views", "agencies"}
         if extra:
             raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(extra))}")
         operations = frozenset(
@@ -189,8 +235,39 @@ def parse(
             if not isinstance(unmasked, bool):
                 raise ConfigError(f"{gwhere}: unmasked_rrn must be true or false")
             grants[view] = Grant(fields, consent, unmasked)
-        roles[name] = Role(name, str(table.get("description", "")), operations, grants)
+        agencies = _agencies(table["agencies"], where) if "agencies" in table else None
+        if agencies is None and any(g.consent for g in grants.values()):
+            raise ConfigError(
+                f"{where}: its views ask for consent, which is honoured for the caller's "
+                "agency only: declare agencies = [...]"
+            )
+        if agencies is None and operations & _EXTRA_COORDINATES:
+            raise ConfigError(
+                f"{where}: {', '.join(sorted(operations & _EXTRA_COORDINATES))} acts for the "
+                "caller's agency: declare agencies = [...]"
+            )
+        roles[name] = Role(name, str(table.get("description", "")), operations, grants, agencies)
     return Policy(roles, source, resident_types=resident_types)
+
+
+_EXTRA_COORDINATES = frozenset(
+    f"{kind}.{name}" for kind, names in EXTRA_OPERATIONS.items() for name in names
+)
+
+
+def _agencies(entries: Any, where: str) -> frozenset[str]:
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{where}: agencies must be a non-empty list of agency codes")
+    for entry in entries:
+        if not is_agency_code(entry):
+            shown = quote(entry) if isinstance(entry, str) else repr(entry)
+            raise ConfigError(
+                f"{where}: agencies: {shown} is not an agency code (lower-case letters, "
+                f"digits, - and _, starting with a letter, at most {MAX_AGENCY} characters)"
+            )
+    if len(set(entries)) != len(entries):
+        raise ConfigError(f"{where}: agencies lists a code twice")
+    return frozenset(entries)
 
 
 def _coordinates(

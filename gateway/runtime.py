@@ -18,6 +18,7 @@ from gateway.config import Config, ConfigError
 from gateway.consent import Consents
 from gateway.graphql_schema import PURPOSES, build_schema, resident_types, schema_fields
 from gateway.policy import Policy
+from gateway.principal import Principal
 
 DEMO_POLICY = Path(str(files("gateway.demo") / "policy.toml"))
 
@@ -36,6 +37,13 @@ class Runtime:
     @property
     def audit_enabled(self) -> bool:
         return self.config.audit.enabled
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The caller, from a verified token whose roles and agency the policy admits
+        (401 for a bad token, 403 for an unknown role or an agency its roles may not claim)."""
+        principal = await self.authenticator.authenticate(authorization)
+        self.policy.admit(principal.roles, principal.agency)
+        return principal
 
 
 def policy_path(config: Config) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -23,6 +22,7 @@ from strawberry.types import ExecutionResult
 from gateway.access import Access
 from gateway.context import Context, Loaders, Provenance
 from gateway.errors import INTERNAL_MESSAGE, AuditUnavailable, BadRequest, GatewayError
+from gateway.inputs import check_document, load_json
 from gateway.logs import mask_rrns
 from gateway.principal import Principal
 
@@ -85,8 +85,10 @@ class GatewayView(GraphQL[Context, None]):
         try:
             if request.method == "POST":
                 await self._read_body(request)
+            else:
+                self._check_params(request)
             if not _wants_graphiql(request):
-                _per_request(request)["principal"] = await self.runtime.authenticator.authenticate(
+                _per_request(request)["principal"] = await self.runtime.authenticate(
                     request.headers.get("authorization")
                 )
             response = await self.run(request)
@@ -119,15 +121,24 @@ class GatewayView(GraphQL[Context, None]):
         content_type = request.headers.get("content-type", "")
         if "json" not in content_type:
             raise BadRequest("Send the request as JSON (Content-Type: application/json).")
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise BadRequest("The request body is not valid JSON.") from None
+        data = load_json(body, "The request body")
         if not isinstance(data, dict | list):
             raise BadRequest("The request body must be a JSON object with a query.")
         if isinstance(data, list) and len(data) > self.limits.max_batch:
             raise BadRequest(f"At most {self.limits.max_batch} operations per batch.")
+        for item in data if isinstance(data, list) else [data]:
+            if isinstance(item, dict):
+                check_document(item.get("query"), self.limits.max_depth)
         _per_request(request)["wants_provenance"] = _wants_provenance(data)
+
+    def _check_params(self, request: Request) -> None:
+        """A GET query's parameters, checked as a POST body would be (before strawberry's
+        own, recursive, parsers see them)."""
+        params = request.query_params
+        check_document(params.get("query"), self.limits.max_depth)
+        for name in ("variables", "extensions"):
+            if name in params:
+                load_json(params[name], name)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         assert isinstance(request, Request)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -58,10 +60,11 @@ async def my_access_log(
     if not 1 <= first <= MAX_PAGE:
         raise BadRequest(f"first must be between 1 and {MAX_PAGE}")
     subject = info.context.keys.subject(own_rrn(info))
-    rows = await info.context.audit.entries_for(subject, first, _decode_cursor(after))
+    key = info.context.keys.cursor_key
+    rows = await info.context.audit.entries_for(subject, first, _decode_cursor(key, subject, after))
     edges = [
         AccessLogEdge(
-            cursor=_encode_cursor(row["seq"]),
+            cursor=_encode_cursor(key, subject, row["seq"]),
             node=AccessLogEntry(
                 at=row["at"],
                 agency=row["agency"],
@@ -124,21 +127,41 @@ def _outcome(disclosed: list[str], denied: list[str]) -> AccessOutcome:
     return AccessOutcome.PARTIAL if disclosed else AccessOutcome.DENIED
 
 
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode()
+# Cursors are opaque: the audit sequence number counts every lookup in the system, so it is
+# encrypted, and authenticated for this citizen's log (deterministic, SIV-style: the tag is a
+# MAC of subject and seq, and keys the pad that encrypts the seq). A client can neither read
+# one nor make one up; the same entry always has the same cursor.
+_TAG_BYTES = 16
 
 
-def _decode_cursor(cursor: str | None) -> int | None:
+def _cursor_tag(key: bytes, subject: str, seq: int) -> bytes:
+    text = f"tag:{subject}:{seq}".encode()
+    return hmac.new(key, text, hashlib.sha256).digest()[:_TAG_BYTES]
+
+
+def _cursor_pad(key: bytes, tag: bytes) -> bytes:
+    return hmac.new(key, b"pad:" + tag, hashlib.sha256).digest()[:8]
+
+
+def _encode_cursor(key: bytes, subject: str, seq: int) -> str:
+    tag = _cursor_tag(key, subject, seq)
+    sealed = bytes(
+        a ^ b for a, b in zip(seq.to_bytes(8, "big"), _cursor_pad(key, tag), strict=True)
+    )
+    return base64.urlsafe_b64encode(tag + sealed).decode().rstrip("=")
+
+
+def _decode_cursor(key: bytes, subject: str, cursor: str | None) -> int | None:
     if cursor is None:
         return None
     try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
-        kind, _, value = text.partition(":")
-        if kind != "seq":
-            raise ValueError
-        seq = int(value)
-        if not 0 < seq < 2**63:
-            raise ValueError
-        return seq
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except ValueError:
-        raise BadRequest("after is not a cursor from this log") from None
+        raw = b""
+    if len(raw) == _TAG_BYTES + 8:
+        tag, sealed = raw[:_TAG_BYTES], raw[_TAG_BYTES:]
+        plain = bytes(a ^ b for a, b in zip(sealed, _cursor_pad(key, tag), strict=True))
+        seq = int.from_bytes(plain, "big")
+        if hmac.compare_digest(tag, _cursor_tag(key, subject, seq)):
+            return seq
+    raise BadRequest("after is not a cursor from this log")

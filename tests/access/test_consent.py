@@ -165,7 +165,7 @@ async def test_expired_consent_no_longer_opens_anything(
 async def test_my_consents_lists_the_citizens_own_newest_first(demo: GatewayClient) -> None:
     rrn, neighbour = MEMBERS[5], MEMBERS[6]
     first = await grant(demo, rrn, purpose="WELFARE_ELIGIBILITY", agency="welfare")
-    second = await grant(demo, rrn, purpose="CIVIL_PETITION", agency="gangnam-office", days=7)
+    second = await grant(demo, rrn, purpose="CIVIL_PETITION", agency="gangnam-welfare", days=7)
     await citizen(demo, rrn).query(REVOKE, {"id": first["id"]})
     theirs = await grant(demo, neighbour, purpose="CIVIL_PETITION", agency="welfare")
 
@@ -235,10 +235,10 @@ async def test_only_a_citizen_grants_consent(demo: GatewayClient, store: Scratch
 
 async def test_consent_of_the_head_covers_the_head_only(demo: GatewayClient) -> None:
     # An agency no other test names, so only the head has consented to it.
-    await grant(demo, HEAD_RRN, agency="household-office")
+    await grant(demo, HEAD_RRN, agency="busan-welfare")
     nts = demo.app.state.agencies.by_code["nts"].stats
     calls, keys = nts.calls, nts.keys
-    body = await officer(demo, "household-office").query(
+    body = await officer(demo, "busan-welfare").query(
         """query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_ELIGIBILITY) {
              household { members { name taxes { year } } } } }""",
         {"rrn": HEAD_RRN},

@@ -35,6 +35,7 @@ NAMES_ONLY = """
 [roles.clerk]
 description = "Reads names only."
 operations = ["Query.resident", "Query.residents"]
+agencies = ["welfare"]
 [roles.clerk.views.CIVIL_PETITION]
 fields = ["Resident.name", "Resident.household", "Household.members",
           "Resident.insurance", "HealthInsurance.insuredBy", "Resident.pension"]

@@ -159,7 +159,8 @@ def cases(draw: st.DrawFn, subjects: list[str]) -> Case:
     purpose = draw(st.sampled_from(PURPOSES))
     if citizen:
         views = {SELF: draw(grants()), SELF_HOUSEHOLD: draw(grants())}
-        role = {"description": "c", "operations": ["Query.me"], "views": views}
+        role = {"description": "c", "operations": ["Query.me"], "views": views,
+                "agencies": [AGENCY]}  # fmt: skip
         root = "me"
     else:
         # The declared purpose may or may not be the one the role holds a view for.
@@ -168,6 +169,7 @@ def cases(draw: st.DrawFn, subjects: list[str]) -> Case:
             "description": "o",
             "operations": draw(st.sampled_from([["Query.resident", "Query.residents"]] * 4 + [[]])),
             "views": {held: draw(grants())},
+            "agencies": [AGENCY],
         }
         root = draw(st.sampled_from(["resident", "residents"]))
     policy = {"roles": {"tester": role}}
@@ -392,6 +394,7 @@ def tomllib_dumps(policy: dict[str, Any]) -> str:
     for name, role in policy["roles"].items():
         lines += [f"[roles.{name}]", f"description = {json.dumps(role['description'])}"]
         lines.append(f"operations = {json.dumps(role['operations'])}")
+        lines.append(f"agencies = {json.dumps(role['agencies'])}")
         for view, grant in role["views"].items():
             lines += [
                 f"[roles.{name}.views.{view}]",

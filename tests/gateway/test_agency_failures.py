@@ -36,7 +36,7 @@ async def test_unreachable_agency_is_unavailable_and_the_rest_is_served(
     [error] = body["errors"]
     assert error["path"] == ["resident", "taxes"]
     assert error["extensions"] == {"code": "AGENCY_UNAVAILABLE", "agency": "nts"}
-    assert ready["agencies"]["nts"]["reachable"] is False
+    assert ready["agencies"]["nts"] == "down"
 
 
 async def test_slow_agency_times_out(

@@ -309,9 +309,18 @@ async def changed_income(dsn: str, rrn: str, year: int, income: int) -> AsyncIte
 
 
 async def readyz(gateway: GatewayClient) -> dict[str, Any]:
+    """The open readiness answer: states only (up/down)."""
     response = await gateway.http.get("/readyz")
     body: dict[str, Any] = response.json()
     return body
+
+
+async def agency_status(gateway: GatewayClient) -> dict[str, dict[str, Any]]:
+    """Each agency's detailed state, from Query.agencies (behind a token, unlike /readyz)."""
+    body = await gateway.query(
+        "{ agencies { code reachable circuit cache cacheHitRatio failures } }"
+    )
+    return {agency["code"]: agency for agency in body["data"]["agencies"]}
 
 
 def income(body: dict[str, Any], year: int) -> int:

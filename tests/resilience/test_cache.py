@@ -20,6 +20,7 @@ from tests.resilience.conftest import (
     MACHINE_REDIS,
     TAXES,
     Agent,
+    agency_status,
     cache_of,
     drop_namespace,
     http_agency,
@@ -145,12 +146,12 @@ async def test_an_agency_with_cache_off_is_always_called(
             body = await gateway.query(TAXES, {"rrn": HEAD_RRN})
             assert len(body["data"]["resident"]["taxes"]) == 2
         counted = calls(gateway)
-        ready = (await gateway.http.get("/readyz")).json()
+        status = await agency_status(gateway)
     assert counted["nts"] == 3
     assert counted["nhis"] == 1
     assert counted["registry"] == 1
-    assert ready["agencies"]["nts"]["cache"] == "off"
-    assert ready["agencies"]["nhis"]["cache"] == cache.backend
+    assert status["nts"]["cache"] == "off"
+    assert status["nhis"]["cache"] == cache.backend
 
 
 async def test_an_entry_is_fetched_again_after_cache_ttl(

@@ -11,7 +11,7 @@ from typing import Any
 from gateway.config import CacheConfig
 from tests.conftest import ScratchDatabase, gateway_client, make_config
 from tests.data import HEAD_RRN
-from tests.resilience.conftest import TAXES, Agent, codes, http_agency
+from tests.resilience.conftest import TAXES, Agent, agency_status, codes, http_agency
 
 EVERY_AGENCY = """query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_ELIGIBILITY) {
     name
@@ -47,7 +47,7 @@ async def test_stale_taxes_are_served_and_listed_unasked(
         before = await nts.calls()
         stale = await gateway.query(TAXES, {"rrn": HEAD_RRN})
         asked = await nts.calls() - before
-        ready = await readyz_nts(gateway.http)
+        ready = (await agency_status(gateway))["nts"]
         status = await gateway.query(
             "{ agencies { code circuit cacheHitRatio staleServed lastError } }"
         )
@@ -69,19 +69,13 @@ async def test_stale_taxes_are_served_and_listed_unasked(
 
     assert ready["circuit"] == "closed"
     assert ready["cache"] == cache.backend
-    assert ready["cache_hit_ratio"] == 0.0  # two lookups, neither fresh
+    assert ready["cacheHitRatio"] == 0.0  # two lookups, neither fresh
     assert ready["failures"] >= 1
     [nts_status] = [a for a in status["data"]["agencies"] if a["code"] == "nts"]
     assert nts_status["staleServed"] == 1
     assert nts_status["cacheHitRatio"] == 0.0
     assert nts_status["circuit"] == "closed"
     assert "500" in nts_status["lastError"]
-
-
-async def readyz_nts(http: Any) -> dict[str, Any]:
-    body: dict[str, Any] = (await http.get("/readyz")).json()
-    nts: dict[str, Any] = body["agencies"]["nts"]
-    return nts
 
 
 async def test_fresh_provenance_lists_every_agency_backed_path(
