@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -201,6 +202,10 @@ def _load_or_demo(args: argparse.Namespace) -> Config:
     return demo_config()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -247,6 +252,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or 8000
     residents = args.demo_residents or DEMO_RESIDENTS
     print(f"No config file: starting the embedded demo (data in {data_dir()})", flush=True)
+    # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default
+    # action would then kill the process before the demo's PostgreSQL and agency processes
+    # are stopped. Turned into KeyboardInterrupt, it unwinds like Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
     with embedded_demo(host, port, residents) as (demo_config, rrn):
         url = f"http://{host}:{port}/graphql"
         print(

