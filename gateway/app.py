@@ -22,7 +22,7 @@ from gateway.agencies import AGENCY_DATASETS, DATASET_AGENCY, Agencies
 from gateway.audit import AuditKeys, AuditLog
 from gateway.audit_chain import ensure_head
 from gateway.breaker import State
-from gateway.config import Config
+from gateway.config import Config, cost_weights
 from gateway.consent import Consents
 from gateway.errors import BadRequest, CacheUnavailableError, Forbidden, GatewayError
 from gateway.graphql_schema import build_schema
@@ -58,7 +58,7 @@ async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
 
 
 def create_app(config: Config) -> Starlette:
-    schema = build_schema(config.limits)
+    schema = build_schema(config.limits, weights=cost_weights(config))
     rt = runtime_module.build(config, schema)
     view = GatewayView(schema, runtime=rt, graphql_ide="graphiql")
 

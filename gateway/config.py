@@ -17,6 +17,7 @@ from typing import Any
 DEFAULT_FILE = "gateway.toml"
 ENV_FILE = "GATEWAY_CONFIG"
 ENV_PREFIX = "GATEWAY__"
+DEFAULT_COST_WEIGHT = 10
 
 
 class ConfigError(ValueError):
@@ -55,7 +56,8 @@ class LimitsConfig:
     max_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 4000
-    max_cost: int = 5000
+    max_cost: int = 5000  # see docs/query-safety.md for the cost model
+    max_household: int = 20  # members the cost model assumes a household has
     max_batch: int = 100
     max_body_bytes: int = 65536
     request_timeout_ms: int = 10000  # agency retries never run past it
@@ -86,6 +88,7 @@ class AgencyConfig:
     cache: bool = True
     cache_ttl_s: int = 60
     stale_ttl_s: int = 3600
+    cost_weight: int = DEFAULT_COST_WEIGHT  # cost of one read of this agency (docs/query-safety.md)
     # Everything in the agency's table, for adapters that take keys of their own.
     settings: Mapping[str, Any] = field(default_factory=dict)
 
@@ -233,7 +236,9 @@ def validate(config: Config) -> None:
         raise ConfigError("[audit] retention_days must be at least 1")
     if config.audit.write_timeout_ms < 1:
         raise ConfigError("[audit] write_timeout_ms must be at least 1")
-    for name in ("max_depth", "max_aliases", "max_tokens", "max_cost", "max_batch"):
+    for name in (
+        "max_depth", "max_aliases", "max_tokens", "max_cost", "max_batch", "max_household"
+    ):  # fmt: skip
         if getattr(config.limits, name) < 1:
             raise ConfigError(f"[limits] {name} must be at least 1")
     for agency in config.agencies.values():
@@ -246,3 +251,10 @@ def validate(config: Config) -> None:
             raise ConfigError(
                 f"{where}: timeout_ms and max_concurrency must be positive, retries not negative"
             )
+        if agency.cost_weight < 0:
+            raise ConfigError(f"{where}: cost_weight must not be negative")
+
+
+def cost_weights(config: Config) -> dict[str, int]:
+    """Agency code -> the cost of one read of it (``cost_weight``)."""
+    return {code: agency.cost_weight for code, agency in config.agencies.items()}

@@ -23,9 +23,6 @@ from typing import Any, ClassVar
 
 class GatewayError(Exception):
     code: ClassVar[str] = "INTERNAL"
-    #: HTTP status when the error is the whole response; a field error inside a GraphQL
-    #: response leaves the status at 200.
-    status: ClassVar[int] = 200
 
     def __init__(self, message: str, **extensions: Any) -> None:
         super().__init__(message)
@@ -37,12 +34,12 @@ class GatewayError(Exception):
 
     @property
     def http_status(self) -> int:
-        return self.status if self.status != 200 else _WHOLE_RESPONSE_STATUS.get(self.code, 500)
+        """The status when this error is the whole response (see ``http_status``)."""
+        return http_status(self.code)
 
 
 class Unauthenticated(GatewayError):
     code = "UNAUTHENTICATED"
-    status = 401
 
 
 class Forbidden(GatewayError):
@@ -82,23 +79,26 @@ class AuditUnavailable(GatewayError):
 
 class RateLimited(GatewayError):
     code = "RATE_LIMITED"
-    status = 429
 
 
 class CacheUnavailableError(GatewayError):
     """The cache could not apply an invalidation (only outside GraphQL; the sender retries)."""
 
     code = "CACHE_UNAVAILABLE"
-    status = 503
 
 
 class BadRequest(GatewayError):
     code = "BAD_REQUEST"
-    status = 400
 
 
-# Outside GraphQL (e.g. /metrics, /events/invalidate) a refusal is the whole answer.
+# The one table from code to HTTP status, for an error that is the whole response (refused
+# before any GraphQL execution, or outside GraphQL: /metrics, /events/invalidate). An error
+# inside a GraphQL response (a field's, or a refused document's) leaves the status at 200.
 _WHOLE_RESPONSE_STATUS = {
+    "UNAUTHENTICATED": 401,
+    "RATE_LIMITED": 429,
+    "BAD_REQUEST": 400,
+    "CACHE_UNAVAILABLE": 503,
     "FORBIDDEN": 403,
     "CONSENT_REQUIRED": 403,
     "AUDIT_UNAVAILABLE": 503,
@@ -107,6 +107,12 @@ _WHOLE_RESPONSE_STATUS = {
     "QUERY_TOO_COMPLEX": 400,
     "INVALID_RRN": 400,
 }
+
+
+def http_status(code: str) -> int:
+    """The HTTP status for a whole-response error with this code; unknown codes are 500."""
+    return _WHOLE_RESPONSE_STATUS.get(code, 500)
+
 
 INTERNAL_MESSAGE = "Something went wrong on our side; it has been logged."
 

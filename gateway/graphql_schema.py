@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError, GraphQLNamedType, GraphQLObjectType, get_named_type
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.access import ROOT_TYPES, Authorize
 from gateway.config import ConfigError, LimitsConfig
+from gateway.limits import QueryLimits
 from gateway.policy import SERVICE_TYPES
 from gateway.view import log_errors
 from schema import Mutation, Query
@@ -34,22 +29,25 @@ class GatewaySchema(strawberry.Schema):
 
 
 def build_schema(
-    limits: LimitsConfig | None = None, *, query: type = Query, mutation: type | None = Mutation
+    limits: LimitsConfig | None = None,
+    *,
+    weights: Mapping[str, int] | None = None,
+    query: type = Query,
+    mutation: type | None = Mutation,
 ) -> GatewaySchema:
-    """The schema, with every object type classified (see ``resident_types``)."""
+    """The schema, with every object type classified (see ``resident_types``).
+
+    ``weights``: agency code -> cost of one read (``cost_weight``); agencies not named
+    cost the default weight."""
     limits = limits or LimitsConfig()
-    # The limiters' rule classes are built once: ValidationCache keys on the rules, and a
-    # limiter built per request makes new classes, so validation would never be cached.
-    rules = [
-        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
-    ]
+    weights = dict(weights or {})
     extensions: list[Any] = [
-        # Parse and validation dominate a cached request's CPU time (see STACK.md).
-        lambda: ParserCache(maxsize=256),
+        # Parse (cached, token limit) then depth, aliases and cost, linear in the document
+        # and before graphql-core's own rules, which are slow on fragment bombs (see
+        # gateway/limits.py). Parse and validation dominate a cached request's CPU time
+        # (see STACK.md), hence the caches. Order matters: QueryLimits refuses first.
+        lambda: QueryLimits(limits, weights),
         lambda: ValidationCache(maxsize=256),
-        lambda: AddValidationRules(rules),
-        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         Authorize,
     ]
     schema = GatewaySchema(

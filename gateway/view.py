@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 ANONYMOUS = Principal(sub="anonymous")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_TOO_COMPLEX = ("exceeds maximum operation depth", "aliases found", "token limit")
 
 
 def format_error(error: GraphQLError) -> dict[str, Any]:
@@ -44,11 +43,11 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     if isinstance(original, GatewayError):
         message, extensions = original.message, original.as_extensions()
     elif original is None or isinstance(original, GraphQLError):
-        # Parse, validation and variable coercion errors: the client's query is at fault.
+        # Parse, validation and variable coercion errors: the client's query is at fault,
+        # unless the error was coded where it was raised (never guessed from its text).
         message = error.message
-        too_complex = any(marker in message for marker in _TOO_COMPLEX)
-        code = "QUERY_TOO_COMPLEX" if too_complex else "BAD_REQUEST"
-        extensions = {**(error.extensions or {}), "code": code}
+        extensions = dict(error.extensions or {})
+        extensions.setdefault("code", "BAD_REQUEST")
     else:
         message, extensions = INTERNAL_MESSAGE, {"code": "INTERNAL"}
     out: dict[str, Any] = {"message": message}
@@ -63,7 +62,7 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
 def error_response(error: GatewayError, request_id: str | None = None) -> JSONResponse:
     """An error as a whole response (no GraphQL execution behind it)."""
     headers = {"X-Request-ID": request_id} if request_id else {}
-    if error.status == 401:
+    if error.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     body = {"errors": [{"message": error.message, "extensions": error.as_extensions()}]}
     return JSONResponse(body, status_code=error.http_status, headers=headers)

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import policy as policy_module
+from gateway.config import LimitsConfig
 from gateway.graphql_schema import PURPOSES, build_schema, resident_types, schema_fields
 from gateway.policy import CONSENTABLE, SELF, SELF_HOUSEHOLD, Grant, Policy
 from tests.access.conftest import KEYS, demo_gateway, fetch, scratch_store
@@ -278,8 +279,10 @@ def check_object(
 async def gateway(
     admin_dsn: str, agency_db: ScratchDatabase, http_agencies: dict[str, str]
 ) -> AsyncIterator[tuple[GatewayClient, ScratchDatabase]]:
+    # Random documents can ask for up to ~90,000 cost units (duplicated household fields);
+    # the cost limit is tested in tests/gateway/test_query_limits.py, not here.
     async with scratch_store(admin_dsn) as store, demo_gateway(
-        agency_db, http_agencies, store
+        agency_db, http_agencies, store, limits=LimitsConfig(max_cost=200_000)
     ) as client:  # fmt: skip
         yield client, store
 
