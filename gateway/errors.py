@@ -9,7 +9,9 @@
     │   └── AgencyTimeout    AGENCY_TIMEOUT      (extensions.agency)
     ├── QueryTooComplex      QUERY_TOO_COMPLEX
     ├── AuditUnavailable     AUDIT_UNAVAILABLE
-    ├── RateLimited          RATE_LIMITED
+    ├── RateLimited          RATE_LIMITED        (HTTP 429, Retry-After)
+    ├── PersistedQueryNotFound PERSISTED_QUERY_NOT_FOUND (HTTP 200: Apollo clients retry)
+    ├── OperationNotAllowed  OPERATION_NOT_ALLOWED (HTTP 403: trusted documents only)
     ├── CacheUnavailableError CACHE_UNAVAILABLE (POST /events/invalidate only; HTTP 503)
     └── BadRequest           BAD_REQUEST
 
@@ -34,6 +36,11 @@ class GatewayError(Exception):
 
     def as_extensions(self) -> dict[str, Any]:
         return {"code": self.code, **self.extensions}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers to send when the error is the whole response."""
+        return {}
 
     @property
     def http_status(self) -> int:
@@ -84,6 +91,30 @@ class RateLimited(GatewayError):
     code = "RATE_LIMITED"
     status = 429
 
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many requests; try again in {retry_after} s.", retryAfter=retry_after
+        )
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class PersistedQueryNotFound(GatewayError):
+    """Apollo's APQ protocol: the client sends the full query next (so HTTP 200)."""
+
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+    def __init__(self) -> None:
+        super().__init__("PersistedQueryNotFound")
+
+
+class OperationNotAllowed(GatewayError):
+    code = "OPERATION_NOT_ALLOWED"
+    status = 403
+
 
 class CacheUnavailableError(GatewayError):
     """The cache could not apply an invalidation (only outside GraphQL; the sender retries)."""
@@ -99,6 +130,7 @@ class BadRequest(GatewayError):
 
 # Outside GraphQL (e.g. /metrics, /events/invalidate) a refusal is the whole answer.
 _WHOLE_RESPONSE_STATUS = {
+    "PERSISTED_QUERY_NOT_FOUND": 200,
     "FORBIDDEN": 403,
     "CONSENT_REQUIRED": 403,
     "AUDIT_UNAVAILABLE": 503,

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError, GraphQLNamedType, GraphQLObjectType, get_named_type
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    get_named_type,
+    parse,
+    specified_rules,
+    validate,
+)
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -27,6 +36,10 @@ from schema.scalars import SCALARS
 
 
 class GatewaySchema(strawberry.Schema):
+    limits: LimitsConfig
+    #: The limiters' validation rules, built once (see build_schema).
+    limit_rules: list[Any]
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -58,8 +71,23 @@ def build_schema(
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),
     )
+    schema.limits = limits
+    schema.limit_rules = rules
     resident_types(schema)  # refuse a schema with an unclassified type
     return schema
+
+
+def check_text(schema: GatewaySchema, text: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    """Parse and validate a document as a request would be (token, depth and alias limits
+    included): the document, or None and the errors."""
+    try:
+        document = parse(text, max_tokens=schema.limits.max_tokens)
+    except GraphQLError as exc:
+        return None, [exc]
+    except RecursionError:
+        return None, [GraphQLError("The document is nested too deeply.")]
+    errors = validate(schema._schema, document, [*specified_rules, *schema.limit_rules])
+    return (None, errors) if errors else (document, [])
 
 
 def schema_fields(schema: strawberry.Schema) -> dict[str, frozenset[str]]:
