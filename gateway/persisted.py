@@ -208,3 +208,117 @@ def _apq_hash(persisted: object) -> str | None:
         )
     hash_: str = persisted["sha256Hash"]
     return hash_
+
+
+# --- the manifest commands (gateway persisted build | check) ---------------------------------
+
+
+def graphql_files(paths: Iterable[Path]) -> list[Path]:
+    """The .graphql and .gql files named, and those under the directories named."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix in (".graphql", ".gql"))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ConfigError(f"{path} does not exist")
+    return found
+
+
+def build_operations(
+    schema: GatewaySchema, files: Iterable[Path]
+) -> tuple[list[dict[str, str]], list[str]]:
+    """Each named operation of the files with the fragments it uses (from any file), printed
+    and validated: (operations for the manifest, problems naming file and operation)."""
+    from graphql import (
+        DocumentNode,
+        FragmentDefinitionNode,
+        FragmentSpreadNode,
+        GraphQLError,
+        Node,
+        OperationDefinitionNode,
+        parse,
+        print_ast,
+        visit,
+    )
+    from graphql.language import Visitor
+
+    problems: list[str] = []
+    operations: list[tuple[Path, OperationDefinitionNode]] = []
+    fragments: dict[str, FragmentDefinitionNode] = {}
+    for file in files:
+        try:
+            document = parse(file.read_text())
+        except GraphQLError as exc:
+            problems.append(f"{file}: {exc.message}")
+            continue
+        for definition in document.definitions:
+            if isinstance(definition, FragmentDefinitionNode):
+                name = definition.name.value
+                if name in fragments:
+                    problems.append(f"{file}: fragment {name} is defined twice")
+                fragments[name] = definition
+            elif isinstance(definition, OperationDefinitionNode):
+                if definition.name is None:
+                    problems.append(f"{file}: an operation without a name (name each one)")
+                else:
+                    operations.append((file, definition))
+
+    def spreads(node: Node) -> set[str]:
+        names: set[str] = set()
+
+        class Collect(Visitor):
+            def enter_fragment_spread(self, spread: FragmentSpreadNode, *_: Any) -> None:
+                names.add(spread.name.value)
+
+        visit(node, Collect())
+        return names
+
+    out: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for file, operation in operations:
+        assert operation.name is not None
+        name = operation.name.value
+        if name in seen:
+            problems.append(f"{file}: operation {name} is defined twice")
+            continue
+        seen.add(name)
+        used: dict[str, FragmentDefinitionNode] = {}
+        todo = spreads(operation)
+        while todo:
+            fragment_name = todo.pop()
+            if fragment_name in used:
+                continue
+            fragment = fragments.get(fragment_name)
+            if fragment is None:
+                problems.append(f"{file}: {name} uses fragment {fragment_name}, defined nowhere")
+                break
+            used[fragment_name] = fragment
+            todo |= spreads(fragment) - set(used)
+        else:
+            body = print_ast(
+                DocumentNode(definitions=(operation, *(used[n] for n in sorted(used))))
+            )
+            _, errors = check_text(schema, body)
+            problems += [f"{file}: {name}: {error.message}" for error in errors]
+            if not errors:
+                out.append({"name": name, "type": operation.operation.value, "body": body})
+    return out, problems
+
+
+def check_manifest(schema: GatewaySchema, manifest: Mapping[str, str]) -> list[str]:
+    """One line per document that no longer validates (or whose sha256 id is not its hash)."""
+    problems: list[str] = []
+    for document_id, body in manifest.items():
+        if _HASH.match(document_id) and sha256_hex(body) != document_id:
+            problems.append(f"{document_id}: the id is not the sha256 of the document")
+        _, errors = check_text(schema, body)
+        label = f"{document_id} ({_operation_names(body)})"
+        problems += [f"{label}: {error.message}" for error in errors]
+    return problems
+
+
+def _operation_names(body: str) -> str:
+    names = re.findall(r"\b(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)", body)
+    return ", ".join(names) or "anonymous"
