@@ -355,6 +355,8 @@ class BenchStack:
             "auth": {"secret": self.auth_secret},
             "audit": {"key": self.audit_key},
             "policy": {"file": str(self.policy_path)},
+            # One token drives every request: a per-principal rate limit would measure itself.
+            "limits": {"rate_requests": 0, "rate_cost": 0},
             "agencies": agencies,
         }
         return deep_merge(base, overrides or {})

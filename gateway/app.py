@@ -29,6 +29,7 @@ from gateway.graphql_schema import build_schema
 from gateway.inputs import load_json
 from gateway.listener import ChangeListener
 from gateway.metrics import render_metrics
+from gateway.persisted import PersistedDocuments
 from gateway.view import GatewayView, error_response
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,13 @@ def create_app(config: Config) -> Starlette:
     schema = build_schema(config.limits, weights=cost_weights(config))
     rt = runtime_module.build(config, schema)
     view = GatewayView(schema, runtime=rt, graphql_ide="graphiql")
+    view.persisted = PersistedDocuments.from_config(config, schema)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(rt.agencies)
+            stack.push_async_callback(view.close_safety)
             if rt.agencies.cache is not None:
                 stack.push_async_callback(rt.agencies.cache.close)
             rt.db = await open_store(config.database.url, rt.keys)

@@ -61,24 +61,67 @@ class _BoundedMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
         return True
 
 
+def _backend(config: CacheConfig, max_entries: int) -> Any:
+    if config.backend == "redis":
+        url = urlparse(config.url)
+        return RedisCache(
+            endpoint=url.hostname or "127.0.0.1",
+            port=url.port or 6379,
+            db=int((url.path or "/0").lstrip("/") or 0),
+            password=url.password,
+            serializer=JsonSerializer(),
+            timeout=REDIS_OP_TIMEOUT_S,
+            create_connection_timeout=REDIS_OP_TIMEOUT_S,
+        )
+    return _BoundedMemoryCache(max_entries=max_entries, timeout=None)
+
+
+async def _close(cache: Any) -> None:
+    with warnings.catch_warnings(), contextlib.suppress(Exception):
+        # aiocache's close() warns about a deprecated redis call; nothing to act on.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        await cache.close()
+
+
+class TextCache:
+    """Short texts by key (APQ documents), in the same backend as the agency cache: with
+    Redis every gateway process sees what one of them stored. Bounded in memory; a failing
+    backend is a miss (and a store that did not happen), never an error."""
+
+    def __init__(self, config: CacheConfig, kind: str, max_entries: int) -> None:
+        self.backend = config.backend
+        self.prefix = f"{config.namespace}:{kind}:"
+        self._cache = _backend(config, max_entries)
+
+    async def get(self, key: str) -> str | None:
+        try:
+            value = await self._cache.get(self.prefix + key)
+        except Exception as exc:
+            log.warning("text cache (%s) failed: %s", self.backend, type(exc).__name__)
+            return None
+        return value if isinstance(value, str) else None
+
+    async def set(self, key: str, value: str, ttl_s: int) -> bool:
+        try:
+            # The memory backend's entries go by its bound, not by a timer per key.
+            await self._cache.multi_set(
+                [(self.prefix + key, value)], ttl=ttl_s if self.backend == "redis" else None
+            )
+        except Exception as exc:
+            log.warning("text cache (%s) failed: %s", self.backend, type(exc).__name__)
+            return False
+        return True
+
+    async def close(self) -> None:
+        await _close(self._cache)
+
+
 class AgencyCache:
     def __init__(self, config: CacheConfig, max_entries: int = MEMORY_MAX_ENTRIES) -> None:
         self.backend = config.backend
         self.namespace = config.namespace
         self.healthy = True
-        if config.backend == "redis":
-            url = urlparse(config.url)
-            self._cache = RedisCache(
-                endpoint=url.hostname or "127.0.0.1",
-                port=url.port or 6379,
-                db=int((url.path or "/0").lstrip("/") or 0),
-                password=url.password,
-                serializer=JsonSerializer(),
-                timeout=REDIS_OP_TIMEOUT_S,
-                create_connection_timeout=REDIS_OP_TIMEOUT_S,
-            )
-        else:
-            self._cache = _BoundedMemoryCache(max_entries=max_entries, timeout=None)
+        self._cache = _backend(config, max_entries)
 
     def key(self, agency: str, dataset: str, key: str) -> str:
         return f"{self.namespace}:{SCHEMA_VERSION}:{agency}:{dataset}:{key}"
@@ -164,10 +207,7 @@ class AgencyCache:
             raise CacheUnavailableError(CACHE_DOWN) from exc
 
     async def close(self) -> None:
-        with warnings.catch_warnings(), contextlib.suppress(Exception):
-            # aiocache's close() warns about a deprecated redis call; nothing to act on.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            await self._cache.close()
+        await _close(self._cache)
 
     def _encode(self, dataset: Dataset, entry: Entry) -> Any:
         if self.backend != "redis":

@@ -156,6 +156,38 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(head)
     head.set_defaults(handler=cmd_audit_head)
 
+    persisted = sub.add_parser(
+        "persisted", help="build or check a trusted-documents manifest ([persisted] manifest)"
+    )
+    persisted_sub = persisted.add_subparsers(required=True, metavar="ACTION")
+    build = persisted_sub.add_parser(
+        "build",
+        help="write a manifest from .graphql files, each operation validated",
+        description=(
+            "Read .graphql/.gql files (directories are searched), take each named operation "
+            "with the fragments it uses, validate it against the schema (and the configured "
+            "depth, alias and token limits) and write an Apollo persisted-query manifest. "
+            "Exit 1 naming every operation that does not validate; nothing is written then."
+        ),
+    )
+    build.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help=".graphql files or dirs")
+    build.add_argument(
+        "--out", default="persisted-documents.json", help="(default: persisted-documents.json)"
+    )
+    _config_arg(build)
+    build.set_defaults(handler=cmd_persisted_build)
+    check_manifest = persisted_sub.add_parser(
+        "check",
+        help="validate every document of a manifest against the current schema",
+        description=(
+            "Validate every document of a manifest (Apollo's format or a plain {id: document} "
+            "map) against the current schema; exit 1 naming each one that no longer validates."
+        ),
+    )
+    check_manifest.add_argument("manifest", metavar="MANIFEST")
+    _config_arg(check_manifest)
+    check_manifest.set_defaults(handler=cmd_persisted_check)
+
     schema = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
     schema.set_defaults(handler=cmd_schema)
 
@@ -308,6 +340,48 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from gateway.graphql_schema import build_schema
 
     print(build_schema().as_str())
+    return 0
+
+
+def _limits_schema(args: argparse.Namespace) -> Any:
+    from gateway.graphql_schema import build_schema
+
+    config = _load(args)
+    return build_schema(config.limits if config is not None else None)
+
+
+def cmd_persisted_build(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from gateway.persisted import apollo_manifest, build_operations, graphql_files
+
+    files = graphql_files(Path(p) for p in args.paths)
+    operations, problems = build_operations(_limits_schema(args), files)
+    for problem in problems:
+        print(f"gateway: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    if not operations:
+        print("gateway: no named operations found", file=sys.stderr)
+        return 1
+    Path(args.out).write_text(json.dumps(apollo_manifest(operations), indent=2) + "\n")
+    print(f"{args.out}: {len(operations)} operations from {len(files)} files")
+    return 0
+
+
+def cmd_persisted_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.persisted import check_manifest, load_manifest
+
+    manifest = load_manifest(Path(args.manifest))
+    problems = check_manifest(_limits_schema(args), manifest)
+    for problem in problems:
+        print(f"gateway: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{args.manifest}: {len(manifest)} documents valid")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,22 @@ class LimitsConfig:
     max_batch: int = 100
     max_body_bytes: int = 65536
     request_timeout_ms: int = 10000  # agency retries never run past it
+    # Per principal (the token's sub) and window; 0 turns that limit off. See ratelimit.py.
+    rate_requests: int = 600
+    rate_cost: int = 100_000
+    rate_window_s: int = 60
+
+
+PERSISTED_MODES = ("off", "apq", "trusted")
+
+
+@dataclass(frozen=True)
+class PersistedConfig:
+    mode: str = "off"
+    manifest: str = "persisted-documents.json"  # relative to the config file
+    allow_free_form_roles: Sequence[str] = ()  # trusted mode: roles that may still send text
+    apq_ttl_s: int = 86400  # how long a registered APQ document is kept
+    apq_max_entries: int = 2000  # memory backend only
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    persisted: PersistedConfig = field(default_factory=PersistedConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     agencies: Mapping[str, AgencyConfig] = field(default_factory=dict)
     source: Path | None = None
@@ -113,6 +130,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "auth": AuthConfig,
     "limits": LimitsConfig,
     "policy": PolicyConfig,
+    "persisted": PersistedConfig,
     "audit": AuditConfig,
 }
 
@@ -241,6 +259,19 @@ def validate(config: Config) -> None:
     ):  # fmt: skip
         if getattr(config.limits, name) < 1:
             raise ConfigError(f"[limits] {name} must be at least 1")
+    for name in ("rate_requests", "rate_cost"):
+        if getattr(config.limits, name) < 0:
+            raise ConfigError(f"[limits] {name} must be 0 (off) or more")
+    if config.limits.rate_window_s < 1:
+        raise ConfigError("[limits] rate_window_s must be at least 1")
+    persisted = config.persisted
+    if persisted.mode not in PERSISTED_MODES:
+        raise ConfigError('[persisted] mode must be "off", "apq" or "trusted"')
+    roles = persisted.allow_free_form_roles
+    if not isinstance(roles, list | tuple) or not all(isinstance(r, str) for r in roles):
+        raise ConfigError("[persisted] allow_free_form_roles must be a list of role names")
+    if persisted.apq_ttl_s < 1 or persisted.apq_max_entries < 1:
+        raise ConfigError("[persisted] apq_ttl_s and apq_max_entries must be at least 1")
     for agency in config.agencies.values():
         where = f"[agencies.{agency.code}]"
         if agency.kind == "sql" and not agency.dsn:

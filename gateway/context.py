@@ -84,3 +84,4 @@ class Context:
     audit: AuditLog
     consents: Consents
     provenance: Provenance
+    cost: int | None = None  # measured before execution (gateway.limits); rate limits charge it

@@ -9,7 +9,9 @@
     │   └── AgencyTimeout    AGENCY_TIMEOUT      (extensions.agency)
     ├── QueryTooComplex      QUERY_TOO_COMPLEX
     ├── AuditUnavailable     AUDIT_UNAVAILABLE
-    ├── RateLimited          RATE_LIMITED
+    ├── RateLimited          RATE_LIMITED        (HTTP 429, Retry-After)
+    ├── PersistedQueryNotFound PERSISTED_QUERY_NOT_FOUND (HTTP 200: Apollo clients retry)
+    ├── OperationNotAllowed  OPERATION_NOT_ALLOWED (HTTP 403: trusted documents only)
     ├── CacheUnavailableError CACHE_UNAVAILABLE (POST /events/invalidate only; HTTP 503)
     └── BadRequest           BAD_REQUEST
 
@@ -31,6 +33,11 @@ class GatewayError(Exception):
 
     def as_extensions(self) -> dict[str, Any]:
         return {"code": self.code, **self.extensions}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers to send when the error is the whole response."""
+        return {}
 
     @property
     def http_status(self) -> int:
@@ -80,6 +87,29 @@ class AuditUnavailable(GatewayError):
 class RateLimited(GatewayError):
     code = "RATE_LIMITED"
 
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many requests; try again in {retry_after} s.", retryAfter=retry_after
+        )
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class PersistedQueryNotFound(GatewayError):
+    """Apollo's APQ protocol: the client sends the full query next (so HTTP 200)."""
+
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+    def __init__(self) -> None:
+        super().__init__("PersistedQueryNotFound")
+
+
+class OperationNotAllowed(GatewayError):
+    code = "OPERATION_NOT_ALLOWED"
+
 
 class CacheUnavailableError(GatewayError):
     """The cache could not apply an invalidation (only outside GraphQL; the sender retries)."""
@@ -99,6 +129,8 @@ _WHOLE_RESPONSE_STATUS = {
     "RATE_LIMITED": 429,
     "BAD_REQUEST": 400,
     "CACHE_UNAVAILABLE": 503,
+    "PERSISTED_QUERY_NOT_FOUND": 200,
+    "OPERATION_NOT_ALLOWED": 403,
     "FORBIDDEN": 403,
     "CONSENT_REQUIRED": 403,
     "AUDIT_UNAVAILABLE": 503,

@@ -6,14 +6,23 @@ from collections.abc import Mapping
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError, GraphQLNamedType, GraphQLObjectType, get_named_type
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    get_named_type,
+    specified_rules,
+    validate,
+)
 from strawberry.extensions import ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.access import ROOT_TYPES, Authorize
 from gateway.config import ConfigError, LimitsConfig
-from gateway.limits import QueryLimits
+from gateway.errors import GatewayError, QueryTooComplex
+from gateway.limits import QueryLimits, measure, over_limit, parse_limited
 from gateway.policy import SERVICE_TYPES
 from gateway.view import log_errors
 from schema import Mutation, Query
@@ -22,6 +31,9 @@ from schema.scalars import SCALARS
 
 
 class GatewaySchema(strawberry.Schema):
+    limits: LimitsConfig
+    weights: Mapping[str, int]
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -56,8 +68,39 @@ def build_schema(
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),
     )
+    schema.limits = limits
+    schema.weights = weights
     resident_types(schema)  # refuse a schema with an unclassified type
     return schema
+
+
+def check_text(schema: GatewaySchema, text: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    """Parse and validate a document as a request would be (token, depth, alias and cost
+    limits included, cost with no variables): the document, or None and the errors."""
+    try:
+        document = parse_limited(text, schema.limits.max_tokens)
+        reason = over_limit(
+            measure(
+                schema._schema,
+                document,
+                operation_name=None,
+                variables=None,
+                limits=schema.limits,
+                weights=schema.weights,
+            ),
+            schema.limits,
+        )
+    except GraphQLError as exc:
+        return None, [exc]
+    except GatewayError as exc:
+        return None, [GraphQLError(exc.message, original_error=exc)]
+    except RecursionError:
+        return None, [GraphQLError("The document is nested too deeply.")]
+    if reason is not None:
+        error = QueryTooComplex(f"The query is too complex: {reason}.")
+        return None, [GraphQLError(error.message, original_error=error)]
+    errors = validate(schema._schema, document, specified_rules)
+    return (None, errors) if errors else (document, [])
 
 
 def schema_fields(schema: strawberry.Schema) -> dict[str, frozenset[str]]:

@@ -360,6 +360,8 @@ class QueryLimits(SchemaExtension):
             weights=self.weights,
         )
         self.cost = measured.cost
+        if hasattr(context.context, "cost"):  # our Context: the rate limiter charges it
+            context.context.cost = measured.cost
         reason = over_limit(measured, self.limits)
         if reason is not None:
             raise QueryTooComplex(f"The query is too complex: {reason}.")

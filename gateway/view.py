@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from cross_web import HTTPException
 from graphql import GraphQLError
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -21,12 +23,20 @@ from strawberry.types import ExecutionResult
 
 from gateway.access import Access
 from gateway.context import Context, Loaders, Provenance
-from gateway.errors import INTERNAL_MESSAGE, AuditUnavailable, BadRequest, GatewayError
+from gateway.errors import (
+    INTERNAL_MESSAGE,
+    AuditUnavailable,
+    BadRequest,
+    GatewayError,
+    Unauthenticated,
+)
 from gateway.inputs import check_document, load_json
 from gateway.logs import mask_rrns
 from gateway.principal import Principal
+from gateway.ratelimit import RateLimiter, address_key, principal_key
 
 if TYPE_CHECKING:
+    from gateway.persisted import PersistedDocuments
     from gateway.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -62,6 +72,7 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
 def error_response(error: GatewayError, request_id: str | None = None) -> JSONResponse:
     """An error as a whole response (no GraphQL execution behind it)."""
     headers = {"X-Request-ID": request_id} if request_id else {}
+    headers.update(error.headers)
     if error.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     body = {"errors": [{"message": error.message, "extensions": error.as_extensions()}]}
@@ -73,6 +84,8 @@ class GatewayView(GraphQL[Context, None]):
         super().__init__(*args, **kw)
         self.runtime = runtime
         self.limits = runtime.config.limits
+        self.persisted: PersistedDocuments | None = None  # set by create_app
+        self.rate_limiter = RateLimiter(self.limits, runtime.config.cache)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,10 +100,10 @@ class GatewayView(GraphQL[Context, None]):
             else:
                 self._check_params(request)
             if not _wants_graphiql(request):
-                _per_request(request)["principal"] = await self.runtime.authenticate(
-                    request.headers.get("authorization")
-                )
+                principal = await self._authenticate(request)
+                await self._before_execution(request, principal)
             response = await self.run(request)
+            await self._after_execution(request)
         except GatewayError as exc:
             response = error_response(exc, request_id)
         except HTTPException as exc:
@@ -101,6 +114,60 @@ class GatewayView(GraphQL[Context, None]):
         if _REQUEST_ID.match(client_id):
             response.headers["X-Client-Request-ID"] = mask_rrns(client_id)
         await response(scope, receive, send)
+
+    async def _authenticate(self, request: Request) -> Principal:
+        try:
+            principal = await self.runtime.authenticate(request.headers.get("authorization"))
+        except Unauthenticated:
+            # Token guessing is limited by address (and still answered 401 until over).
+            client = request.client.host if request.client else None
+            await self.rate_limiter.admit(address_key(client))
+            raise
+        _per_request(request)["principal"] = principal
+        return principal
+
+    async def _before_execution(self, request: Request, principal: Principal) -> None:
+        """After authentication, before strawberry parses anything: the principal's rate
+        (see ratelimit.py), then documents named by hash (see persisted.py)."""
+        mine = _per_request(request)
+        body = mine.get("body")
+        items = body if isinstance(body, list) else [body]
+        await self.rate_limiter.admit(principal_key(principal.sub), requests=max(1, len(items)))
+        if self.persisted is None:
+            return
+        if request.method == "GET":
+            params = dict(request.query_params)
+            if "extensions" in params:
+                params["extensions"] = load_json(params["extensions"], "extensions")
+            text = await self.persisted.resolve(params, principal)
+            if text is not None:
+                query = dict(request.query_params) | {"query": text}
+                request._query_params = QueryParams(query)  # what strawberry reads
+            return
+        texts = [
+            await self.persisted.resolve(item, principal) if isinstance(item, dict) else None
+            for item in items
+        ]
+        if any(text is not None for text in texts):
+            for item, text in zip(items, texts, strict=True):
+                if text is not None:
+                    item["query"] = text
+            request._body = json.dumps(body).encode()  # what strawberry reads
+
+    async def _after_execution(self, request: Request) -> None:
+        """Charge the request's cost: the cost analysis's figure when there is one, else 1."""
+        mine = _per_request(request)
+        context = mine.get("context")
+        if context is None or "principal" not in mine:
+            return
+        cost = getattr(context, "cost", None)
+        charge = cost if isinstance(cost, int) and cost > 0 else 1
+        await self.rate_limiter.charge(principal_key(mine["principal"].sub), 0, charge)
+
+    async def close_safety(self) -> None:
+        await self.rate_limiter.close()
+        if self.persisted is not None:
+            await self.persisted.close()
 
     async def _read_body(self, request: Request) -> None:
         """Read at most max_body_bytes, and insist on a JSON object or array."""
@@ -129,6 +196,7 @@ class GatewayView(GraphQL[Context, None]):
             if isinstance(item, dict):
                 check_document(item.get("query"), self.limits.max_depth)
         _per_request(request)["wants_provenance"] = _wants_provenance(data)
+        _per_request(request)["body"] = data
 
     def _check_params(self, request: Request) -> None:
         """A GET query's parameters, checked as a POST body would be (before strawberry's
