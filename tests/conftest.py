@@ -32,6 +32,7 @@ from gateway.config import (
     AuthConfig,
     Config,
     DatabaseConfig,
+    LimitsConfig,
     PolicyConfig,
 )
 from gateway.demo.embedded import start_postgres, with_database
@@ -126,6 +127,9 @@ def make_config(
         "mma": AgencyConfig(code="mma", kind="http", url=urls["mma"], cache=cached),
     }
     agencies.update(overrides.pop("agencies", {}))
+    # The suite sends thousands of requests under a handful of principals within a minute:
+    # no rate limit unless a test sets one (tests/safety/test_ratelimit.py does).
+    overrides.setdefault("limits", LimitsConfig(rate_requests=0, rate_cost=0))
     overrides.setdefault("auth", AUTH)
     overrides.setdefault("audit", AuditConfig(key=TEST_AUDIT_KEY))
     overrides.setdefault("policy", PolicyConfig(file=str(ALLOW_ALL)))

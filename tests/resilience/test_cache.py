@@ -79,8 +79,8 @@ async def test_redis_keys_are_namespaced_and_expire(
             f"{prefix}mma:military_service:{HEAD_RRN}",
         }
         assert {k for k in keys if k.startswith(prefix)} == expected
-        # Besides the agency entries, only the rate limiter's counter for the caller.
-        assert set(keys) - expected == {f"{cache.namespace}:rate:sub:test-tester"}
+        # Nothing else (the suite runs without rate limits, whose counters would be here).
+        assert set(keys) == expected
         # Entries live in Redis only as long as they may be served (stale_ttl_s, 3600 s).
         for key in keys:
             ttl = await machine_redis.ttl(key)
