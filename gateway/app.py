@@ -73,9 +73,16 @@ def create_app(config: Config) -> Starlette:
                 stack.push_async_callback(rt.agencies.cache.close)
             rt.db = await open_store(config.database.url, rt.keys)
             stack.push_async_callback(rt.db.close)
-            rt.audit = AuditLog(rt.db, rt.keys, config.audit.write_timeout_ms / 1000)
+            rt.audit = AuditLog(
+                rt.db, rt.keys, config.audit.write_timeout_ms / 1000, config.audit.head_file
+            )
             await rt.audit.start()
             stack.push_async_callback(rt.audit.close)
+            if config.audit.head_file and (problem := await rt.audit.head_problem()):
+                # The head recorded outside is no longer in the chain (or the head is not
+                # sealed): the writer refuses on every write until `gateway audit repair`.
+                log.error("audit store: %s; resident data is withheld until"
+                          " `gateway audit repair`", problem)  # fmt: skip
             rt.consents = Consents(rt.db, rt.policy.consent_agencies)
             for listener in change_listeners(config, rt.agencies):
                 await listener.start()

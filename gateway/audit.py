@@ -8,6 +8,11 @@ writes everything pending at once.
 
 - The writer checks the head row's MAC in every transaction (it locks that row anyway) and
   writes nothing while it is wrong: resident data is withheld until ``gateway audit repair``.
+- A genuine but old head (saved earlier and restored after the rows behind it were cut) has a
+  valid MAC, so the writer also keeps the highest head this process has seen or written (its
+  "mark") and refuses a head that went back from it, or no longer contains it. With
+  ``[audit] head_file`` the mark is recorded outside the database (at most about once a
+  second, and on close) and read back at start-up, so the check survives restarts.
 - A record the database cannot take (a NUL in a text, say) fails its own request only: a
   failed group is written again one request at a time.
 - A request that gave up waiting (timed out, or went away) before the writer took its records
@@ -32,8 +37,12 @@ from gateway.audit_chain import (
     GENESIS,
     AuditKeys,
     AuditRecord,
+    Conn,
     head_problem,
+    mark_problem,
     read_head,
+    read_head_file,
+    write_head_file,
 )
 from gateway.errors import AuditUnavailable
 
@@ -46,6 +55,8 @@ COLUMNS = (
     "disclosed", "denied", "prev_hash", "hash", "note",
 )  # fmt: skip
 MAX_BATCH = 500
+#: The head file is rewritten at most this often (and once more on close).
+HEAD_FILE_EVERY_S = 1.0
 #: Errors that say the store is unreachable, not that one record is unwritable: a failed
 #: group is not retried request by request for these.
 STORE_DOWN = (
@@ -74,24 +85,85 @@ class Pending:
 
 
 class AuditLog:
-    def __init__(self, pool: asyncpg.Pool, keys: AuditKeys, write_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        keys: AuditKeys,
+        write_timeout_s: float = 5.0,
+        head_file: str | None = None,
+    ) -> None:
         self.pool = pool
         self.keys = keys
         self.write_timeout_s = write_timeout_s
+        self.head_file = head_file or None
         self._queue: asyncio.Queue[Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._saver: asyncio.Task[None] | None = None
+        #: The highest head (last_seq, last_hash) seen or written, and where it came from.
+        self.mark: tuple[int, str] | None = None
+        self._mark_from = "seen by this gateway"
+        self._mark_problem: str | None = None  # the head file could not be read
+        self._saved: tuple[int, str] | None = None
+        self._dirty = asyncio.Event()
         self.commits = 0
         self.records_written = 0
         self.abandoned = 0
 
     async def start(self) -> None:
+        if self.head_file is not None:
+            try:
+                self.mark = await asyncio.to_thread(read_head_file, self.head_file)
+            except (OSError, ValueError) as exc:
+                self._mark_problem = f"the head file cannot be read ({exc})"
+            if self.mark is not None:
+                self._mark_from = f"recorded in {self.head_file}"
+                self._saved = self.mark
+            elif self._mark_problem is None:
+                log.warning("audit head file %s does not exist yet: starting it",
+                            self.head_file)  # fmt: skip
+            self._saver = asyncio.create_task(self._save_loop(), name="audit-head-file")
         self._writer = asyncio.create_task(self._write_loop(), name="audit-writer")
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        for task in (self._writer, self._saver):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._save()
+
+    async def _save_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self._save()
+            except OSError as exc:
+                log.error("audit head file %s not written: %s", self.head_file, exc)
+            await asyncio.sleep(HEAD_FILE_EVERY_S)
+
+    async def _save(self) -> None:
+        mark = self.mark
+        if self.head_file is None or mark is None or mark == self._saved:
+            return
+        await asyncio.to_thread(write_head_file, self.head_file, mark)
+        self._saved = mark
+
+    def _advance(self, head: tuple[int, str]) -> None:
+        if self.mark is None or head[0] > self.mark[0]:
+            self.mark = head
+            self._mark_from = "seen by this gateway"
+            self._dirty.set()
+
+    async def _check_mark(self, conn: Conn, head: asyncpg.Record) -> None:
+        """Refuse a sealed head that is not a successor of the highest head seen."""
+        if self._mark_problem is not None:
+            raise AuditStoreRefused(self._mark_problem)
+        if self.mark is not None and (head["last_seq"], head["last_hash"]) != self.mark:
+            problem = await mark_problem(conn, self.keys, head, self.mark, self._mark_from)
+            if problem is not None:
+                raise AuditStoreRefused(problem)
+        self._advance((head["last_seq"], head["last_hash"]))
 
     async def record(self, records: list[AuditRecord]) -> None:
         """Return once the records are committed; raise AuditUnavailable otherwise."""
@@ -164,6 +236,7 @@ class AuditLog:
             if problem is not None:
                 raise AuditStoreRefused(problem)
             assert head is not None
+            await self._check_mark(conn, head)
             live = [item for item in batch if item.state is not State.ABANDONED]
             if len(live) < len(batch):
                 self.abandoned += len(batch) - len(live)
@@ -196,7 +269,8 @@ class AuditLog:
                 prev,
                 mac,
             )
-            return live
+        self._advance((seq, prev))  # committed
+        return live
 
     async def entries_for(
         self, subject: str, first: int, before_seq: int | None
@@ -213,12 +287,25 @@ class AuditLog:
         )
 
     async def purge(self, retention_days: int) -> int:
+        problem = await self.head_problem()
+        if problem is not None:
+            log.warning("audit retention skipped: %s", problem)
+            return 0
         return await purge(self.pool, self.keys, retention_days)
 
     async def head_problem(self) -> str | None:
-        """What is wrong with the chain head right now (None: it is sealed and valid)."""
+        """What is wrong with the chain head right now (None: it is sealed, valid, and not
+        behind the highest head this gateway has seen or recorded)."""
         async with self.pool.acquire(timeout=self.write_timeout_s) as conn:
-            return head_problem(self.keys, await read_head(conn))
+            head = await read_head(conn)
+            problem = head_problem(self.keys, head)
+            if problem is not None or head is None:
+                return problem
+            try:
+                await self._check_mark(conn, head)
+            except AuditStoreRefused as exc:
+                return str(exc)
+            return None
 
 
 def _fail(batch: Sequence[Pending]) -> None:

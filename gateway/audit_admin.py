@@ -13,12 +13,17 @@ from typing import Any
 import asyncpg
 
 from gateway.audit_chain import (
-    GENESIS,
+    PURGE,
     REPAIR,
     AuditKeys,
     AuditRecord,
+    ChainAnchor,
     Conn,
+    chain_anchor,
     head_problem,
+    insert_row,
+    mark_problem,
+    note_of,
     read_head,
     row_hash_ok,
 )
@@ -46,6 +51,8 @@ class Verdict:
     #: Not problems: recorded repairs (each gap they acknowledge) and outside anchors matched.
     notes: list[Problem] = field(default_factory=list)
     repairs: int = 0
+    #: Rows recorded missing by repairs (not problems: acknowledged, but never pristine).
+    missing: int = 0
 
 
 def parse_expect(text: str) -> tuple[int, str]:
@@ -57,16 +64,32 @@ def parse_expect(text: str) -> tuple[int, str]:
 
 
 async def verify(conn: Conn, keys: AuditKeys, expect: tuple[int, str] | None = None) -> Verdict:
-    """Walk the chain from its anchor; return rows checked, every problem and every note."""
+    """Walk the chain from the anchor the chain itself states (the newest verifiable purge or
+    repair row; genesis if none), never from the head's say-so; return rows checked, every
+    problem and every note."""
     verdict = Verdict()
     head = await read_head(conn)
-    problem = head_problem(keys, head)
+    anchor = await chain_anchor(conn, keys)
     if head is None:
         verdict.problems.append(Problem(0, "the chain head row is missing"))
-        return verdict
-    if problem is not None:
-        verdict.problems.append(Problem(head["last_seq"], problem))
-    expected_seq, expected_prev = head["anchor_seq"] + 1, head["anchor_hash"]
+    else:
+        problem = head_problem(keys, head)
+        if problem is not None:
+            verdict.problems.append(Problem(head["last_seq"], problem))
+        if (head["anchor_seq"], head["anchor_hash"]) != (anchor.seq, anchor.hash):
+            stated = (
+                f"row {anchor.row} states anchor {anchor.seq}"
+                if anchor.row is not None
+                else "no purge or repair row states any (the anchor is genesis, row 0)"
+            )
+            verdict.problems.append(
+                Problem(
+                    head["anchor_seq"],
+                    f"the head's anchor is not recorded in the chain ({stated}): rows before"
+                    " it were deleted, not purged",
+                )
+            )
+    expected_seq, expected_prev = anchor.seq + 1, anchor.hash
     seen: dict[int, str] = {}
     async with conn.transaction(readonly=True):
         async for row in conn.cursor("select * from gateway.audit_log order by seq"):
@@ -81,6 +104,7 @@ async def verify(conn: Conn, keys: AuditKeys, expect: tuple[int, str] | None = N
             repair = _repair_note(row) if hash_ok else None
             if repair is not None:
                 verdict.repairs += 1
+                verdict.missing += _missing_count(repair)
                 verdict.notes.append(Problem(seq, _describe_repair(row, repair)))
             if seq > expected_seq and not (
                 repair is not None and repair["missing"] == [expected_seq, seq - 1]
@@ -97,46 +121,65 @@ async def verify(conn: Conn, keys: AuditKeys, expect: tuple[int, str] | None = N
                     Problem(seq, "changed: its content does not match its hash")
                 )
             expected_seq, expected_prev = seq + 1, row["hash"]
-    if head["last_seq"] >= expected_seq:
-        verdict.problems.append(
-            Problem(
-                head["last_seq"], f"rows {expected_seq}..{head['last_seq']} were deleted at the end"
+    if head is not None:
+        if head["last_seq"] >= expected_seq:
+            verdict.problems.append(
+                Problem(
+                    head["last_seq"],
+                    f"rows {expected_seq}..{head['last_seq']} were deleted at the end",
+                )
             )
-        )
-    elif head["last_seq"] != expected_seq - 1 or head["last_hash"] != expected_prev:
-        verdict.problems.append(
-            Problem(expected_seq - 1, "inserted: rows past the recorded end of the chain")
-        )
+        elif head["last_seq"] != expected_seq - 1 or head["last_hash"] != expected_prev:
+            verdict.problems.append(
+                Problem(expected_seq - 1, "inserted: rows past the recorded end of the chain")
+            )
     if expect is not None:
-        _check_expected(verdict, head, expect, seen.get(expect[0]))
+        last_seq = head["last_seq"] if head is not None else expected_seq - 1
+        _check_expected(verdict, anchor, last_seq, expect, seen.get(expect[0]))
     return verdict
 
 
 def _check_expected(
-    verdict: Verdict, head: asyncpg.Record, expect: tuple[int, str], found: str | None
+    verdict: Verdict,
+    anchor: ChainAnchor,
+    last_seq: int,
+    expect: tuple[int, str],
+    found: str | None,
 ) -> None:
-    """An outside record of the head (``SEQ:HASH``) must still be part of this chain."""
+    """An outside record of the head (``SEQ:HASH``) must still be part of this chain, or have
+    been purged by retention: at or before the anchor an AUDIT_PURGE row states."""
     seq, digest = expect
-    anchor_seq = head["anchor_seq"]
-    if seq > head["last_seq"]:
+    if seq > last_seq:
         verdict.problems.append(
             Problem(
                 seq,
-                f"recorded outside as the head, but the chain ends at row {head['last_seq']}:"
+                f"recorded outside as the head, but the chain ends at row {last_seq}:"
                 " rows were cut, or the database was rolled back to an older copy",
             )
         )
-    elif seq < anchor_seq:
+    elif seq < anchor.purged_seq:
         verdict.notes.append(
-            Problem(seq, f"recorded outside; purged by retention since (anchor {anchor_seq})")
+            Problem(
+                seq,
+                f"recorded outside; purged by retention since (row {anchor.purge_row} records"
+                f" the purge up to row {anchor.purged_seq})",
+            )
         )
-    elif seq == anchor_seq:
-        if digest == head["anchor_hash"]:
-            verdict.notes.append(Problem(seq, "matches the head recorded outside (the anchor)"))
+    elif seq == anchor.purged_seq and found is None:
+        if digest == anchor.purged_hash:
+            verdict.notes.append(
+                Problem(seq, "matches the head recorded outside (the anchor retention left)")
+            )
         else:
             verdict.problems.append(Problem(seq, "not the row recorded outside (hash differs)"))
     elif found is None:
-        verdict.problems.append(Problem(seq, "recorded outside as the head, now missing"))
+        verdict.problems.append(
+            Problem(
+                seq,
+                "recorded outside as the head, now missing: deleted, not purged by retention"
+                " (no AUDIT_PURGE row covers it)",
+            )
+        )
     elif found != digest:
         verdict.problems.append(
             Problem(
@@ -150,18 +193,41 @@ def _check_expected(
 
 
 def _repair_note(row: asyncpg.Record) -> dict[str, Any] | None:
-    if row["purpose"] != REPAIR or row["note"] is None:
+    if row["purpose"] != REPAIR:
         return None
-    try:
-        note = json.loads(row["note"])
-    except ValueError:
-        return None
-    return note if isinstance(note, dict) and isinstance(note.get("missing"), list) else None
+    note = note_of(row)
+    return note if note is not None and isinstance(note.get("missing"), list) else None
+
+
+def _span(value: Any) -> tuple[int, int] | None:
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return value[0], value[1]
+    return None
+
+
+def _missing_count(note: dict[str, Any]) -> int:
+    total = 0
+    for key in ("missing_before", "missing"):
+        span = _span(note.get(key))
+        if span is not None:
+            total += max(0, span[1] - span[0] + 1)
+    return total
 
 
 def _describe_repair(row: asyncpg.Record, note: dict[str, Any]) -> str:
-    first, last = note["missing"]
-    missing = f"rows {first}..{last} missing" if first <= last else "no missing rows counted"
+    tail = _span(note["missing"]) or (0, -1)
+    first, last = tail
+    if first <= last:
+        missing = f"MISSING rows {first}..{last} ({last - first + 1} rows missing)"
+    else:
+        missing = "no missing rows counted at the end"
+    before = _span(note.get("missing_before"))
+    if before is not None and before[0] <= before[1]:
+        count = before[1] - before[0] + 1
+        missing = (
+            f"MISSING rows {before[0]}..{before[1]} ({count} rows missing) before the first"
+            f" row present, not purged by retention; {missing}"
+        )
     return (
         f"audit repair recorded at {row['at']:%Y-%m-%d %H:%M:%S%z} by {row['principal']}:"
         f" {note.get('found')}; last verifiable row {note.get('last_verified_seq')};"
@@ -189,12 +255,17 @@ async def purge(pool: asyncpg.Pool, keys: AuditKeys, retention_days: int) -> int
     return result.deleted
 
 
-async def purge_verified(pool: asyncpg.Pool, keys: AuditKeys, retention_days: int) -> PurgeResult:
+async def purge_verified(
+    pool: asyncpg.Pool, keys: AuditKeys, retention_days: int, by: str = "retention"
+) -> PurgeResult:
     """Delete the oldest records past retention: only a prefix of the chain (from its anchor)
     in which every row verifies, follows the one before, and is stamped no earlier than the
-    row before it; a row's own time alone never decides. The head's anchor (covered by its
-    MAC) moves to the last row deleted, so ``verify`` proves nothing after it was removed."""
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=retention_days)
+    row before it; a row's own time alone never decides. In the same transaction it appends a
+    chain row (purpose AUDIT_PURGE) stating the new anchor (the last row deleted), the count
+    and the cutoff, and moves the head's anchor there (covered by its MAC): the anchor is
+    provable from the chain itself, and ``verify`` proves nothing after it was removed."""
+    now = dt.datetime.now(dt.UTC)
+    cutoff = now - dt.timedelta(days=retention_days)
     async with pool.acquire() as conn, conn.transaction():
         head = await read_head(conn, for_update=True)
         problem = head_problem(keys, head)
@@ -220,18 +291,43 @@ async def purge_verified(pool: asyncpg.Pool, keys: AuditKeys, retention_days: in
             newest = row["at"] if newest is None else max(newest, row["at"])
         if seq == anchor_seq:
             return PurgeResult(0, anchor_seq, stopped)
-        deleted = await conn.execute(
+        status = await conn.execute(
             "delete from gateway.audit_log where seq > $1 and seq <= $2", anchor_seq, seq
         )
-        mac = keys.head(head["last_seq"], head["last_hash"], seq, prev)
+        deleted = int(status.split()[-1])
+        note = {
+            "anchor": [seq, prev],
+            "previous_anchor_seq": anchor_seq,
+            "deleted": deleted,
+            "cutoff": cutoff.isoformat(),
+            "retention_days": retention_days,
+        }
+        record = AuditRecord(
+            at=now,
+            request_id=f"purge-{uuid.uuid4().hex}",
+            principal=by,
+            roles="retention",
+            agency=None,
+            purpose=PURGE,
+            subject="",
+            disclosed=(),
+            denied=(),
+            note=json.dumps(note, sort_keys=True),
+        )
+        row_seq = head["last_seq"] + 1
+        digest = keys.chain(row_seq, record, head["last_hash"])
+        await insert_row(conn, row_seq, record, head["last_hash"], digest)
+        mac = keys.head(row_seq, digest, seq, prev)
         await conn.execute(
-            "update gateway.audit_head set anchor_seq = $1, anchor_hash = $2, mac = $3"
-            " where id = 1",
+            """update gateway.audit_head set last_seq = $1, last_hash = $2, anchor_seq = $3,
+                 anchor_hash = $4, mac = $5 where id = 1""",
+            row_seq,
+            digest,
             seq,
             prev,
             mac,
         )
-    return PurgeResult(int(deleted.split()[-1]), seq, stopped)
+    return PurgeResult(deleted, seq, stopped)
 
 
 # --- repair ---------------------------------------------------------------------------------
@@ -239,57 +335,94 @@ async def purge_verified(pool: asyncpg.Pool, keys: AuditKeys, retention_days: in
 
 @dataclass(frozen=True)
 class RepairResult:
-    found: str | None  # what was wrong with the head; None: nothing to repair
+    found: str | None  # what was wrong; None: nothing to repair
     seq: int = 0  # the repair row appended
     last_verified_seq: int = 0
-    missing: tuple[int, int] = (0, -1)
+    missing: tuple[int, int] = (0, -1)  # after the last row present
+    missing_before: tuple[int, int] = (0, -1)  # between the chain's anchor and the first row
+    head: tuple[int, str] | None = None  # the head sealed (to record outside)
 
 
-async def repair(conn: Conn, keys: AuditKeys, by: str) -> RepairResult:
-    """Record in the chain itself that its head could not be trusted, then re-seal the head.
+async def repair(
+    conn: Conn, keys: AuditKeys, by: str, recorded: tuple[int, str] | None = None
+) -> RepairResult:
+    """Record in the chain itself what is wrong with its head, then re-seal the head.
 
-    Appends one row (purpose AUDIT_REPAIR) whose note states the head found, the last row
-    that verifies from the anchor, and the rows the head names that are missing; ``verify``
-    lists that row ever after. Rows that fail verification are left as they are (evidence):
-    ``verify`` keeps naming them."""
+    Repairs a head that fails its MAC (or is missing), a head whose anchor no purge or repair
+    row states, and a head that is not a successor of ``recorded`` (a head recorded outside
+    the database, e.g. ``[audit] head_file``: an old genuine head restored). The anchor is
+    never taken from the head: it is the one the chain states (the newest verifiable purge or
+    repair row; genesis when there is none), and every row between it and the first row
+    present is recorded as missing. Appends one row (purpose AUDIT_REPAIR) whose note states
+    what was found, the head found, the anchor, the last row that verifies from it and the
+    rows missing; ``verify`` lists that row ever after. Rows that fail verification are left
+    as they are (evidence): ``verify`` keeps naming them."""
     async with conn.transaction():
         await conn.execute("lock table gateway.audit_head in exclusive mode")
         head = await read_head(conn)
-        found = head_problem(keys, head)
-        if found is None:
-            return RepairResult(None)
-        bounds = await conn.fetchrow(
-            "select min(seq) as first, max(seq) as last from gateway.audit_log"
-        )
-        assert bounds is not None
-        if head is not None:
-            anchor_seq, anchor_hash = head["anchor_seq"], head["anchor_hash"]
-            claimed_last = head["last_seq"]
-        elif bounds["first"] is not None:  # no head at all: start where the rows start
-            first = await conn.fetchrow(
-                "select seq, prev_hash from gateway.audit_log where seq = $1", bounds["first"]
+        anchor = await chain_anchor(conn, keys)
+        findings = []
+        found_mac = head_problem(keys, head)
+        if found_mac is not None:
+            findings.append(found_mac)
+        elif head is not None and (head["anchor_seq"], head["anchor_hash"]) != (
+            anchor.seq,
+            anchor.hash,
+        ):
+            findings.append(
+                f"the head's anchor (row {head['anchor_seq']}) is not recorded in the chain"
             )
-            assert first is not None
-            anchor_seq, anchor_hash, claimed_last = first["seq"] - 1, first["prev_hash"], 0
-        else:
-            anchor_seq, anchor_hash, claimed_last = 0, GENESIS, 0
+        rolled_back = None
+        if recorded is not None and head is not None and found_mac is None:
+            rolled_back = await mark_problem(
+                conn,
+                keys,
+                head,
+                recorded,
+                "recorded outside the database",
+                (anchor.purged_seq, anchor.purged_hash),
+            )
+            if rolled_back is not None:
+                findings.append(rolled_back)
+        if not findings:
+            return RepairResult(None)
+        first = await conn.fetchrow(
+            "select seq, prev_hash from gateway.audit_log where seq > $1 order by seq limit 1",
+            anchor.seq,
+        )
+        missing_before = (anchor.seq + 1, anchor.seq)
+        anchor_seq, anchor_hash = anchor.seq, anchor.hash
+        if first is not None and first["seq"] > anchor.seq + 1:
+            # Rows deleted at the start, not by retention: recorded, and the anchor sealed
+            # where the rows present start (so the rows after it still verify).
+            missing_before = (anchor.seq + 1, first["seq"] - 1)
+            anchor_seq, anchor_hash = first["seq"] - 1, first["prev_hash"]
         verified_seq, verified_hash = await _verified_prefix(conn, keys, anchor_seq, anchor_hash)
-        last_present = max(bounds["last"] or anchor_seq, anchor_seq)
+        last = await conn.fetchval("select max(seq) from gateway.audit_log")
+        last_present = max(last or anchor_seq, anchor_seq)
         prev = await conn.fetchval(
             "select hash from gateway.audit_log where seq = $1", last_present
         )
         prev = prev if prev is not None else anchor_hash
+        claimed_last = 0 if head is None else head["last_seq"]
+        if recorded is not None:  # a row recorded outside existed (if present: no change)
+            claimed_last = max(claimed_last, recorded[0])
         seq = max(claimed_last, last_present) + 1
         missing = (last_present + 1, seq - 1)
         note = {
-            "found": found,
+            "found": "; ".join(findings),
             "found_head": None if head is None else {
                 k: head[k] for k in ("last_seq", "last_hash", "anchor_seq", "anchor_hash", "mac")
             },
+            "recorded_head": None if recorded is None else f"{recorded[0]}:{recorded[1]}",
+            "chain_anchor": [anchor.seq, anchor.hash],
+            "anchor": [anchor_seq, anchor_hash],
+            "missing_before": list(missing_before),
             "last_verified_seq": verified_seq,
             "last_verified_hash": verified_hash,
             "missing": list(missing),
-            "missing_count": max(0, missing[1] - missing[0] + 1),
+            "missing_count": max(0, missing[1] - missing[0] + 1)
+            + max(0, missing_before[1] - missing_before[0] + 1),
             "after_head": "unknown: compare with the head recorded outside the database",
         }  # fmt: skip
         record = AuditRecord(
@@ -305,13 +438,7 @@ async def repair(conn: Conn, keys: AuditKeys, by: str) -> RepairResult:
             note=json.dumps(note, sort_keys=True),
         )
         digest = keys.chain(seq, record, prev)
-        await conn.execute(
-            """insert into gateway.audit_log (seq, at, request_id, principal, roles, agency,
-                 purpose, subject, disclosed, denied, prev_hash, hash, note)
-               values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
-            seq, record.at, record.request_id, record.principal, record.roles, record.agency,
-            record.purpose, record.subject, [], [], prev, digest, record.note,
-        )  # fmt: skip
+        await insert_row(conn, seq, record, prev, digest)
         mac = keys.head(seq, digest, anchor_seq, anchor_hash)
         await conn.execute(
             """insert into gateway.audit_head values (1, $1, $2, $3, $4, $5)
@@ -323,8 +450,9 @@ async def repair(conn: Conn, keys: AuditKeys, by: str) -> RepairResult:
             anchor_hash,
             mac,
         )
+    found = "; ".join(findings)
     log.warning("audit head repaired: %s; recorded as row %d", found, seq)
-    return RepairResult(found, seq, verified_seq, missing)
+    return RepairResult(found, seq, verified_seq, missing, missing_before, (seq, digest))
 
 
 async def _verified_prefix(

@@ -105,16 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
         "verify",
         help="walk the hash chain; exit 1 naming every changed, deleted or inserted row",
         description=(
-            "Walk the hash chain from its anchor. Exit 1 naming every changed, deleted or "
-            "inserted row and a head that was rewritten; list recorded repairs (NOTE lines)."
+            "Walk the hash chain from the anchor the chain itself states (its newest purge or "
+            "repair row). Exit 1 naming every changed, deleted or inserted row, a head that was "
+            "rewritten and an anchor no purge row records; list recorded repairs and the rows "
+            "they record MISSING (NOTE lines: exit 0, but never 'intact' while rows are "
+            "recorded missing)."
         ),
     )
     verify.add_argument(
         "--expect",
         metavar="SEQ:HASH",
-        help="a head recorded outside the database earlier (`gateway audit head`): exit 1 "
-        "unless that row is still part of the chain (catches cut tails and a database "
-        "rolled back to an older copy)",
+        help="a head recorded outside the database earlier (`gateway audit head`; default: "
+        "the one in [audit] head_file, if set): exit 1 unless that row is still part of the "
+        "chain or an AUDIT_PURGE row covers it (catches cut tails and a database rolled back "
+        "to an older copy)",
     )
     _config_arg(verify)
     verify.set_defaults(handler=cmd_audit_verify)
@@ -134,14 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="record a chain head that cannot be trusted in the chain, and re-seal it",
         description=(
             "When the chain head's MAC is wrong or missing (rows cut from the end, the head "
-            "rewritten or blanked), the gateway withholds resident data. This verifies the "
-            "chain, reports what it found, appends a chain row (purpose AUDIT_REPAIR) stating "
-            "the head found, the last verifiable row and the rows missing, and re-seals the "
-            "head: `gateway audit verify` lists that repair ever after. Running gateways "
-            "resume on their next write."
+            "rewritten or blanked), or an older genuine head was restored (the head in [audit] "
+            "head_file or --expect is no longer in the chain), the gateway withholds resident "
+            "data. This verifies the chain, reports what it found, appends a chain row (purpose "
+            "AUDIT_REPAIR) stating the head found, the anchor the chain itself states (never "
+            "the head's), the last verifiable row and every row missing, re-seals the head and "
+            "updates the head file: `gateway audit verify` lists that repair ever after. "
+            "Running gateways resume on their next write."
         ),
     )
     repair.add_argument("--by", help="who repairs, recorded in the chain (default: the login name)")
+    repair.add_argument(
+        "--expect",
+        metavar="SEQ:HASH",
+        help="a head recorded outside the database (default: the one in [audit] head_file): "
+        "if it is no longer in the chain (an older head restored), record that too",
+    )
     _config_arg(repair)
     repair.set_defaults(handler=cmd_audit_repair)
     head = audit_sub.add_parser(
@@ -488,13 +500,15 @@ def _check_token_claims(
         raise ConfigError(exc.message) from None
 
 
-def _audit_conn(args: argparse.Namespace, run: Callable[[Any, Any], Awaitable[int]]) -> int:
+def _audit_conn(
+    args: argparse.Namespace, run: Callable[[Any, Any], Awaitable[int]], config: Any = None
+) -> int:
     """Run ``run(conn, keys)`` on one connection to the configured store."""
     import asyncpg
 
     from gateway.audit import AuditKeys
 
-    config = _load_or_demo(args)
+    config = config or _load_or_demo(args)
 
     async def main() -> int:
         conn = await asyncpg.connect(config.database.url)
@@ -506,13 +520,32 @@ def _audit_conn(args: argparse.Namespace, run: Callable[[Any, Any], Awaitable[in
     return asyncio.run(main())
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from gateway.audit_admin import parse_expect, verify
+def _recorded_head(args: argparse.Namespace, config: Any) -> tuple[int, str] | None:
+    """``--expect SEQ:HASH``, else the head in ``[audit] head_file`` (if there is one)."""
+    from gateway.audit_admin import parse_expect
+    from gateway.audit_chain import read_head_file
 
-    try:
-        expect = parse_expect(args.expect) if args.expect else None
-    except ValueError as exc:
-        raise ConfigError(f"--expect: {exc}") from None
+    if args.expect:
+        try:
+            return parse_expect(args.expect)
+        except ValueError as exc:
+            raise ConfigError(f"--expect: {exc}") from None
+    if config.audit.head_file:
+        try:
+            recorded = read_head_file(config.audit.head_file)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"[audit] head_file: {exc}") from None
+        if recorded is not None:
+            print(f"checking the head recorded in {config.audit.head_file}: row {recorded[0]}")
+        return recorded
+    return None
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway.audit_admin import verify
+
+    config = _load_or_demo(args)
+    expect = _recorded_head(args, config)
 
     async def run(conn: Any, keys: Any) -> int:
         verdict = await verify(conn, keys, expect)
@@ -520,13 +553,20 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             print(f"TAMPERED {problem}")
         for note in verdict.notes:
             print(f"NOTE {note}")
-        verdict_text = "intact" if not verdict.problems else f"{len(verdict.problems)} problem(s)"
+        if verdict.problems:
+            verdict_text = f"{len(verdict.problems)} problem(s)"
+        elif verdict.missing:
+            verdict_text = (
+                f"no unrecorded problems, but {verdict.missing} rows MISSING (recorded by repairs)"
+            )
+        else:
+            verdict_text = "intact"
         if verdict.repairs:
             verdict_text += f" ({verdict.repairs} recorded repair(s), listed above)"
         print(f"audit chain: {verdict.checked} records checked, {verdict_text}")
         return 1 if verdict.problems else 0
 
-    return _audit_conn(args, run)
+    return _audit_conn(args, run, config)
 
 
 def cmd_audit_purge(args: argparse.Namespace) -> int:
@@ -557,31 +597,41 @@ def cmd_audit_repair(args: argparse.Namespace) -> int:
     import getpass
 
     from gateway.audit_admin import repair, verify
+    from gateway.audit_chain import write_head_file
 
     by = args.by or getpass.getuser()
+    config = _load_or_demo(args)
+    recorded = _recorded_head(args, config)
 
     async def run(conn: Any, keys: Any) -> int:
-        before = await verify(conn, keys)
+        before = await verify(conn, keys, recorded)
         for problem in before.problems:
             print(f"FOUND {problem}")
-        result = await repair(conn, keys, by)
+        result = await repair(conn, keys, by, recorded)
         if result.found is None:
             print("the chain head is sealed: nothing to repair")
             if before.problems:
                 print("the rows above fail verification; repair does not change rows")
             return 1 if before.problems else 0
-        first, last = result.missing
-        missing = f"rows {first}..{last} missing" if first <= last else "no missing rows counted"
+        spans = []
+        for what, (first, last) in (("before the first row", result.missing_before),
+                                    ("at the end", result.missing)):  # fmt: skip
+            if first <= last:
+                spans.append(f"MISSING rows {first}..{last} ({last - first + 1}) {what}")
+        missing = "; ".join(spans) or "no missing rows counted"
         print(
             f"repaired: {result.found}; last verifiable row {result.last_verified_seq}; "
             f"{missing}; recorded as row {result.seq} and the head re-sealed"
         )
+        if config.audit.head_file and result.head is not None:
+            write_head_file(config.audit.head_file, result.head)
+            print(f"recorded the new head in {config.audit.head_file}")
         after = await verify(conn, keys)
         for problem in after.problems:
             print(f"STILL TAMPERED {problem}")
         return 1 if after.problems else 0
 
-    return _audit_conn(args, run)
+    return _audit_conn(args, run, config)
 
 
 def cmd_audit_head(args: argparse.Namespace) -> int:

@@ -90,6 +90,9 @@ class AuditConfig:
     retention_days: int = 730
     enabled: bool = True
     write_timeout_ms: int = 5000  # a request waits this long for its records to commit
+    # Where the gateway records the chain head it reached (SEQ:HASH), outside the database:
+    # a restored older head is refused at start-up. Empty: not recorded (only in memory).
+    head_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,12 @@ def validate(config: Config) -> None:
         raise ConfigError("[audit] retention_days must be at least 1")
     if config.audit.write_timeout_ms < 1:
         raise ConfigError("[audit] write_timeout_ms must be at least 1")
+    if config.audit.head_file:
+        head_file = Path(config.audit.head_file)
+        if head_file.is_dir():
+            raise ConfigError("[audit] head_file must be a file, not a directory")
+        if not head_file.parent.is_dir():
+            raise ConfigError(f"[audit] head_file: directory {head_file.parent} does not exist")
     for name in (
         "max_depth", "max_aliases", "max_tokens", "max_cost", "max_batch", "max_household"
     ):  # fmt: skip

@@ -48,3 +48,8 @@ alter table gateway.audit_head add column if not exists mac text not null defaul
 -- Records the gateway writes about its own trail (a repair) carry a JSON note, covered by
 -- the row's hash; access records have none (and hash as they did before the column existed).
 alter table gateway.audit_log add column if not exists note text;
+
+-- The rows the gateway writes about its own trail (retention purges, repairs) state the chain's
+-- anchor; they are looked up newest first.
+create index if not exists audit_admin_idx on gateway.audit_log (seq)
+    where purpose in ('AUDIT_PURGE', 'AUDIT_REPAIR');

@@ -176,7 +176,10 @@ def demo_settings(dsn: str, agencies: dict[str, AgencyConfig] | None = None) -> 
     return Config(
         database=DatabaseConfig(url=dsn),
         auth=AuthConfig(secret=auth_secret),
-        audit=AuditConfig(key=audit_key),
+        # The demo keeps its head file in its data dir, so a fresh database starts a fresh
+        # one; a real deployment keeps it where the database's administrators cannot write
+        # (docs/authorization.md).
+        audit=AuditConfig(key=audit_key, head_file=str(data_dir() / "audit-head")),
         policy=PolicyConfig(file=str(DEMO_POLICY)),
         agencies=agencies or {},
     )

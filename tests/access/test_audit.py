@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -534,13 +535,20 @@ async def test_retention_purges_old_records_and_the_chain_stays_valid(
         code, out = await cli(["audit", "purge", "--config", str(path)], capsys)
         assert code == 0
         assert "purged 3 audit records older than 730 days" in out
-        rows = await fetch(db.dsn, "select seq, request_id from gateway.audit_log order by seq")
-        assert [r["seq"] for r in rows] == [4, 5, 6]
+        rows = await fetch(
+            db.dsn, "select seq, request_id, purpose, note from gateway.audit_log order by seq"
+        )
+        # Rows 4..6 kept, and row 7 records the purge (and the anchor it moved to) in the chain.
+        assert [r["seq"] for r in rows] == [4, 5, 6, 7]
         assert rows[0]["request_id"] == "kept-700-days"
         assert all(not r["request_id"].startswith("old-") for r in rows)
+        assert rows[3]["purpose"] == "AUDIT_PURGE"
+        note = json.loads(rows[3]["note"])
+        assert note["anchor"][0] == 3
+        assert note["deleted"] == 3
 
         code, out = await cli(["audit", "verify", "--config", str(path)], capsys)
-        assert (code, "3 records checked, intact" in out) == (0, True), out
+        assert (code, "4 records checked, intact" in out) == (0, True), out
 
         pool = await asyncpg.create_pool(db.dsn, min_size=1, max_size=1)
         try:
@@ -553,4 +561,4 @@ async def test_retention_purges_old_records_and_the_chain_stays_valid(
         finally:
             await pool.close()
         code, out = await cli(["audit", "verify", "--config", str(path)], capsys)
-        assert (code, "2 records checked, intact" in out) == (0, True), out
+        assert (code, "4 records checked, intact" in out) == (0, True), out

@@ -1,7 +1,9 @@
 """The audit trail under attack from inside the database and under partial failure: a cut tail
 with the head rewritten and its MAC blanked (refused until `gateway audit repair`, which
-leaves a trace in the chain), retention that trusts no row's own time, one unwritable record
-in a group commit, records of requests that gave up, and anchoring the head outside."""
+leaves a trace in the chain), recent rows deleted behind a moved anchor (repair records them
+missing), an old genuine head restored (refused by a running gateway and, with head_file,
+after a restart), retention that trusts no row's own time, one unwritable record in a group
+commit, records of requests that gave up, and anchoring the head outside."""
 
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from gateway import config as config_module
 from gateway.app import open_store
 from gateway.audit import AuditLog, AuditRecord
-from gateway.config import AuditConfig
+from gateway.config import AuditConfig, ConfigError
 from gateway.errors import AuditUnavailable
 from tests.access.conftest import (
     HEAD_SUBJECT,
@@ -243,7 +246,7 @@ async def test_a_recent_row_stamped_old_does_not_make_purge_delete_recent_rows(
         assert code == 0, out
         assert "purged 3 audit records" in out
         rows = await fetch(db.dsn, "select seq from gateway.audit_log order by seq")
-        assert [r["seq"] for r in rows] == [4, 5, 6, 7, 8]
+        assert [r["seq"] for r in rows] == [4, 5, 6, 7, 8, 9]  # 9: the purge's own row
 
         code, out = await cli(["audit", "verify", "--config", path], capsys)
         assert code == 1
@@ -268,7 +271,7 @@ async def test_purge_stops_at_a_changed_row_among_old_ones_and_says_so(
         assert "purged 2 audit records" in out
         assert "STOPPED early: row 3 fails verification" in out
         rows = await fetch(db.dsn, "select seq from gateway.audit_log order by seq")
-        assert [r["seq"] for r in rows] == [3, 4]
+        assert [r["seq"] for r in rows] == [3, 4, 5]  # 5: the purge's own row
         code, out = await cli(["audit", "verify", "--config", path], capsys)
         check(code, out, 1, "TAMPERED row 3: changed")
 
@@ -287,9 +290,9 @@ async def test_purge_stops_where_times_run_backwards(
         assert "purged 1 audit records" in out
         assert "row 2 is stamped earlier than the rows before it" in out
         rows = await fetch(db.dsn, "select seq from gateway.audit_log order by seq")
-        assert [r["seq"] for r in rows] == [2, 3, 4]
+        assert [r["seq"] for r in rows] == [2, 3, 4, 5]  # 5: the purge's own row
         code, out = await cli(["audit", "verify", "--config", path], capsys)
-        check(code, out, 0, "3 records checked, intact")
+        check(code, out, 0, "4 records checked, intact")
 
 
 # --- finding 5: one unwritable record fails only its own request --------------------------
@@ -429,3 +432,309 @@ async def test_a_head_recorded_outside_catches_a_rollback_and_a_repaired_cut(
         code, out = await cli(["audit", "verify", "--expect", recorded, "--config", path], capsys)
         assert code == 1, out
         assert "TAMPERED row 6: recorded outside as the head, but the chain ends at row 5" in out
+
+
+# --- review F1: repair never takes the anchor from the head it cannot trust ----------------
+
+MOVED_ANCHOR = {
+    "head-anchor-moved-and-mac-blanked": [
+        """update gateway.audit_head set anchor_seq = 4, mac = '',
+           anchor_hash = (select hash from gateway.audit_log where seq = 4)""",
+        "delete from gateway.audit_log where seq <= 4",
+    ],
+    "head-deleted": [
+        "delete from gateway.audit_head",
+        "delete from gateway.audit_log where seq <= 4",
+    ],
+}
+
+
+async def access_log_size(gateway: GatewayClient) -> int:
+    citizen = gateway.as_(token("citizen", rrn=HEAD_RRN, sub="citizen-head"))
+    body = await citizen.query("{ myAccessLog(first: 50) { edges { node { purpose } } } }")
+    assert "errors" not in body, body
+    return len(body["data"]["myAccessLog"]["edges"])
+
+
+@pytest.mark.parametrize("case", list(MOVED_ANCHOR))
+async def test_rows_deleted_behind_a_moved_anchor_are_recorded_missing_by_repair(
+    admin_dsn: str,
+    agency_db: ScratchDatabase,
+    http_agencies: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+) -> None:
+    async with scratch_store(admin_dsn) as db:
+        async with demo_gateway(agency_db, http_agencies, db) as gateway:
+            # Rows 1..8; the head resident's record was read in rows 5 and 7.
+            for rrn in [*MEMBERS[1:5], HEAD_RRN, MEMBERS[5], HEAD_RRN, MEMBERS[6]]:
+                await post(gateway, officer_token(), LOOKUP, {"rrn": rrn})
+        row3 = (await fetch(db.dsn, "select hash from gateway.audit_log where seq = 3"))[0]
+        await execute(db.dsn, *MOVED_ANCHOR[case])
+        path = str(write_gateway_toml(tmp_path, database_url=db.dsn))
+
+        code, out = await cli(["audit", "verify", "--config", path], capsys)
+        check(code, out, 1, "rows 1..4 were deleted before this one")
+        async with demo_gateway(agency_db, http_agencies, db) as gateway:
+            assert_withheld(await lookup(gateway))
+
+        code, out = await cli(["audit", "repair", "--by", "ops-lee", "--config", path], capsys)
+        check(code, out, 0, "MISSING rows 1..4 (4) before the first row", "recorded as row 9")
+        assert "no missing rows counted" not in out
+        note = json.loads(
+            (await fetch(db.dsn, "select note from gateway.audit_log where seq = 9"))[0]["note"]
+        )
+        assert note["missing_before"] == [1, 4]
+        assert note["chain_anchor"][0] == 0  # genesis: no purge row in this chain
+
+        # Exit 0 (every gap is recorded by a repair row), but never "intact": the gap is named.
+        code, out = await cli(["audit", "verify", "--config", path], capsys)
+        check(code, out, 0, "NOTE row 9: audit repair", "MISSING rows 1..4 (4 rows missing)")
+        check(code, out, 0, "5 records checked, no unrecorded problems, but 4 rows MISSING")
+        assert "intact" not in out
+        # A head recorded outside before the deletion: deleted, not purged.
+        expect = f"3:{row3['hash']}"
+        code, out = await cli(["audit", "verify", "--expect", expect, "--config", path], capsys)
+        check(code, out, 1, "TAMPERED row 3: recorded outside as the head, now missing")
+        assert "recorded outside; purged by retention" not in out
+
+        subjects = await fetch(
+            db.dsn,
+            "select seq from gateway.audit_log where subject = $1 order by seq",
+            HEAD_SUBJECT,
+        )
+        async with demo_gateway(agency_db, http_agencies, db) as gateway:
+            assert [r["seq"] for r in subjects] == [5, 7]
+            assert await access_log_size(gateway) == 2
+            assert (await lookup(gateway))["data"]["resident"]["name"] == HEAD_NAME
+
+
+async def test_a_legitimate_purge_then_repair_reports_no_rows_missing(
+    admin_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with scratch_store(admin_dsn) as db:
+        await store_with(db, [old_record(905 - i, f"old-{i}") for i in range(3)], [recent("kept")])
+        row2 = (await fetch(db.dsn, "select hash from gateway.audit_log where seq = 2"))[0]
+        path = str(write_gateway_toml(tmp_path, database_url=db.dsn, extra="retention_days = 730"))
+        code, out = await cli(["audit", "purge", "--config", path], capsys)
+        check(code, out, 0, "purged 3 audit records")
+        purge = await fetch(db.dsn, "select * from gateway.audit_log where seq = 5")
+        assert purge[0]["purpose"] == "AUDIT_PURGE"
+        assert json.loads(purge[0]["note"])["anchor"][0] == 3
+
+        expect = f"2:{row2['hash']}"
+        code, out = await cli(["audit", "verify", "--expect", expect, "--config", path], capsys)
+        check(code, out, 0, "NOTE row 2: recorded outside; purged by retention", "intact")
+
+        await execute(db.dsn, "update gateway.audit_head set mac = ''")
+        code, out = await cli(["audit", "repair", "--config", path], capsys)
+        check(code, out, 0, "no missing rows counted", "recorded as row 6")
+        assert "MISSING" not in out
+        code, out = await cli(["audit", "verify", "--expect", expect, "--config", path], capsys)
+        check(code, out, 0, "3 records checked, intact", "purged by retention")
+        assert "MISSING" not in out
+
+
+async def test_an_old_purge_row_is_purged_in_turn_and_the_anchor_stays_provable(
+    admin_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with scratch_store(admin_dsn) as db:
+        await store_with(db, [old_record(905 - i, f"old-{i}") for i in range(3)])
+        path = str(write_gateway_toml(tmp_path, database_url=db.dsn, extra="retention_days = 730"))
+        code, out = await cli(["audit", "purge", "--config", path], capsys)
+        check(code, out, 0, "purged 3 audit records")  # row 4: the purge row
+        await fetch(db.dsn, "update gateway.audit_log set at = at - interval '800 days'")
+        # Re-stamping row 4 breaks its hash: purge stops there, as it should.
+        code, out = await cli(["audit", "purge", "--config", path], capsys)
+        check(code, out, 1, "STOPPED early: row 4 fails verification")
+    async with scratch_store(admin_dsn) as db:
+        await store_with(db, [old_record(905 - i, f"old-{i}") for i in range(3)])
+        pool = await open_store(db.dsn, KEYS)
+        try:
+            from gateway.audit_admin import purge_verified
+
+            assert (await purge_verified(pool, KEYS, 730)).deleted == 3  # row 4 states anchor 3
+            await store_with(db, [recent("a"), recent("b")])  # rows 5, 6
+            assert (await purge_verified(pool, KEYS, 730)).deleted == 0
+            # With a retention of 0 days everything up to now is past it, the purge row too.
+            assert (await purge_verified(pool, KEYS, -1)).deleted == 3  # rows 4..6
+        finally:
+            await pool.close()
+        rows = await fetch(db.dsn, "select seq, purpose, note from gateway.audit_log")
+        assert [(r["seq"], r["purpose"]) for r in rows] == [(7, "AUDIT_PURGE")]
+        assert json.loads(rows[0]["note"])["anchor"][0] == 6
+        path = str(write_gateway_toml(tmp_path, database_url=db.dsn))
+        code, out = await cli(["audit", "verify", "--config", path], capsys)
+        check(code, out, 0, "1 records checked, intact")
+        await execute(db.dsn, "update gateway.audit_head set mac = ''")
+        code, out = await cli(["audit", "repair", "--config", path], capsys)
+        check(code, out, 0, "no missing rows counted", "recorded as row 8")
+
+
+async def test_a_sealed_head_anchor_no_purge_row_states_is_flagged(
+    admin_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A store purged before purge rows existed (or an anchor moved with the key): the head's
+    # MAC is right, but the chain does not prove that rows 1..2 went by retention.
+    async with scratch_store(admin_dsn) as db:
+        await store_with(db, [recent(f"r-{i}") for i in range(4)])
+        head = (await fetch(db.dsn, "select * from gateway.audit_head"))[0]
+        row2 = (await fetch(db.dsn, "select hash from gateway.audit_log where seq = 2"))[0]
+        mac = KEYS.head(head["last_seq"], head["last_hash"], 2, row2["hash"])
+        await execute(db.dsn, "delete from gateway.audit_log where seq <= 2")
+        await fetch(
+            db.dsn,
+            "update gateway.audit_head set anchor_seq = 2, anchor_hash = $1, mac = $2",
+            row2["hash"],
+            mac,
+        )
+        path = str(write_gateway_toml(tmp_path, database_url=db.dsn))
+        code, out = await cli(["audit", "verify", "--config", path], capsys)
+        check(code, out, 1, "the head's anchor is not recorded in the chain")
+        code, out = await cli(["audit", "repair", "--config", path], capsys)
+        check(code, out, 0, "MISSING rows 1..2 (2) before the first row")
+        code, out = await cli(["audit", "verify", "--config", path], capsys)
+        check(code, out, 0, "2 rows MISSING")
+
+
+# --- review F2: an old genuine head restored over cut rows ---------------------------------
+
+
+async def save_head(dsn: str) -> dict[str, Any]:
+    return dict((await fetch(dsn, "select * from gateway.audit_head"))[0])
+
+
+async def replay(dsn: str, head: dict[str, Any]) -> None:
+    """Cut the rows after the saved head and put the saved (genuine) head row back."""
+    await fetch(dsn, "delete from gateway.audit_log where seq > $1", head["last_seq"])
+    await fetch(
+        dsn,
+        """update gateway.audit_head set last_seq = $1, last_hash = $2, anchor_seq = $3,
+           anchor_hash = $4, mac = $5""",
+        head["last_seq"],
+        head["last_hash"],
+        head["anchor_seq"],
+        head["anchor_hash"],
+        head["mac"],
+    )
+
+
+async def assert_refused_went_back(gateway: GatewayClient) -> None:
+    assert_withheld(await lookup(gateway))
+    ready = await gateway.http.get("/readyz")
+    assert ready.status_code == 503, ready.text
+    assert "went back to row 3 from row 6" in ready.json()["audit"]["reason"]
+
+
+async def test_a_replayed_head_is_refused_by_a_running_gateway_until_repaired(
+    admin_dsn: str,
+    agency_db: ScratchDatabase,
+    http_agencies: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with (
+        scratch_store(admin_dsn) as db,
+        demo_gateway(agency_db, http_agencies, db) as gateway,
+    ):
+        for rrn in MEMBERS[:3]:
+            await post(gateway, officer_token(), LOOKUP, {"rrn": rrn})
+        saved = await save_head(db.dsn)
+        for rrn in MEMBERS[3:6]:
+            await post(gateway, officer_token(), LOOKUP, {"rrn": rrn})
+        recorded = f"6:{(await save_head(db.dsn))['last_hash']}"
+        await replay(db.dsn, saved)
+
+        path = str(write_gateway_toml(tmp_path, database_url=db.dsn))
+        code, out = await cli(["audit", "verify", "--config", path], capsys)
+        check(code, out, 0, "3 records checked, intact")  # undetectable from inside alone
+        await assert_refused_went_back(gateway)
+        rows = await fetch(db.dsn, "select seq from gateway.audit_log")
+        assert len(rows) == 3  # no new row 4 on top of the restored head
+
+        code, out = await cli(["audit", "repair", "--config", path], capsys)
+        check(code, out, 0, "nothing to repair")  # the CLI has no memory of row 6...
+        code, out = await cli(
+            ["audit", "repair", "--expect", recorded, "--config", path], capsys
+        )  # ...but the head kept outside does
+        check(code, out, 0, "went back to row 3 from row 6", "MISSING rows 4..6 (3) at the end")
+        check(code, out, 0, "recorded as row 7")
+        assert (await lookup(gateway))["data"]["resident"]["name"] == HEAD_NAME
+        assert (await gateway.http.get("/readyz")).status_code == 200
+        code, out = await cli(["audit", "verify", "--config", path], capsys)
+        check(code, out, 0, "3 rows MISSING", "NOTE row 7: audit repair")
+
+
+async def test_a_replayed_head_is_refused_after_a_restart_with_head_file(
+    admin_dsn: str,
+    agency_db: ScratchDatabase,
+    http_agencies: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    head_file = tmp_path / "outside" / "audit-head"
+    head_file.parent.mkdir()
+    audit = AuditConfig(key=TEST_AUDIT_KEY, head_file=str(head_file))
+    async with scratch_store(admin_dsn) as db:
+        async with demo_gateway(agency_db, http_agencies, db, audit=audit) as gateway:
+            for rrn in MEMBERS[:3]:
+                await post(gateway, officer_token(), LOOKUP, {"rrn": rrn})
+            saved = await save_head(db.dsn)
+            for rrn in MEMBERS[3:6]:
+                await post(gateway, officer_token(), LOOKUP, {"rrn": rrn})
+        head6 = await save_head(db.dsn)
+        assert head_file.read_text() == f"6:{head6['last_hash']}\n"  # written on close
+        await replay(db.dsn, saved)
+
+        for _ in range(2):  # a restart does not clear it
+            async with demo_gateway(agency_db, http_agencies, db, audit=audit) as gateway:
+                await assert_refused_went_back(gateway)
+        assert len(await fetch(db.dsn, "select seq from gateway.audit_log")) == 3
+        assert head_file.read_text() == f"6:{head6['last_hash']}\n"
+
+        path = str(
+            write_gateway_toml(tmp_path, database_url=db.dsn, extra=f'head_file = "{head_file}"')
+        )
+        code, out = await cli(["audit", "verify", "--config", path], capsys)
+        check(code, out, 1, "recorded outside as the head, but the chain ends at row 3")
+        code, out = await cli(["audit", "repair", "--by", "ops-lee", "--config", path], capsys)
+        check(code, out, 0, "went back to row 3 from row 6", "MISSING rows 4..6 (3) at the end")
+        check(code, out, 0, "recorded as row 7", f"recorded the new head in {head_file}")
+        repair = (await fetch(db.dsn, "select * from gateway.audit_log where seq = 7"))[0]
+        assert head_file.read_text() == f"7:{repair['hash']}\n"
+        assert json.loads(repair["note"])["missing"] == [4, 6]
+
+        async with demo_gateway(agency_db, http_agencies, db, audit=audit) as gateway:
+            assert (await lookup(gateway))["data"]["resident"]["name"] == HEAD_NAME
+            assert (await gateway.http.get("/readyz")).status_code == 200
+        assert head_file.read_text().startswith("8:")
+        code, out = await cli(["audit", "verify", "--config", path], capsys)
+        check(code, out, 0, "NOTE row 8: matches the head recorded outside", "3 rows MISSING")
+
+
+async def test_a_head_file_that_is_not_a_head_refuses(
+    admin_dsn: str, agency_db: ScratchDatabase, http_agencies: dict[str, str], tmp_path: Path
+) -> None:
+    head_file = tmp_path / "audit-head"
+    head_file.write_text("not a head\n")
+    audit = AuditConfig(key=TEST_AUDIT_KEY, head_file=str(head_file))
+    async with (
+        scratch_store(admin_dsn) as db,
+        demo_gateway(agency_db, http_agencies, db, audit=audit) as gateway,
+    ):
+        assert_withheld(await lookup(gateway))
+        ready = await gateway.http.get("/readyz")
+        assert "head file cannot be read" in ready.json()["audit"]["reason"]
+
+
+def test_head_file_is_configured_by_file_or_environment(tmp_path: Path) -> None:
+    toml = write_gateway_toml(tmp_path, database_url="postgresql://x/y")
+    assert config_module.load(toml, environ={}).audit.head_file == ""
+    where = str(tmp_path / "head")
+    env = {"GATEWAY__AUDIT__HEAD_FILE": where}
+    assert config_module.load(toml, environ=env).audit.head_file == where
+    with pytest.raises(ConfigError, match="head_file: directory"):
+        config_module.load(toml, environ={"GATEWAY__AUDIT__HEAD_FILE": "/no/such/dir/head"})
+    with pytest.raises(ConfigError, match="head_file must be a file"):
+        config_module.load(toml, environ={"GATEWAY__AUDIT__HEAD_FILE": str(tmp_path)})
