@@ -22,7 +22,7 @@ from strawberry.types import ExecutionContext
 from gateway.access import ROOT_TYPES, Authorize
 from gateway.config import ConfigError, LimitsConfig
 from gateway.errors import GatewayError, QueryTooComplex
-from gateway.limits import QueryLimits, measure, over_limit, parse_limited
+from gateway.limits import MeasureCache, QueryLimits, measure, over_limit, parse_limited
 from gateway.policy import SERVICE_TYPES
 from gateway.view import log_errors
 from schema import Mutation, Query
@@ -33,6 +33,7 @@ from schema.scalars import SCALARS
 class GatewaySchema(strawberry.Schema):
     limits: LimitsConfig
     weights: Mapping[str, int]
+    measured: MeasureCache
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -53,12 +54,13 @@ def build_schema(
     cost the default weight."""
     limits = limits or LimitsConfig()
     weights = dict(weights or {})
+    measured = MeasureCache()
     extensions: list[Any] = [
         # Parse (cached, token limit) then depth, aliases and cost, linear in the document
         # and before graphql-core's own rules, which are slow on fragment bombs (see
         # gateway/limits.py). Parse and validation dominate a cached request's CPU time
         # (see STACK.md), hence the caches. Order matters: QueryLimits refuses first.
-        lambda: QueryLimits(limits, weights),
+        lambda: QueryLimits(limits, weights, measured),
         lambda: ValidationCache(maxsize=256),
         Authorize,
     ]
@@ -70,6 +72,7 @@ def build_schema(
     )
     schema.limits = limits
     schema.weights = weights
+    schema.measured = measured
     resident_types(schema)  # refuse a schema with an unclassified type
     return schema
 

@@ -105,14 +105,15 @@ class RateLimiter:
             self._healthy = True
         return Usage(int(r), int(c), int(ttl_ms) / 1000)
 
-    async def admit(self, key: str, requests: int = 1) -> None:
-        """Charge a request's arrival; raise RateLimited when the key is over a limit."""
-        usage = await self.charge(key, requests=requests)
+    async def admit(self, key: str, requests: int = 1, cost: int = 0) -> None:
+        """Charge a request's arrival (and its measured cost, before it runs); raise
+        RateLimited when the key is over a limit."""
+        usage = await self.charge(key, requests=requests, cost=cost)
         if usage is not None and self.over(usage):
             raise RateLimited(max(1, math.ceil(usage.reset_in_s)))
 
     def over(self, usage: Usage) -> bool:
-        return (0 < self.max_requests < usage.requests) or (0 < self.max_cost <= usage.cost)
+        return (0 < self.max_requests < usage.requests) or (0 < self.max_cost < usage.cost)
 
     def _charge_memory(self, key: str, requests: int, cost: int) -> Usage:
         now = time.monotonic()

@@ -31,11 +31,13 @@ from gateway.errors import (
     Unauthenticated,
 )
 from gateway.inputs import check_document, load_json
+from gateway.limits import request_cost
 from gateway.logs import mask_rrns
 from gateway.principal import Principal
 from gateway.ratelimit import RateLimiter, address_key, principal_key
 
 if TYPE_CHECKING:
+    from gateway.graphql_schema import GatewaySchema
     from gateway.persisted import PersistedDocuments
     from gateway.runtime import Runtime
 
@@ -95,15 +97,21 @@ class GatewayView(GraphQL[Context, None]):
         request_id = _request_id(request)
         _per_request(request)["request_id"] = request_id
         try:
-            if request.method == "POST":
-                await self._read_body(request)
-            else:
-                self._check_params(request)
+            try:
+                if request.method == "POST":
+                    await self._read_body(request)
+                else:
+                    self._check_params(request)
+            except GatewayError:
+                # Refused before the token is read: counted against the client's address,
+                # so malformed requests are limited too (429 once the address is over).
+                client = request.client.host if request.client else None
+                await self.rate_limiter.admit(address_key(client))
+                raise
             if not _wants_graphiql(request):
                 principal = await self._authenticate(request)
                 await self._before_execution(request, principal)
             response = await self.run(request)
-            await self._after_execution(request)
         except GatewayError as exc:
             response = error_response(exc, request_id)
         except HTTPException as exc:
@@ -132,7 +140,44 @@ class GatewayView(GraphQL[Context, None]):
         mine = _per_request(request)
         body = mine.get("body")
         items = body if isinstance(body, list) else [body]
-        await self.rate_limiter.admit(principal_key(principal.sub), requests=max(1, len(items)))
+        key, requests = principal_key(principal.sub), max(1, len(items))
+        try:
+            await self._resolve_persisted(request, principal, body, items)
+        except GatewayError:
+            await self.rate_limiter.admit(key, requests=requests)  # refused requests count
+            raise
+        # The measured cost is charged on arrival, before anything runs: concurrent requests
+        # cannot all pass a cost budget that none of them has been charged against yet.
+        await self.rate_limiter.admit(key, requests=requests, cost=self._cost(request, items))
+
+    def _cost(self, request: Request, items: list[Any]) -> int:
+        if not self.rate_limiter.enabled:
+            return 0
+        schema: GatewaySchema = self.schema  # type: ignore[assignment]
+        if request.method == "GET":
+            params = request.query_params
+            try:
+                variables = json.loads(params.get("variables") or "null")
+            except ValueError:
+                variables = None
+            items = [{**params, "variables": variables}]
+        return sum(
+            request_cost(
+                schema._schema,
+                schema.measured,
+                item.get("query"),
+                item.get("operationName"),
+                item.get("variables"),
+                schema.limits,
+                schema.weights,
+            )
+            for item in items
+            if isinstance(item, dict)
+        )
+
+    async def _resolve_persisted(
+        self, request: Request, principal: Principal, body: Any, items: list[Any]
+    ) -> None:
         if self.persisted is None:
             return
         if request.method == "GET":
@@ -153,16 +198,6 @@ class GatewayView(GraphQL[Context, None]):
                 if text is not None:
                     item["query"] = text
             request._body = json.dumps(body).encode()  # what strawberry reads
-
-    async def _after_execution(self, request: Request) -> None:
-        """Charge the request's cost: the cost analysis's figure when there is one, else 1."""
-        mine = _per_request(request)
-        context = mine.get("context")
-        if context is None or "principal" not in mine:
-            return
-        cost = getattr(context, "cost", None)
-        charge = cost if isinstance(cost, int) and cost > 0 else 1
-        await self.rate_limiter.charge(principal_key(mine["principal"].sub), 0, charge)
 
     async def close_safety(self) -> None:
         await self.rate_limiter.close()

@@ -236,3 +236,17 @@ async def test_household_members_count_max_household(client: GatewayClient) -> N
     body = await client.query(query, extensions={"cost": True})
     # resident 1 + household (registry 10 + members (1 + 20 * name 1))
     assert body["extensions"]["cost"]["requested"] == 1 + 10 + 1 + 20
+
+
+async def test_introspection_is_priced_so_aliases_cannot_multiply_it(client: GatewayClient) -> None:
+    """Review finding: 30 aliased __schema walks cost 810 and froze the loop for 0.4 s."""
+    from graphql import get_introspection_query
+
+    whole = await client.post({"query": get_introspection_query(descriptions=True)})
+    assert whole.status_code == 200
+    assert "errors" not in whole.json(), whole.json()
+    walk = "__schema { types { name fields { name args { name } type { name } } } }"
+    aliased = "{ " + " ".join(f"a{i}: {walk}" for i in range(5)) + " }"
+    body = (await client.post({"query": aliased, "extensions": {"cost": True}})).json()
+    assert code(body) == "QUERY_TOO_COMPLEX"
+    assert "cost" in body["errors"][0]["message"]

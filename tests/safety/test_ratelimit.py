@@ -106,6 +106,9 @@ async def test_charge_takes_a_cost(machine_redis: aioredis.Redis, backend: str) 
         assert (usage.requests, usage.cost) == (1, 60)
         usage = await limiter.charge("sub:y", requests=0, cost=40)
         assert usage is not None
+        assert not limiter.over(usage)  # exactly the budget: still within it
+        usage = await limiter.charge("sub:y", requests=0, cost=1)
+        assert usage is not None
         assert limiter.over(usage)
     finally:
         await limiter.close()
@@ -142,3 +145,31 @@ async def test_two_gateways_share_one_limit_atomically(
     statuses = [r.status_code for r in responses]
     assert statuses.count(200) == 20, statuses
     assert statuses.count(429) == 30
+
+
+async def test_cost_is_charged_on_arrival_so_concurrency_cannot_overshoot(config: Config) -> None:
+    """Review finding: cost charged after execution let 20 concurrent requests all pass a
+    budget none had been charged against yet (95,420 against 10,000)."""
+    async with gateway_client(config) as gw:
+        each = (await gw.post({**QUERY, "extensions": {"cost": True}})).json()["extensions"]
+    cost = each["cost"]["requested"]
+    budget = 5 * cost
+    async with gateway_client(limited(config, rate_requests=0, rate_cost=budget)) as gw:
+        responses = await asyncio.gather(*(gw.post(QUERY) for _ in range(20)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] * 5 + [429] * 15
+
+
+async def test_requests_refused_before_authentication_count_by_address(config: Config) -> None:
+    """Review finding: malformed bodies (refused before the token is read) were never
+    counted; now they are, by address, and answered 429 once it is over."""
+    async with gateway_client(limited(config, rate_requests=2)) as gw:
+        malformed = [
+            await gw.http.post(
+                "/graphql", content=b"{not json", headers={"content-type": "application/json"}
+            )
+            for _ in range(4)
+        ]
+    assert [r.status_code for r in malformed[:2]] == [400, 400]
+    for response in malformed[2:]:
+        assert_limited(response, 60)
