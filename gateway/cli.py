@@ -562,7 +562,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         else:
             verdict_text = "intact"
         if verdict.repairs:
-            verdict_text += f" ({verdict.repairs} recorded repair(s), listed above)"
+            verdict_text += (
+                f" since {verdict.repairs} recorded repair(s), listed above (what a repaired head"
+                " had hidden cannot be counted from inside the database: compare with the head"
+                " recorded outside, --expect or [audit] head_file)"
+            )
         print(f"audit chain: {verdict.checked} records checked, {verdict_text}")
         return 1 if verdict.problems else 0
 
