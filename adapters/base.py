@@ -39,14 +39,19 @@ class Adapter(abc.ABC):
 
     * return exactly one entry per key, in the order of ``keys``: the record (a
       ``dataset.record`` instance; for ``dataset.many`` a tuple of them), ``None`` when the
-      agency has no record for that key, or an exception instance when that key failed;
+      agency has no record for that key (for ``dataset.many``, ``None`` and ``()`` both
+      mean no records: the gateway serves an empty list), or an exception instance when
+      that key failed;
+    * declare in :attr:`datasets` every dataset it can serve: start-up and ``gateway
+      check-config`` refuse an agency configured (``datasets = [...]``) for any other;
     * raise :class:`AgencyFailure` (or any exception) when the whole batch failed;
     * never import GraphQL or the gateway: records in, records out.
 
     ``adapters.contract`` holds a test suite any adapter can run to prove all of this.
     """
 
-    #: The datasets this adapter can serve; the gateway checks the configuration against it.
+    #: The datasets this adapter can serve; start-up and ``gateway check-config`` refuse an
+    #: agency configured for a dataset not listed here.
     datasets: frozenset[str] = frozenset()
 
     def __init__(self, agency: str, settings: Mapping[str, Any]) -> None:

@@ -76,6 +76,7 @@ def _check_entry(dataset: Dataset, key: str, entry: Any, expected: bool) -> list
     if isinstance(entry, BaseException):
         return [f"{key}: returned {type(entry).__name__} ({entry})"]
     if not expected:
+        # For a many dataset, None means no records as () does: the gateway serves [].
         if dataset.many and entry in ((), []):
             return []
         return [] if entry is None else [f"{key}: expected no record, got {entry!r}"]

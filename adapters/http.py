@@ -76,7 +76,10 @@ class HTTPAdapter(Adapter):
             entries = response.json()["records"]
         except (ValueError, KeyError, TypeError) as exc:
             raise AgencyFailure(f"{self.agency} answered something that is not a batch") from exc
-        if not isinstance(entries, list) or len(entries) != len(keys):
+        if not isinstance(entries, list):
+            # {"records": null} or another non-list: a failed batch, never a TypeError.
+            raise AgencyFailure(f"{self.agency} answered something that is not a batch")
+        if len(entries) != len(keys):
             raise AgencyFailure(f"{self.agency} answered {len(entries)} entries for {len(keys)}")
         return [self._entry(dataset, entry) for entry in entries]
 

@@ -17,23 +17,13 @@ from adapters.base import Adapter, AgencyFailure
 from adapters.records import DATASETS, Dataset
 from gateway.breaker import CircuitBreaker
 from gateway.cache import AgencyCache, Entry
-from gateway.config import AgencyConfig, ConfigError
+from gateway.config import DEFAULT_DATASETS, AgencyConfig, Config, ConfigError, sources
 from gateway.errors import AgencyError, AgencyTimeout, GatewayError
 from gateway.logs import mask_rrns
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "gateway.adapters"
-
-# Which agency serves which dataset. The schema asks for datasets; this says where they live.
-AGENCY_DATASETS: dict[str, tuple[str, ...]] = {
-    "registry": ("resident", "household"),
-    "nhis": ("insurance",),
-    "nts": ("taxes",),
-    "nps": ("pension",),
-    "mma": ("military_service",),
-}
-DATASET_AGENCY = {ds: agency for agency, names in AGENCY_DATASETS.items() for ds in names}
 
 
 def adapter_classes() -> dict[str, type[Adapter]]:
@@ -45,6 +35,33 @@ def adapter_classes() -> dict[str, type[Adapter]]:
             raise ConfigError(f"entry point {ep.name} = {ep.value} is not an Adapter subclass")
         found[ep.name] = cls
     return found
+
+
+def check_adapters(config: Config, kinds: Mapping[str, type[Adapter]] | None = None) -> None:
+    """Every agency's kind is installed and its adapter serves the datasets it is given
+    (``Adapter.datasets``); raises ConfigError naming the first that is not."""
+    kinds = adapter_classes() if kinds is None else kinds
+    found = sources(config, complete=False)
+    for code, agency in config.agencies.items():
+        cls = kinds.get(agency.kind)
+        if cls is None:
+            raise ConfigError(
+                f"[agencies.{code}] kind {agency.kind!r} is not installed "
+                f"(installed: {', '.join(sorted(kinds))})"
+            )
+        given = [ds for ds, owner in found.items() if owner == code]
+        refused = [ds for ds in given if ds not in cls.datasets]
+        if refused:
+            offered = ", ".join(sorted(cls.datasets)) or "none"
+            raise ConfigError(
+                f"[agencies.{code}]: kind {agency.kind!r} does not serve {', '.join(refused)} "
+                f"(it serves: {offered})"
+            )
+
+
+def unserved_name(dataset: str) -> str:
+    """The agency named in errors for a dataset no agency serves: its default owner."""
+    return next((code for code, names in DEFAULT_DATASETS.items() if dataset in names), dataset)
 
 
 @dataclass
@@ -318,7 +335,9 @@ class Agency:
             return AgencyError(self.code)
         out: list[Any] = []
         for entry in entries:
-            if isinstance(entry, BaseException):
+            if entry is None and dataset.many:
+                entry = ()  # the contract: None for a many dataset means no records
+            elif isinstance(entry, BaseException):
                 self._failed(
                     str(entry) if isinstance(entry, AgencyFailure) else type(entry).__name__
                 )
@@ -379,6 +398,8 @@ class Agencies:
     ) -> None:
         self.configs = configs
         self.cache = cache
+        #: Dataset -> the code of the agency serving it (``[agencies.<code>] datasets``).
+        self.sources = sources(Config(agencies=configs), complete=False)
         self.by_code: dict[str, Agency] = {}
         self._stack = AsyncExitStack()
 
@@ -399,8 +420,14 @@ class Agencies:
         await self._stack.aclose()
 
     def for_dataset(self, dataset: str) -> tuple[Agency, Dataset] | None:
-        agency = self.by_code.get(DATASET_AGENCY[dataset])
+        """The agency serving ``dataset``; None when no agency does ([sources] unserved)."""
+        code = self.sources.get(dataset)
+        agency = None if code is None else self.by_code.get(code)
         return None if agency is None else (agency, DATASETS[dataset])
+
+    def datasets_of(self, agency: str) -> tuple[str, ...]:
+        """The datasets ``agency`` serves, as configured."""
+        return tuple(ds for ds, code in self.sources.items() if code == agency)
 
     async def invalidate(
         self, agency: str, keys: Sequence[str], datasets: Sequence[str] | None = None
@@ -409,7 +436,7 @@ class Agencies:
         member = self.by_code.get(agency)
         if self.cache is None or member is None:
             return 0
-        names = list(datasets or AGENCY_DATASETS.get(agency, ()))
+        names = list(datasets or self.datasets_of(agency))
         return await self.cache.invalidate(agency, names, keys, member.cache_ttl)
 
     async def forget(self, agency: str) -> None:

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from gateway import rrn as rrns
 from gateway import runtime as runtime_module
-from gateway.agencies import AGENCY_DATASETS, DATASET_AGENCY, Agencies
+from gateway.agencies import Agencies
 from gateway.audit import AuditKeys, AuditLog
 from gateway.audit_chain import ensure_head
 from gateway.breaker import State
@@ -162,7 +162,7 @@ def create_app(config: Config) -> Starlette:
                 raise BadRequest("keys must be a list of strings (RRNs or household ids)")
             if len(keys) > config.limits.max_batch * 10:
                 raise BadRequest(f"At most {config.limits.max_batch * 10} keys per event.")
-            valid = AGENCY_DATASETS[agency]
+            valid = rt.agencies.datasets_of(agency)
             if datasets is not None and (
                 not isinstance(datasets, list)
                 or not all(isinstance(d, str) for d in datasets)
@@ -229,7 +229,7 @@ def change_listeners(config: Config, agencies: Agencies) -> list[ChangeListener]
     for dsn, codes in by_dsn.items():
 
         async def handle(dataset: str, keys: list[str], codes: set[str] = codes) -> None:
-            owner = DATASET_AGENCY.get(dataset)
+            owner = agencies.sources.get(dataset)
             if owner in codes:
                 try:
                     await agencies.invalidate(owner, keys, [dataset])

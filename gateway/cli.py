@@ -398,22 +398,21 @@ def cmd_persisted_check(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from gateway.agencies import adapter_classes
-
     config = _load(args)
     if config is None:
         print("no config file: the embedded demo would run")
         return 0
+    from gateway.graphql_schema import build_schema, schema_fields
     from gateway.runtime import check
 
-    check(config)
-    kinds = adapter_classes()
-    for code, agency in config.agencies.items():
-        if agency.kind not in kinds:
-            raise ConfigError(
-                f"[agencies.{code}] kind {agency.kind!r} is not installed "
-                f"(installed: {', '.join(sorted(kinds))})"
-            )
+    schema = build_schema(config.limits)
+    policy = check(config, schema)  # raises ConfigError: one line naming the problem
+    for dataset in config.sources.unserved:
+        print(f"note: no agency serves {dataset} ([sources] unserved): its fields answer "
+              "AGENCY_UNAVAILABLE")  # fmt: skip
+    unreadable = policy.unreadable(schema_fields(schema))
+    if unreadable:
+        print(f"note: no role may read: {', '.join(unreadable)}")
     print(f"{config.source}: ok ({len(config.agencies)} agencies)")
     return 0
 

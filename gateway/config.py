@@ -14,10 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adapters.records import DATASETS
+
 DEFAULT_FILE = "gateway.toml"
 ENV_FILE = "GATEWAY_CONFIG"
 ENV_PREFIX = "GATEWAY__"
 DEFAULT_COST_WEIGHT = 10
+
+#: Which datasets the demo's agency codes serve when their table has no ``datasets`` key
+#: (the zero-config demo relies on these). Any other agency code must say what it serves.
+DEFAULT_DATASETS: dict[str, tuple[str, ...]] = {
+    "registry": ("resident", "household"),
+    "nhis": ("insurance",),
+    "nts": ("taxes",),
+    "nps": ("pension",),
+    "mma": ("military_service",),
+}
 
 
 class ConfigError(ValueError):
@@ -108,8 +120,17 @@ class AgencyConfig:
     cache_ttl_s: int = 60
     stale_ttl_s: int = 3600
     cost_weight: int = DEFAULT_COST_WEIGHT  # cost of one read of this agency (docs/query-safety.md)
+    #: The datasets this agency serves; None: the default of its code (``DEFAULT_DATASETS``).
+    datasets: tuple[str, ...] | None = None
     # Everything in the agency's table, for adapters that take keys of their own.
     settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    #: Datasets deliberately served by no agency: their fields answer AGENCY_UNAVAILABLE.
+    #: Any other dataset without an agency stops start-up (see ``sources``).
+    unserved: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +143,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     persisted: PersistedConfig = field(default_factory=PersistedConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
     agencies: Mapping[str, AgencyConfig] = field(default_factory=dict)
     source: Path | None = None
 
@@ -135,6 +157,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "policy": PolicyConfig,
     "persisted": PersistedConfig,
     "audit": AuditConfig,
+    "sources": SourcesConfig,
 }
 
 
@@ -240,10 +263,72 @@ def _agency(code: str, table: Any) -> AgencyConfig:
         raise ConfigError(f"{where}: kind is required (sql, http or a plugin name)")
     types = {f.name: f.type for f in dataclasses.fields(AgencyConfig)}
     known = {k: v for k, v in table.items() if k in _AGENCY_KEYS}
+    if "datasets" in known:
+        known["datasets"] = _dataset_names(known["datasets"], f"{where}: datasets")
     for key, value in known.items():
         if not _type_ok(types[key], value):
             raise ConfigError(f"{where}: {key} must be {types[key]}, got {value!r}")
     return AgencyConfig(code=code, settings=dict(table), **known)
+
+
+def _dataset_names(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of dataset names, got {value!r}")
+    unknown = [v for v in value if v not in DATASETS]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown dataset(s) {', '.join(unknown)} (known: {', '.join(DATASETS)})"
+        )
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where} names a dataset twice")
+    return tuple(value)
+
+
+def served_by(agency: AgencyConfig) -> tuple[str, ...]:
+    """The datasets an agency serves: its ``datasets``, else its code's default."""
+    if agency.datasets is not None:
+        return tuple(agency.datasets)
+    if agency.code in DEFAULT_DATASETS:
+        return DEFAULT_DATASETS[agency.code]
+    raise ConfigError(
+        f"[agencies.{agency.code}]: datasets is required (say which of "
+        f"{', '.join(DATASETS)} it serves; only {', '.join(DEFAULT_DATASETS)} have a default)"
+    )
+
+
+def sources(config: Config, *, complete: bool = True) -> dict[str, str]:
+    """Dataset -> the code of the one agency serving it. Raises ConfigError, one line, for an
+    agency table naming unknown datasets or none, a dataset two agencies serve, or a dataset
+    no agency serves that ``[sources] unserved`` does not list (every dataset is read by some
+    schema field). Datasets listed there are left out: their fields answer AGENCY_UNAVAILABLE.
+    ``complete=False`` skips the check for datasets without an agency (loading a file checks
+    the rest; start-up and ``gateway check-config`` check everything).
+    """
+    found: dict[str, str] = {}
+    for agency in config.agencies.values():
+        where = f"[agencies.{agency.code}]"
+        names = _dataset_names(served_by(agency), f"{where}: datasets")
+        if not names:
+            raise ConfigError(f"{where}: datasets must name at least one dataset")
+        for name in names:
+            other = found.setdefault(name, agency.code)
+            if other != agency.code:
+                raise ConfigError(
+                    f"dataset {name} has two sources: [agencies.{other}] and {where} "
+                    "(give each dataset to one agency with datasets = [...])"
+                )
+    unserved = _dataset_names(config.sources.unserved, "[sources] unserved")
+    both = [name for name in unserved if name in found]
+    if both:
+        owner = found[both[0]]
+        raise ConfigError(f"[sources] unserved lists {both[0]}, which [agencies.{owner}] serves")
+    missing = [name for name in DATASETS if name not in found and name not in unserved]
+    if missing and complete:
+        raise ConfigError(
+            f"no agency serves dataset(s) {', '.join(missing)}: configure an agency for each "
+            "(datasets = [...]) or list them in [sources] unserved"
+        )
+    return found
 
 
 def validate(config: Config) -> None:
@@ -293,8 +378,11 @@ def validate(config: Config) -> None:
             )
         if agency.cost_weight < 0:
             raise ConfigError(f"{where}: cost_weight must not be negative")
+    sources(config, complete=False)
 
 
 def cost_weights(config: Config) -> dict[str, int]:
-    """Agency code -> the cost of one read of it (``cost_weight``)."""
-    return {code: agency.cost_weight for code, agency in config.agencies.items()}
+    """Dataset -> the cost of one read of it: the ``cost_weight`` of the agency serving it
+    (datasets no agency serves cost the default)."""
+    found = sources(config, complete=False)
+    return {ds: config.agencies[code].cost_weight for ds, code in found.items()}

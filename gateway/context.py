@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
-from gateway.agencies import DATASET_AGENCY, Agencies, Sourced
+from gateway.agencies import Agencies, Sourced, unserved_name
 from gateway.config import LimitsConfig
 from gateway.errors import AgencyError
 from gateway.principal import Principal
@@ -39,10 +39,14 @@ class Loaders:
     def _make(self, dataset: str) -> DataLoader[str, Any]:
         found = self._agencies.for_dataset(dataset)
         if found is None:
-            agency = DATASET_AGENCY[dataset]
+            # Only for datasets listed in [sources] unserved: start-up refuses any other
+            # dataset without an agency.
+            agency = unserved_name(dataset)
 
             async def unconfigured(keys: Sequence[str]) -> list[Any]:
-                error = AgencyError(agency, f"The {agency} agency is not configured.")
+                error = AgencyError(
+                    agency, f"The {agency} agency is not configured (no agency serves {dataset})."
+                )
                 return [error] * len(keys)
 
             return DataLoader(load_fn=unconfigured)

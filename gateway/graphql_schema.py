@@ -50,8 +50,8 @@ def build_schema(
 ) -> GatewaySchema:
     """The schema, with every object type classified (see ``resident_types``).
 
-    ``weights``: agency code -> cost of one read (``cost_weight``); agencies not named
-    cost the default weight."""
+    ``weights``: dataset -> cost of one read (the ``cost_weight`` of the agency serving it,
+    ``gateway.config.cost_weights``); datasets not named cost the default weight."""
     limits = limits or LimitsConfig()
     weights = dict(weights or {})
     measured = MeasureCache()

@@ -54,11 +54,11 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from gateway.agencies import DATASET_AGENCY
 from gateway.config import DEFAULT_COST_WEIGHT, LimitsConfig
 from gateway.errors import GatewayError, QueryTooComplex
 
-# Which agency-backed fields read which dataset (its agency comes from DATASET_AGENCY).
+# Which agency-backed fields read which dataset (its weight is the cost_weight of the agency
+# configured to serve it: ``gateway.config.cost_weights``).
 # Resident.address is served from the registry's resident record. Root lookups (resident,
 # residents, me) are not weighted: their count is bounded by max_batch, and what is asked
 # about each resident is.
@@ -207,7 +207,7 @@ class _Measurer:
         elif parent is not None:
             dataset = FIELD_DATASET.get((parent.name, name))
             if dataset is not None:
-                own = self.weights.get(DATASET_AGENCY[dataset], DEFAULT_COST_WEIGHT)
+                own = self.weights.get(dataset, DEFAULT_COST_WEIGHT)
             items = self.items(parent.name, name, node)
         return Measure(depth, aliases, own + items * inner.cost)
 

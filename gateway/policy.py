@@ -158,6 +158,20 @@ class Policy:
     def _known(self, roles: Iterable[str]) -> list[Role]:
         return [self.roles[r] for r in roles if r in self.roles]
 
+    def unreadable(self, schema_fields: Mapping[str, frozenset[str]]) -> list[str]:
+        """Resident data fields no role may read in any view: FORBIDDEN to everyone.
+        ``Resident.rrn`` is always readable (masked) and is not listed."""
+        granted = {
+            name for role in self.roles.values() for grant in role.views.values()
+            for name in grant.fields
+        }  # fmt: skip
+        return [
+            f"{type_name}.{name}"
+            for type_name in sorted(self.resident_types)
+            for name in sorted(schema_fields.get(type_name, ()))
+            if f"{type_name}.{name}" not in granted and f"{type_name}.{name}" != "Resident.rrn"
+        ]
+
 
 def load(
     path: Path,

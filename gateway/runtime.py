@@ -10,11 +10,11 @@ import asyncpg
 import strawberry
 
 from gateway import policy as policy_module
-from gateway.agencies import Agencies
+from gateway.agencies import Agencies, check_adapters
 from gateway.audit import AuditKeys, AuditLog
 from gateway.auth import Authenticator
 from gateway.cache import AgencyCache
-from gateway.config import Config, ConfigError
+from gateway.config import Config, ConfigError, sources
 from gateway.consent import Consents
 from gateway.graphql_schema import PURPOSES, build_schema, resident_types, schema_fields
 from gateway.policy import Policy
@@ -76,7 +76,28 @@ def check(config: Config, schema: strawberry.Schema | None = None) -> Policy:
         raise ConfigError("[auth] secret must be at least 32 characters")
     if not config.auth.secret and not config.auth.jwks_url:
         raise ConfigError("[auth] needs secret (development) or jwks_url (production)")
-    return load_policy(config, schema)
+    policy = load_policy(config, schema)
+    sources(config)  # every dataset has exactly one agency (or is declared unserved)
+    check_adapters(config)  # ... whose adapter is installed and serves it
+    check_source_agencies(config, policy)
+    return policy
+
+
+def check_source_agencies(config: Config, policy: Policy) -> None:
+    """Policy entries that must name a configured source agency do: the agencies of roles
+    granted ``Events.invalidate`` (an agency's system drops cached records of that agency,
+    so its code must be one of ``[agencies.<code>]``). Other roles' ``agencies`` are the
+    principals' own agencies (consumers such as ``welfare``) and are not checked here."""
+    for role in policy.roles.values():
+        if "Events.invalidate" not in role.operations or role.agencies is None:
+            continue
+        stray = sorted(role.agencies - set(config.agencies))
+        if stray:
+            raise ConfigError(
+                f"{policy.source}: [roles.{role.name}] may call Events.invalidate for "
+                f"{', '.join(stray)}, which no [agencies.<code>] configures "
+                f"(configured: {', '.join(sorted(config.agencies)) or 'none'})"
+            )
 
 
 def build(config: Config, schema: strawberry.Schema) -> Runtime:

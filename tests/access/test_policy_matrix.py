@@ -301,7 +301,10 @@ def test_check_config_accepts_the_demo_policy(
     config = write_gateway_toml(
         tmp_path,
         database_url="postgresql://127.0.0.1/unused",
-        agencies={"registry": "postgresql://127.0.0.1/agencies"},
+        # Every dataset needs an agency, and agency_system's agencies must be configured.
+        agencies=dict.fromkeys(
+            ("registry", "nhis", "nts", "nps", "mma"), "postgresql://127.0.0.1/agencies"
+        ),
     )
     assert main(["check-config", "--config", str(config)]) == 0
     captured = capsys.readouterr()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import socket
 from dataclasses import replace
+from pathlib import Path
 
-from gateway.config import AgencyConfig
+from gateway.config import AgencyConfig, PolicyConfig, SourcesConfig
 from gateway.demo.processes import AgencyProcess
-from tests.conftest import ScratchDatabase, gateway_client, make_config
+from tests.conftest import ALLOW_ALL, ScratchDatabase, gateway_client, make_config
 from tests.data import HEAD_RRN
 
 QUERY = """query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_ELIGIBILITY) {
@@ -61,12 +62,20 @@ async def test_slow_agency_times_out(
 
 
 async def test_unconfigured_agency_is_unavailable(
-    agency_db: ScratchDatabase, http_agencies: dict[str, str]
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], tmp_path: Path
 ) -> None:
     config = make_config(agency_db.dsn, http_agencies)
     agencies = {k: v for k, v in config.agencies.items() if k != "nps"}
+    # Only when declared: a dataset without an agency otherwise stops start-up (and so does
+    # a policy letting an agency that is not configured invalidate its records).
+    unserved = SourcesConfig(unserved=("pension",))
+    policy = tmp_path / "policy.toml"
+    policy.write_text(ALLOW_ALL.read_text().replace('"nps", ', ""))
+    config = replace(
+        config, agencies=agencies, sources=unserved, policy=PolicyConfig(file=str(policy))
+    )
 
-    async with gateway_client(replace(config, agencies=agencies)) as gateway:
+    async with gateway_client(config) as gateway:
         body = await gateway.query(
             """query($rrn: String!) { resident(rrn: $rrn, purpose: PENSION_ADMINISTRATION) {
                  name pension { monthsContributed } } }""",

@@ -24,6 +24,15 @@ max_depth = 8
 [agencies.registry]
 kind = "sql"
 dsn = "postgresql://postgres@127.0.0.1/agencies"
+[agencies.nhis]
+kind = "sql"
+dsn = "postgresql://postgres@127.0.0.1/agencies"
+[agencies.nps]
+kind = "sql"
+dsn = "postgresql://postgres@127.0.0.1/agencies"
+[agencies.mma]
+kind = "http"
+url = "http://127.0.0.1:9101"
 [agencies.nts]
 kind = "http"
 url = "http://127.0.0.1:9100"
@@ -79,8 +88,11 @@ def test_bad_config_says_where_and_why(tmp_path: Path, text: str, message: str) 
 
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "--config", str(write(tmp_path, GOOD))]) == 0
-    assert "ok (2 agencies)" in capsys.readouterr().out
-    bad = write(tmp_path, GOOD + '[agencies.nhis]\nkind = "carrier-pigeon"\n')
+    assert "ok (5 agencies)" in capsys.readouterr().out
+    bad = write(
+        tmp_path,
+        GOOD.replace('[agencies.nhis]\nkind = "sql"', '[agencies.nhis]\nkind = "carrier-pigeon"'),
+    )
     assert main(["check-config", "--config", str(bad)]) == 2
     assert "kind 'carrier-pigeon' is not installed" in capsys.readouterr().err
     assert main(["check-config", "--config", str(tmp_path / "missing.toml")]) == 2
