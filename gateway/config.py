@@ -59,6 +59,8 @@ class LimitsConfig:
     max_batch: int = 100
     max_body_bytes: int = 65536
     request_timeout_ms: int = 10000  # agency retries never run past it
+    # Off: __schema/__type are refused (BAD_REQUEST) and "Did you mean" hints are dropped.
+    introspection: bool = True
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@
     ├── RateLimited          RATE_LIMITED
     ├── CacheUnavailableError CACHE_UNAVAILABLE (POST /events/invalidate only; HTTP 503)
     └── BadRequest           BAD_REQUEST
+        └── NotAcceptable    BAD_REQUEST         (HTTP 406)
 
 Anything else that escapes a resolver is reported as ``INTERNAL`` with a generic message.
 """
@@ -95,6 +96,12 @@ class CacheUnavailableError(GatewayError):
 class BadRequest(GatewayError):
     code = "BAD_REQUEST"
     status = 400
+
+
+class NotAcceptable(BadRequest):
+    """The Accept header allows no media type /graphql answers with (HTTP 406)."""
+
+    status = 406
 
 
 # Outside GraphQL (e.g. /metrics, /events/invalidate) a refusal is the whole answer.

@@ -6,6 +6,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError, GraphQLNamedType, GraphQLObjectType, get_named_type
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -44,6 +45,8 @@ def build_schema(
         *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
     ]
+    if not limits.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)  # __schema, __type; __typename stays
     extensions: list[Any] = [
         # Parse and validation dominate a cached request's CPU time (see STACK.md).
         lambda: ParserCache(maxsize=256),
