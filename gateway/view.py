@@ -117,6 +117,8 @@ class GatewayView(GraphQL[Context, None]):
                 # A mutation sent with GET: the method is wrong, not the document.
                 response.status_code = 405
                 response.headers["Allow"] = "POST"
+            elif exc.status_code == 405:  # HEAD, which the router lets through with GET
+                response.headers["Allow"] = "GET, POST"
         _set_media_type(request, response)
         response.headers["X-Request-ID"] = request_id
         client_id = request.headers.get("x-request-id", "")

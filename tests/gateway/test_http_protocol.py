@@ -154,6 +154,13 @@ async def test_get_serves_queries_and_refuses_mutations_with_405(
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
 
 
+@pytest.mark.parametrize("method", ["HEAD", "PUT", "DELETE", "PATCH"])
+async def test_other_methods_are_405_with_allow(client: GatewayClient, method: str) -> None:
+    response = await client.http.request(method, "/graphql", headers=client.headers)
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
 # Introspection: on by default (for authenticated callers only), switchable off.
 
 
