@@ -78,6 +78,9 @@ class LimitsConfig:
     rate_cost: int = 100_000
     rate_window_s: int = 60
 
+    # Off: __schema/__type are refused (BAD_REQUEST) and "Did you mean" hints are dropped.
+    introspection: bool = True
+
 
 PERSISTED_MODES = ("off", "apq", "trusted")
 

@@ -14,6 +14,7 @@
     ├── OperationNotAllowed  OPERATION_NOT_ALLOWED (HTTP 403: trusted documents only)
     ├── CacheUnavailableError CACHE_UNAVAILABLE (POST /events/invalidate only; HTTP 503)
     └── BadRequest           BAD_REQUEST
+        └── NotAcceptable    BAD_REQUEST         (HTTP 406)
 
 Anything else that escapes a resolver is reported as ``INTERNAL`` with a generic message.
 """
@@ -119,6 +120,15 @@ class CacheUnavailableError(GatewayError):
 
 class BadRequest(GatewayError):
     code = "BAD_REQUEST"
+
+
+class NotAcceptable(BadRequest):
+    """The Accept header allows no media type /graphql answers with: the one status that is
+    not its code's (HTTP 406, a transport matter, coded BAD_REQUEST)."""
+
+    @property
+    def http_status(self) -> int:
+        return 406
 
 
 # The one table from code to HTTP status, for an error that is the whole response (refused

@@ -15,7 +15,8 @@ from graphql import (
     specified_rules,
     validate,
 )
-from strawberry.extensions import ValidationCache
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -55,6 +56,10 @@ def build_schema(
     limits = limits or LimitsConfig()
     weights = dict(weights or {})
     measured = MeasureCache()
+    # Built once (ValidationCache keys on the rule classes).
+    rules: list[Any] = []
+    if not limits.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)  # __schema, __type; __typename stays
     extensions: list[Any] = [
         # Parse (cached, token limit) then depth, aliases and cost, linear in the document
         # and before graphql-core's own rules, which are slow on fragment bombs (see
@@ -62,6 +67,7 @@ def build_schema(
         # (see STACK.md), hence the caches. Order matters: QueryLimits refuses first.
         lambda: QueryLimits(limits, weights, measured),
         lambda: ValidationCache(maxsize=256),
+        *([lambda: AddValidationRules(rules)] if rules else []),
         Authorize,
     ]
     schema = GatewaySchema(

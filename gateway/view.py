@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.dataloader import DataLoader
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from gateway.access import Access
@@ -28,11 +29,13 @@ from gateway.errors import (
     AuditUnavailable,
     BadRequest,
     GatewayError,
+    NotAcceptable,
     Unauthenticated,
 )
 from gateway.inputs import check_document, load_json
 from gateway.limits import request_cost
 from gateway.logs import mask_rrns
+from gateway.media import GRAPHQL_RESPONSE, JSON, content_type, negotiate, without_suggestions
 from gateway.principal import Principal
 from gateway.ratelimit import RateLimiter, address_key, principal_key
 
@@ -96,6 +99,8 @@ class GatewayView(GraphQL[Context, None]):
         request = Request(scope, receive)
         request_id = _request_id(request)
         _per_request(request)["request_id"] = request_id
+        media_type = negotiate(request.headers.get("accept"))
+        _per_request(request)["media_type"] = media_type or JSON
         try:
             try:
                 if request.method == "POST":
@@ -111,12 +116,25 @@ class GatewayView(GraphQL[Context, None]):
             if not _wants_graphiql(request):
                 principal = await self._authenticate(request)
                 await self._before_execution(request, principal)
+            if media_type is None and not _wants_graphiql(request):
+                # After the token check: a caller without one hears 401 first.
+                raise NotAcceptable(
+                    f"This endpoint answers with {GRAPHQL_RESPONSE} or {JSON}; "
+                    "the Accept header allows neither."
+                )
             response = await self.run(request)
         except GatewayError as exc:
             response = error_response(exc, request_id)
         except HTTPException as exc:
             response = error_response(BadRequest(exc.reason), request_id)
             response.status_code = exc.status_code
+            if isinstance(exc.__cause__, InvalidOperationTypeError):
+                # A mutation sent with GET: the method is wrong, not the document.
+                response.status_code = 405
+                response.headers["Allow"] = "POST"
+            elif exc.status_code == 405:  # HEAD, which the router lets through with GET
+                response.headers["Allow"] = "GET, POST"
+        _set_media_type(request, response)
         response.headers["X-Request-ID"] = request_id
         client_id = request.headers.get("x-request-id", "")
         if _REQUEST_ID.match(client_id):
@@ -278,10 +296,20 @@ class GatewayView(GraphQL[Context, None]):
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
-        context: Context = _per_request(request)["context"]
+        mine = _per_request(request)
+        context: Context = mine["context"]
         await self._record_access(context)
         data: GraphQLHTTPResponse = {"data": result.data}
         errors: list[object] = [format_error(err) for err in result.errors or ()]
+        if not self.limits.introspection:
+            for error in errors:
+                assert isinstance(error, dict)
+                error["message"] = without_suggestions(error["message"])
+        mine["results"] = mine.get("results", 0) + 1
+        if _is_request_error(result):
+            mine["request_errors"] = mine.get("request_errors", 0) + 1
+            if mine["media_type"] == GRAPHQL_RESPONSE:
+                del data["data"]  # execution never started: no data entry at all
         if context.access.audit_failed and result.data:
             errors = _withhold(result.data, context.access.root_keys, errors)
         if errors:
@@ -320,6 +348,33 @@ def _withhold(data: dict[str, Any], keys: set[str], errors: list[Any]) -> list[o
         }
         for key in sorted(keys)
     ]
+
+
+def _is_request_error(result: ExecutionResult) -> bool:
+    """The document did not parse or validate, or a variable did not coerce: execution never
+    started (field errors always carry a path)."""
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(not error.path for error in result.errors or ())
+    )
+
+
+def _set_media_type(request: Request, response: Any) -> None:
+    """application/graphql-response+json, when negotiated, for every JSON answer; and HTTP
+    400 when no operation started (a batch: when none did)."""
+    mine = _per_request(request)
+    if mine["media_type"] != GRAPHQL_RESPONSE:
+        return
+    if not response.headers.get("content-type", "").startswith(JSON):
+        return  # the GraphiQL page
+    response.headers["content-type"] = content_type(GRAPHQL_RESPONSE)
+    if (
+        response.status_code == 200
+        and mine.get("results", 0)
+        and (mine.get("request_errors", 0) == mine["results"])
+    ):
+        response.status_code = 400
 
 
 def _wants_provenance(data: Any) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from tests.resilience.conftest import cache_of, drop_namespace
 QUERY = {"query": "{ agencies { code } }"}
 
 
-def limited(config: Config, cache: CacheConfig | None = None, **limits: int) -> Config:
+def limited(config: Config, cache: CacheConfig | None = None, **limits: Any) -> Config:
     return dataclasses.replace(
         config,
         limits=dataclasses.replace(config.limits, **limits),
