@@ -35,7 +35,6 @@ from bench.stack import (
     BenchError,
     BenchStack,
     ServerProcess,
-    http_get,
     http_post_json,
 )
 from bench.system import CpuProbe, CpuSnapshot, machine_info, pids_named
@@ -563,7 +562,7 @@ class Bench:
         for sample in result.error_samples[:2]:
             say(f"  error: {sample}")
         if target == "gateway":
-            ratios = cache_hit_ratios(server.port)
+            ratios = cache_hit_ratios(server.port, self.token)
             if ratios:
                 cpu["cache_hit_ratio"] = ratios
                 say("  cache hit ratio since start: " + ", ".join(
@@ -715,16 +714,17 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def cache_hit_ratios(port: int) -> dict[str, float]:
-    """Each agency's cache hit ratio since the gateway started, from /readyz."""
-    status, body = http_get(f"http://127.0.0.1:{port}/readyz")
-    if status != 200:
+def cache_hit_ratios(port: int, token: str) -> dict[str, float]:
+    """Each agency's cache hit ratio since the gateway started, from Query.agencies (the
+    open /readyz shows states only)."""
+    query = json.dumps({"query": "{ agencies { code cacheHitRatio } }"}).encode()
+    status, body = http_post_json(f"http://127.0.0.1:{port}/graphql", query, token)
+    if status != 200 or not isinstance(body, dict) or not body.get("data"):
         return {}
-    agencies = json.loads(body).get("agencies", {})
     return {
-        code: state["cache_hit_ratio"]
-        for code, state in agencies.items()
-        if state.get("cache_hit_ratio") is not None
+        agency["code"]: agency["cacheHitRatio"]
+        for agency in body["data"]["agencies"]
+        if agency.get("cacheHitRatio") is not None
     }
 
 

@@ -408,7 +408,7 @@ def bench_policy() -> dict[str, Any]:
         "roles": {
             BENCH_ROLE: {
                 "description": "The benchmark's caller: every resident field, every purpose.",
-                "operations": ["Query.resident", "Query.residents"],
+                "operations": ["Query.resident", "Query.residents", "Query.agencies"],
                 "views": {purpose: {"fields": ALL_FIELDS} for purpose in PURPOSES},
             }
         }
