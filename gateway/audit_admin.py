@@ -302,18 +302,7 @@ async def purge_verified(
             "cutoff": cutoff.isoformat(),
             "retention_days": retention_days,
         }
-        record = AuditRecord(
-            at=now,
-            request_id=f"purge-{uuid.uuid4().hex}",
-            principal=by,
-            roles="retention",
-            agency=None,
-            purpose=PURGE,
-            subject="",
-            disclosed=(),
-            denied=(),
-            note=json.dumps(note, sort_keys=True),
-        )
+        record = _admin_record(PURGE, by, "retention", note, at=now)
         row_seq = head["last_seq"] + 1
         digest = keys.chain(row_seq, record, head["last_hash"])
         await insert_row(conn, row_seq, record, head["last_hash"], digest)
@@ -425,18 +414,7 @@ async def repair(
             + max(0, missing_before[1] - missing_before[0] + 1),
             "after_head": "unknown: compare with the head recorded outside the database",
         }  # fmt: skip
-        record = AuditRecord(
-            at=dt.datetime.now(dt.UTC),
-            request_id=f"repair-{uuid.uuid4().hex}",
-            principal=by,
-            roles="operator",
-            agency=None,
-            purpose=REPAIR,
-            subject="",
-            disclosed=(),
-            denied=(),
-            note=json.dumps(note, sort_keys=True),
-        )
+        record = _admin_record(REPAIR, by, "operator", note)
         digest = keys.chain(seq, record, prev)
         await insert_row(conn, seq, record, prev, digest)
         mac = keys.head(seq, digest, anchor_seq, anchor_hash)
@@ -466,3 +444,22 @@ async def _verified_prefix(
             break
         seq, prev = row["seq"], row["hash"]
     return seq, prev
+
+
+def _admin_record(
+    purpose: str, by: str, roles: str, note: dict[str, Any], at: dt.datetime | None = None
+) -> AuditRecord:
+    """A chain row the gateway writes about the chain itself (a purge, a repair): no subject,
+    nothing disclosed, what happened in its note."""
+    return AuditRecord(
+        at=at or dt.datetime.now(dt.UTC),
+        request_id=f"{purpose.lower().removeprefix('audit_')}-{uuid.uuid4().hex}",
+        principal=by,
+        roles=roles,
+        agency=None,
+        purpose=purpose,
+        subject="",
+        disclosed=(),
+        denied=(),
+        note=json.dumps(note, sort_keys=True),
+    )
