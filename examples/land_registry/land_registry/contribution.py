@@ -33,10 +33,6 @@ def build(r: LandParcelRecord, view: str, subject: str) -> LandParcel:
 CONTRIBUTION = Contribution(
     dataset=Dataset("land_parcels", LandParcelRecord, many=True),
     types=(LandParcel,),
-    fields=(
-        ResidentField(
-            "landParcels", LandParcel, "Land the resident owns (land registry agency).", build
-        ),
-    ),
+    fields=(ResidentField("landParcels", LandParcel, "Land the resident owns.", build),),
     demo=demo,
 )
