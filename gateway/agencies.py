@@ -14,7 +14,8 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from adapters.base import Adapter, AgencyFailure
-from adapters.records import DATASETS, Dataset
+from adapters.records import Dataset
+from gateway import federation
 from gateway.breaker import CircuitBreaker
 from gateway.cache import AgencyCache, Entry
 from gateway.config import DEFAULT_DATASETS, AgencyConfig, Config, ConfigError, sources
@@ -400,6 +401,8 @@ class Agencies:
         self.cache = cache
         #: Dataset -> the code of the agency serving it (``[agencies.<code>] datasets``).
         self.sources = sources(Config(agencies=configs), complete=False)
+        #: Every known dataset, ours and contributed (``gateway.federation``).
+        self.datasets = federation.datasets()
         self.by_code: dict[str, Agency] = {}
         self._stack = AsyncExitStack()
 
@@ -423,7 +426,7 @@ class Agencies:
         """The agency serving ``dataset``; None when no agency does ([sources] unserved)."""
         code = self.sources.get(dataset)
         agency = None if code is None else self.by_code.get(code)
-        return None if agency is None else (agency, DATASETS[dataset])
+        return None if agency is None else (agency, self.datasets[dataset])
 
     def datasets_of(self, agency: str) -> tuple[str, ...]:
         """The datasets ``agency`` serves, as configured."""

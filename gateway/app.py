@@ -22,10 +22,10 @@ from gateway.agencies import Agencies
 from gateway.audit import AuditKeys, AuditLog
 from gateway.audit_chain import ensure_head
 from gateway.breaker import State
-from gateway.config import Config, cost_weights
+from gateway.config import Config
 from gateway.consent import Consents
 from gateway.errors import BadRequest, CacheUnavailableError, Forbidden, GatewayError
-from gateway.graphql_schema import build_schema
+from gateway.graphql_schema import schema_for
 from gateway.inputs import load_json
 from gateway.listener import ChangeListener
 from gateway.metrics import render_metrics
@@ -59,7 +59,7 @@ async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
 
 
 def create_app(config: Config) -> Starlette:
-    schema = build_schema(config.limits, weights=cost_weights(config))
+    schema = schema_for(config)
     rt = runtime_module.build(config, schema)
     view = GatewayView(schema, runtime=rt, graphql_ide="graphiql")
     view.persisted = PersistedDocuments.from_config(config, schema)

@@ -402,10 +402,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if config is None:
         print("no config file: the embedded demo would run")
         return 0
-    from gateway.graphql_schema import build_schema, schema_fields
+    from gateway.graphql_schema import schema_fields, schema_for
     from gateway.runtime import check
 
-    schema = build_schema(config.limits)
+    schema = schema_for(config)
     policy = check(config, schema)  # raises ConfigError: one line naming the problem
     for dataset in config.sources.unserved:
         print(f"note: no agency serves {dataset} ([sources] unserved): its fields answer "

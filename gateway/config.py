@@ -278,10 +278,15 @@ def _dataset_names(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of dataset names, got {value!r}")
     unknown = [v for v in value if v not in DATASETS]
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown dataset(s) {', '.join(unknown)} (known: {', '.join(DATASETS)})"
-        )
+    if unknown:  # perhaps contributed by an installed agency package (gateway.federation)
+        from gateway.federation import datasets
+
+        known = datasets()
+        unknown = [v for v in unknown if v not in known]
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown dataset(s) {', '.join(unknown)} (known: {', '.join(known)})"
+            )
     if len(set(value)) != len(value):
         raise ConfigError(f"{where} names a dataset twice")
     return tuple(value)

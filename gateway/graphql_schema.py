@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 from graphql import (
@@ -16,19 +16,31 @@ from graphql import (
     validate,
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.exceptions import DuplicatedTypeName
 from strawberry.extensions import AddValidationRules, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from gateway import federation
 from gateway.access import ROOT_TYPES, Authorize
-from gateway.config import ConfigError, LimitsConfig
+from gateway.config import Config, ConfigError, LimitsConfig, cost_weights
 from gateway.errors import GatewayError, QueryTooComplex
-from gateway.limits import MeasureCache, QueryLimits, measure, over_limit, parse_limited
+from gateway.limits import (
+    FIELD_DATASET,
+    MeasureCache,
+    QueryLimits,
+    measure,
+    over_limit,
+    parse_limited,
+)
 from gateway.policy import SERVICE_TYPES
 from gateway.view import log_errors
 from schema import Mutation, Query
 from schema.enums import Purpose
 from schema.scalars import SCALARS
+
+if TYPE_CHECKING:
+    from gateway.federation import Contribution
 
 
 class GatewaySchema(strawberry.Schema):
@@ -48,11 +60,14 @@ def build_schema(
     weights: Mapping[str, int] | None = None,
     query: type = Query,
     mutation: type | None = Mutation,
+    contributions: Sequence[tuple[str, Contribution]] = (),
 ) -> GatewaySchema:
     """The schema, with every object type classified (see ``resident_types``).
 
     ``weights``: dataset -> cost of one read (the ``cost_weight`` of the agency serving it,
-    ``gateway.config.cost_weights``); datasets not named cost the default weight."""
+    ``gateway.config.cost_weights``); datasets not named cost the default weight.
+    ``contributions``: installed agency packages' types and ``Resident`` fields to merge in
+    (``gateway.federation.enabled``)."""
     limits = limits or LimitsConfig()
     weights = dict(weights or {})
     measured = MeasureCache()
@@ -70,17 +85,44 @@ def build_schema(
         *([lambda: AddValidationRules(rules)] if rules else []),
         Authorize,
     ]
-    schema = GatewaySchema(
-        query=query,
-        mutation=mutation,
-        extensions=extensions,
-        config=StrawberryConfig(scalar_map=SCALARS),
-    )
+    try:
+        schema = GatewaySchema(
+            query=query,
+            mutation=mutation,
+            types=federation.object_types(contributions),
+            extensions=extensions,
+            config=StrawberryConfig(scalar_map=SCALARS),
+        )
+    except DuplicatedTypeName as exc:
+        name = str(exc.message).split()[1]
+        owner = federation.owner_of(contributions, name) or "a contribution"
+        raise ConfigError(f"{owner}: type {name} already exists") from None
+    federation.add_fields(schema, contributions)
     schema.limits = limits
     schema.weights = weights
     schema.measured = measured
     resident_types(schema)  # refuse a schema with an unclassified type
     return schema
+
+
+def schema_for(config: Config) -> GatewaySchema:
+    """The schema a configuration serves: its limits, its agencies' cost weights, and the
+    installed contributions whose datasets it names."""
+    return build_schema(
+        config.limits, weights=cost_weights(config), contributions=federation.enabled(config)
+    )
+
+
+def agency_fields(schema: strawberry.Schema) -> frozenset[str]:
+    """``Resident`` fields read from an agency, ours and contributed: the fields a policy
+    may ask the resident's consent for."""
+    resident = schema._schema.type_map["Resident"]
+    assert isinstance(resident, GraphQLObjectType)
+    return frozenset(
+        f"Resident.{name}"
+        for name, f in resident.fields.items()
+        if ("Resident", name) in FIELD_DATASET or federation.DATASET_EXTENSION in f.extensions
+    )
 
 
 def check_text(schema: GatewaySchema, text: str) -> tuple[DocumentNode | None, list[GraphQLError]]:

@@ -206,6 +206,8 @@ class _Measurer:
             own = INTROSPECTION_COST
         elif parent is not None:
             dataset = FIELD_DATASET.get((parent.name, name))
+            if dataset is None and definition is not None:  # contributed (gateway.federation)
+                dataset = definition.extensions.get("gateway.dataset")
             if dataset is not None:
                 own = self.weights.get(dataset, DEFAULT_COST_WEIGHT)
             items = self.items(parent.name, name, node)

@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.config import ConfigError
 from gateway.errors import Forbidden, quote
+from gateway.limits import FIELD_DATASET
 from gateway.principal import MAX_AGENCY, is_agency_code
 
 SELF = "SELF"
@@ -30,11 +31,10 @@ SERVICE_TYPES = frozenset(
     {"AgencyStatus", "AccessLogConnection", "AccessLogEdge", "AccessLogEntry", "PageInfo",
      "Consent"}
 )  # fmt: skip
-#: Resident fields that may require consent (those read from an agency).
-CONSENTABLE = frozenset(
-    {"Resident.household", "Resident.insurance", "Resident.taxes", "Resident.pension",
-     "Resident.militaryService", "Resident.address"}
-)  # fmt: skip
+#: Our Resident fields that may require consent (those read from an agency), derived from
+#: the cost model's field -> dataset table. A schema with contributed fields passes its own
+#: set to ``parse`` (``gateway.graphql_schema.agency_fields``).
+CONSENTABLE = frozenset(f"Resident.{name}" for kind, name in FIELD_DATASET if kind == "Resident")
 
 
 #: Operations that look residents up: the agencies of roles that may use them are the ones
@@ -179,6 +179,7 @@ def load(
     views: Iterable[str],
     *,
     resident_types: frozenset[str],
+    consentable: frozenset[str] = CONSENTABLE,
 ) -> Policy:
     """Read and check a policy file against the schema's types and the known views."""
     try:
@@ -187,7 +188,14 @@ def load(
         raise ConfigError(f"policy file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return parse(raw, schema_fields, views, source=str(path), resident_types=resident_types)
+    return parse(
+        raw,
+        schema_fields,
+        views,
+        source=str(path),
+        resident_types=resident_types,
+        consentable=consentable,
+    )
 
 
 def parse(
@@ -197,6 +205,7 @@ def parse(
     source: str = "<policy>",
     *,
     resident_types: frozenset[str],
+    consentable: frozenset[str] = CONSENTABLE,
 ) -> Policy:
     known_views = set(views) | {SELF, SELF_HOUSEHOLD}
     unknown = set(raw) - {"roles"}
@@ -234,11 +243,11 @@ def parse(
             consent = frozenset(
                 _coordinates(grant_raw.get("consent", []), schema_fields, gwhere, resident_types)
             )
-            if consent - CONSENTABLE:
-                stray = ", ".join(sorted(consent - CONSENTABLE))
+            if consent - consentable:
+                stray = ", ".join(sorted(consent - consentable))
                 raise ConfigError(
                     f"{gwhere}: consent applies to agency fields of Resident only "
-                    f"({', '.join(sorted(CONSENTABLE))}), not {stray}"
+                    f"({', '.join(sorted(consentable))}), not {stray}"
                 )
             if consent - fields:
                 raise ConfigError(

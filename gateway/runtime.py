@@ -16,7 +16,13 @@ from gateway.auth import Authenticator
 from gateway.cache import AgencyCache
 from gateway.config import Config, ConfigError, sources
 from gateway.consent import Consents
-from gateway.graphql_schema import PURPOSES, build_schema, resident_types, schema_fields
+from gateway.graphql_schema import (
+    PURPOSES,
+    agency_fields,
+    resident_types,
+    schema_fields,
+    schema_for,
+)
 from gateway.policy import Policy
 from gateway.principal import Principal
 
@@ -55,12 +61,13 @@ def policy_path(config: Config) -> Path:
 
 def load_policy(config: Config, schema: strawberry.Schema | None = None) -> Policy:
     """The policy, checked against the schema it will guard."""
-    schema = schema or build_schema(config.limits)
+    schema = schema or schema_for(config)
     return policy_module.load(
         policy_path(config),
         schema_fields(schema),
         PURPOSES,
         resident_types=resident_types(schema),
+        consentable=agency_fields(schema),
     )
 
 

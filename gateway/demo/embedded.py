@@ -208,7 +208,24 @@ def embedded_demo(
             "nts": AgencyConfig(code="nts", kind="http", url=nts.url),
             "mma": AgencyConfig(code="mma", kind="http", url=mma.url),
         }
-        config = dataclasses.replace(
-            demo_settings(dsn, agencies), server=ServerConfig(host=host, port=port)
-        )
-        yield config, rrn
+        with contextlib.ExitStack() as stack:
+            agencies.update(contributed_agencies(stack))
+            config = dataclasses.replace(
+                demo_settings(dsn, agencies), server=ServerConfig(host=host, port=port)
+            )
+            yield config, rrn
+
+
+def contributed_agencies(stack: contextlib.ExitStack) -> dict[str, AgencyConfig]:
+    """The demo sources of installed agency packages (``Contribution.demo``), started on
+    ``stack``: the demo serves their fields too (granted by no demo role until a policy
+    names them)."""
+    from gateway.config import _agency as agency_config
+    from gateway.federation import installed
+
+    found: dict[str, AgencyConfig] = {}
+    for _, contribution in installed():
+        if contribution.demo is not None:
+            for code, table in stack.enter_context(contribution.demo()).items():
+                found[code] = agency_config(code, dict(table))
+    return found
