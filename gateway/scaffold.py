@@ -234,6 +234,8 @@ POLICY = """\
 # Grant the __NAME__ agency's fields: merge the lines below into the gateway's policy.toml,
 # adding the two coordinates to the `fields` of every view that may read them. Anything not
 # granted is FORBIDDEN (fail closed): `gateway check-config` lists fields no role may read.
+# They name the fields this package is to contribute to the schema: until it does,
+# `gateway check-config` refuses a policy naming them.
 [roles.__NAME___reader]
 description = "Reads the __NAME__ agency's records (example role: adapt or remove)."
 operations = ["Query.resident", "Query.residents"]
