@@ -10,7 +10,8 @@ Agencies speaking another protocol get an adapter of their own (see ``adapters.b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ class HTTPAdapter(Adapter):
         self.timeout = int(settings.get("timeout_ms", 2000)) / 1000
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._requests: set[asyncio.Task[httpx.Response]] = set()
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(
@@ -49,6 +51,9 @@ class HTTPAdapter(Adapter):
         )
 
     async def close(self) -> None:
+        for request in list(self._requests):
+            request.cancel()  # the pool closes next: nothing left to leak into
+        await asyncio.gather(*self._requests, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -60,13 +65,13 @@ class HTTPAdapter(Adapter):
         return self._client
 
     async def ping(self) -> None:
-        response = await self.client.get("/healthz")
+        response = await self._send(self.client.get("/healthz"))
         response.raise_for_status()
 
     async def fetch(self, dataset: Dataset, keys: Sequence[str]) -> Sequence[Any]:
         try:
-            response = await self.client.post(
-                f"/v1/{dataset.name}:batch", json={"keys": list(keys)}
+            response = await self._send(
+                self.client.post(f"/v1/{dataset.name}:batch", json={"keys": list(keys)})
             )
         except httpx.TransportError as exc:
             raise AgencyFailure(f"{self.agency}: {type(exc).__name__}") from exc
@@ -83,6 +88,16 @@ class HTTPAdapter(Adapter):
             raise AgencyFailure(f"{self.agency} answered {len(entries)} entries for {len(keys)}")
         return [self._entry(dataset, entry) for entry in entries]
 
+    async def _send(self, request: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
+        # httpcore keeps a pool slot for ever when a request is cancelled while it waits for
+        # a connection (encode/httpcore#1093): after max_concurrency of the gateway's
+        # timeouts every call fails with PoolTimeout. So a request is never cancelled: a
+        # cancelled fetch abandons it, and it ends within the client's own timeout.
+        task = asyncio.ensure_future(request)
+        self._requests.add(task)
+        task.add_done_callback(_forget(self._requests))
+        return await asyncio.shield(task)
+
     def _entry(self, dataset: Dataset, entry: Any) -> Any:
         try:
             if entry is None:
@@ -96,3 +111,14 @@ class HTTPAdapter(Adapter):
             return AgencyFailure(
                 f"{self.agency} sent a malformed {dataset.name} record ({problem})"
             )
+
+
+def _forget(
+    requests: set[asyncio.Task[httpx.Response]],
+) -> Callable[[asyncio.Task[httpx.Response]], None]:
+    def done(task: asyncio.Task[httpx.Response]) -> None:
+        requests.discard(task)
+        if not task.cancelled():
+            task.exception()  # an abandoned request's failure is nobody's to raise
+
+    return done

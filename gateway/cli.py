@@ -1,4 +1,4 @@
-"""The ``gateway`` command: serve, seed, schema, check-config, demo-agency."""
+"""The ``gateway`` command: serve, seed, schema, check-config, new-adapter, demo-agency."""
 
 from __future__ import annotations
 
@@ -207,6 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(check)
     check.set_defaults(handler=cmd_check_config)
 
+    new_adapter = sub.add_parser(
+        "new-adapter",
+        help="scaffold an installable agency adapter package",
+        description=(
+            "Write a separate, installable package for a new agency adapter: pyproject.toml "
+            "with its entry point under gateway.adapters, the adapter class, a record "
+            "dataclass, a policy snippet granting its fields, a compliance test "
+            "(adapters.testing) and a README. It passes its own tests as generated."
+        ),
+    )
+    new_adapter.add_argument(
+        "name", metavar="NAME", help="adapter kind and dataset name, an agency code: land_registry"
+    )
+    new_adapter.add_argument(
+        "--dir", metavar="PATH", help="where to write it (default: ./gateway-adapter-NAME)"
+    )
+    new_adapter.set_defaults(handler=cmd_new_adapter)
+
     agency = sub.add_parser(
         "demo-agency", help="serve one demo HTTP agency (nts or mma) over its tables"
     )
@@ -414,6 +432,20 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if unreadable:
         print(f"note: no role may read: {', '.join(unreadable)}")
     print(f"{config.source}: ok ({len(config.agencies)} agencies)")
+    return 0
+
+
+def cmd_new_adapter(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.agencies import adapter_classes
+    from gateway.scaffold import check_name, scaffold
+
+    check_name(args.name)
+    directory = Path(args.dir or f"gateway-adapter-{args.name.replace('_', '-')}")
+    written = scaffold(args.name, directory, frozenset(adapter_classes()))
+    print(f"wrote {len(written)} files to {directory}/; next:")
+    print(f"  cd {directory} && pip install -e '.[test]' && pytest")
     return 0
 
 

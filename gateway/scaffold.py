@@ -1,0 +1,281 @@
+"""``gateway new-adapter NAME``: a separate, installable agency package that passes its own
+tests as generated (the compliance suite of ``adapters.testing`` included)."""
+
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+
+from gateway.config import ConfigError
+
+NAME_SHAPE = re.compile(r"[a-z][a-z0-9_]{1,30}")
+#: Kinds the gateway has or reserves: an entry point of that name would shadow ours.
+RESERVED = frozenset({"sql", "http", "graphql", "memory"})
+
+
+def check_name(name: str, installed: frozenset[str] = frozenset()) -> None:
+    """Raise ConfigError unless ``name`` can be an adapter kind, a dataset and a module."""
+    if not NAME_SHAPE.fullmatch(name) or name.endswith("_") or "__" in name:
+        raise ConfigError(
+            f"new-adapter: {name!r} is not a valid name: 2 to 31 lowercase letters, digits and "
+            "single underscores, starting with a letter (an agency code like 'land_registry')"
+        )
+    if keyword.iskeyword(name):
+        raise ConfigError(f"new-adapter: {name!r} is a Python keyword")
+    if name in RESERVED or name in installed:
+        raise ConfigError(f"new-adapter: an adapter kind named {name!r} already exists")
+
+
+def camel(name: str, upper: bool) -> str:
+    words = name.split("_")
+    first = words[0].capitalize() if upper else words[0]
+    return first + "".join(w.capitalize() for w in words[1:])
+
+
+def scaffold(name: str, directory: Path, installed: frozenset[str] = frozenset()) -> list[Path]:
+    """Write the package for adapter ``name`` into ``directory`` (which must not exist)."""
+    check_name(name, installed)
+    if directory.exists():
+        raise ConfigError(f"new-adapter: {directory} already exists; choose another --dir")
+    package = f"gateway_adapter_{name}"
+    values = {
+        "__NAME__": name,
+        "__PACKAGE__": package,
+        "__DIST__": f"gateway-adapter-{name.replace('_', '-')}",
+        "__CLASS__": camel(name, upper=True),
+        "__FIELD__": camel(name, upper=False),
+    }
+    files = {
+        "pyproject.toml": PYPROJECT,
+        "README.md": README,
+        "policy.toml": POLICY,
+        f"src/{package}/__init__.py": INIT,
+        f"src/{package}/py.typed": "",
+        f"src/{package}/records.py": RECORDS,
+        f"src/{package}/adapter.py": ADAPTER,
+        "tests/test_compliance.py": TESTS,
+    }
+    written = []
+    for relative, template in files.items():
+        text = template
+        for placeholder, value in values.items():
+            text = text.replace(placeholder, value)
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "__DIST__"
+version = "0.1.0"
+description = "Resident Gateway adapter for the __NAME__ agency"
+readme = "README.md"
+requires-python = ">=3.11"
+dependencies = ["resident-gateway>=0.1"]
+
+[project.optional-dependencies]
+# The suite needs only pytest; pytest-asyncio is for tests of your own that are async.
+test = ["pytest>=8", "pytest-asyncio>=0.24"]
+
+# The gateway finds the adapter here: [agencies.<code>] kind = "__NAME__".
+[project.entry-points."gateway.adapters"]
+__NAME__ = "__PACKAGE__.adapter:__CLASS__Adapter"
+
+[tool.setuptools.packages.find]
+where = ["src"]
+
+[tool.setuptools.package-data]
+__PACKAGE__ = ["py.typed"]
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+addopts = "--strict-markers -ra"
+filterwarnings = ["error"]
+asyncio_mode = "auto"
+asyncio_default_fixture_loop_scope = "function"
+"""
+
+INIT = '''\
+"""Resident Gateway adapter for the __NAME__ agency."""
+
+from __PACKAGE__.adapter import __CLASS__Adapter
+from __PACKAGE__.records import __CLASS__Record, DATASET
+
+__all__ = ["DATASET", "__CLASS__Adapter", "__CLASS__Record"]
+'''
+
+RECORDS = '''\
+"""What the __NAME__ agency answers for a resident: plain frozen records, no behaviour."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from adapters.records import Dataset
+
+
+@dataclass(frozen=True, slots=True)
+class __CLASS__Record:
+    """One record per resident (set ``many=True`` on the dataset for several)."""
+
+    rrn: str
+    reference: str
+    registered_on: dt.date
+
+
+DATASET = Dataset("__NAME__", __CLASS__Record)
+'''
+
+ADAPTER = '''\
+"""Reads the __NAME__ agency's records, many keys at a time (see ``adapters.base.Adapter``)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from adapters.base import Adapter, AgencyFailure
+from adapters.records import Dataset
+
+from __PACKAGE__.records import DATASET, __CLASS__Record
+
+#: Stand-in data until the adapter talks to the agency: what the tests look up.
+SAMPLE = {
+    "940812-1001751": __CLASS__Record("940812-1001751", "REF-0001", dt.date(2021, 3, 4)),
+    "850315-2000003": __CLASS__Record("850315-2000003", "REF-0002", dt.date(2019, 11, 30)),
+}
+
+
+class __CLASS__Adapter(Adapter):
+    """Settings (the agency's ``[agencies.<code>]`` table): ``url`` of the agency, unused
+    until :meth:`_lookup` calls it."""
+
+    datasets = frozenset({DATASET.name})
+
+    def __init__(self, agency: str, settings: Mapping[str, Any]) -> None:
+        super().__init__(agency, settings)
+        self.url = settings.get("url")
+        self._open = False
+
+    async def start(self) -> None:
+        # Open the agency's client or pool here; never fail when the agency is down.
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    async def ping(self) -> None:
+        self._check_open()
+
+    async def fetch(self, dataset: Dataset, keys: Sequence[str]) -> Sequence[Any]:
+        if dataset.name != DATASET.name:
+            raise AgencyFailure(f"{self.agency} does not serve {dataset.name}")
+        self._check_open()
+        found = await self._lookup(keys)
+        # One entry per key, in key order: the record, or None when there is none.
+        return [found.get(key) for key in keys]
+
+    async def _lookup(self, keys: Sequence[str]) -> dict[str, __CLASS__Record]:
+        """Ask the agency for ``keys`` in one call. Replace with your agency's protocol."""
+        await asyncio.sleep(0)  # the agency call goes here
+        return {key: SAMPLE[key] for key in keys if key in SAMPLE}
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise AgencyFailure(f"{self.agency}: adapter used before start() or after close()")
+'''
+
+TESTS = '''\
+"""The adapter keeps the gateway's contract (adapters.testing), and the package is installed
+so that the gateway finds it."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from adapters.testing import AdapterCompliance
+
+from __PACKAGE__ import DATASET, __CLASS__Adapter
+
+
+class Test__CLASS__Adapter(AdapterCompliance):
+    dataset = DATASET
+    present = ["940812-1001751"]
+    absent = ["900101-1234568"]
+
+    def make_adapter(self) -> __CLASS__Adapter:
+        return __CLASS__Adapter("__NAME__", {"url": "http://127.0.0.1:8081"})
+
+
+def test_registered_as_a_gateway_adapter() -> None:
+    [found] = [ep for ep in entry_points(group="gateway.adapters") if ep.name == "__NAME__"]
+    assert found.load() is __CLASS__Adapter
+
+
+def test_policy_snippet_is_valid_toml() -> None:
+    policy = tomllib.loads((Path(__file__).parents[1] / "policy.toml").read_text())
+    assert policy["roles"]
+'''
+
+POLICY = """\
+# Grant the __NAME__ agency's fields: merge the lines below into the gateway's policy.toml,
+# adding the two coordinates to the `fields` of every view that may read them. Anything not
+# granted is FORBIDDEN (fail closed): `gateway check-config` lists fields no role may read.
+# They name the fields this package is to contribute to the schema: until it does,
+# `gateway check-config` refuses a policy naming them.
+[roles.__NAME___reader]
+description = "Reads the __NAME__ agency's records (example role: adapt or remove)."
+operations = ["Query.resident", "Query.residents"]
+
+[roles.__NAME___reader.views.CIVIL_PETITION]
+fields = ["Resident.name", "Resident.__FIELD__", "__CLASS__.*"]
+"""
+
+README = """\
+# __DIST__
+
+A [Resident Gateway](https://example.invalid/resident-gateway) adapter for the `__NAME__`
+agency, generated by `gateway new-adapter __NAME__`.
+
+| file | what |
+| --- | --- |
+| `src/__PACKAGE__/records.py` | `__CLASS__Record` (the frozen record) and `DATASET` |
+| `src/__PACKAGE__/adapter.py` | `__CLASS__Adapter`: replace `_lookup` with a call to the agency |
+| `pyproject.toml` | the entry point `__NAME__` under `gateway.adapters` |
+| `policy.toml` | a policy snippet granting `Resident.__FIELD__` and `__CLASS__.*` |
+| `tests/test_compliance.py` | the compliance suite (`adapters.testing`) run on the adapter |
+
+## Develop
+
+    pip install -e '.[test]'
+    pytest
+
+Keep `tests/test_compliance.py` passing as the adapter starts talking to the agency: point
+`make_adapter()` at a test instance of it and list keys it has records for (`present`) and
+none for (`absent`).
+
+## Use
+
+Install the package next to the gateway, then configure an agency of this kind in
+`gateway.toml`:
+
+    [agencies.__NAME__]
+    kind = "__NAME__"
+    url = "https://__NAME__.example.invalid"
+    datasets = ["__NAME__"]
+
+and grant its fields in the policy (`policy.toml` here shows how).
+"""
