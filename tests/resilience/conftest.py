@@ -420,6 +420,10 @@ def gateway_toml(
     ]
     for code in ("registry", "nhis", "nps"):
         lines += [f"[agencies.{code}]", 'kind = "sql"', f'dsn = "{agency_db.dsn}"', "cache = true"]
+    # The demo agencies' credential by reference: the gateway process inherits our environment.
+    reference = demo_agency_settings()["auth_header"]
+    credential = f'auth_header = "{reference}"'
     for code in ("nts", "mma"):
         lines += [f"[agencies.{code}]", 'kind = "http"', f'url = "{urls[code]}"', "cache = true"]
+        lines.append(credential)
     return "\n".join(lines) + "\n"
