@@ -11,6 +11,7 @@ Agencies speaking another protocol get an adapter of their own (see ``adapters.b
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -18,11 +19,15 @@ import httpx
 
 from adapters.base import Adapter, AgencyFailure
 from adapters.records import Dataset, record_from_mapping
+from adapters.trust import OAuth2ClientCredentials, TrustError, http_client_options
 
 
 class HTTPAdapter(Adapter):
     """Settings: ``url`` (required), ``max_concurrency`` (connection limit, default 10),
-    ``timeout_ms`` (socket timeouts, default 2000)."""
+    ``timeout_ms`` (socket timeouts, default 2000), and the trust settings of
+    :mod:`adapters.trust`: ``ca_file``, ``client_cert``, ``client_key``,
+    ``client_key_password``, ``oauth2_token_url``, ``oauth2_client_id``,
+    ``oauth2_client_secret``, ``oauth2_scope``, ``auth_header``."""
 
     datasets = frozenset({"taxes", "military_service", "insurance", "pension"})
 
@@ -39,9 +44,18 @@ class HTTPAdapter(Adapter):
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._requests: set[asyncio.Task[httpx.Response]] = set()
+        self._auth: OAuth2ClientCredentials | None = None
 
     async def start(self) -> None:
+        try:
+            options = http_client_options(
+                self.agency, self.settings, timeout=self.timeout, token_transport=self._transport
+            )
+        except TrustError as exc:
+            raise AgencyFailure(str(exc)) from None
+        self._auth = options.get("auth")
         self._client = httpx.AsyncClient(
+            **options,
             base_url=self.url,
             timeout=self.timeout,
             limits=httpx.Limits(
@@ -57,6 +71,9 @@ class HTTPAdapter(Adapter):
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._auth is not None:
+            await self._auth.aclose()
+            self._auth = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -74,7 +91,7 @@ class HTTPAdapter(Adapter):
                 self.client.post(f"/v1/{dataset.name}:batch", json={"keys": list(keys)})
             )
         except httpx.TransportError as exc:
-            raise AgencyFailure(f"{self.agency}: {type(exc).__name__}") from exc
+            raise AgencyFailure(f"{self.agency}: {_transport_problem(exc)}") from exc
         if response.status_code != 200:
             raise AgencyFailure(f"{self.agency} answered HTTP {response.status_code}")
         try:
@@ -122,3 +139,13 @@ def _forget(
             task.exception()  # an abandoned request's failure is nobody's to raise
 
     return done
+
+
+def _transport_problem(exc: BaseException) -> str:
+    """The error's kind, and the TLS reason when a handshake failed (never its text)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return f"{type(exc).__name__}: TLS failed ({seen.reason or type(seen).__name__})"
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__

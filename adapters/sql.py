@@ -10,6 +10,7 @@ import asyncpg
 
 from adapters.base import Adapter, AgencyFailure
 from adapters.records import Dataset, record_from_mapping
+from adapters.trust import TrustError, sql_connect_options
 
 # The reference layout (gateway/demo/schema.sql). Each query takes the batch of keys as
 # $1 (text[]) and returns columns named like the record's fields plus the key column
@@ -47,7 +48,9 @@ REFERENCE_QUERIES: dict[str, str] = {
 
 class SQLAdapter(Adapter):
     """Settings: ``dsn`` (required), ``max_concurrency`` (pool size, default 10),
-    ``queries`` (dataset -> SQL, defaults to :data:`REFERENCE_QUERIES`)."""
+    ``queries`` (dataset -> SQL, defaults to :data:`REFERENCE_QUERIES`), and TLS and secrets
+    (:func:`adapters.trust.sql_connect_options`): ``sslmode``, ``ca_file``, ``client_cert``,
+    ``client_key``, ``client_key_password``, ``password``; ``dsn`` may be a reference."""
 
     datasets = frozenset(REFERENCE_QUERIES)
 
@@ -59,9 +62,13 @@ class SQLAdapter(Adapter):
         self._pool: asyncpg.Pool | None = None
 
     async def start(self) -> None:
+        try:
+            options = sql_connect_options(self.agency, self.settings)
+        except TrustError as exc:
+            raise AgencyFailure(str(exc)) from None
         self._pool = await asyncpg.create_pool(
             # min_size=0: an agency that is down at start-up must not stop the gateway.
-            self.dsn,
+            **options,
             min_size=0,
             max_size=self.pool_size,
             command_timeout=30,

@@ -41,6 +41,7 @@ from bench.patches import StreamPool
 from bench.scenarios import FULL_QUERY
 from gateway.auth import Authenticator
 from gateway.config import AuthConfig, LimitsConfig
+from gateway.demo.processes import demo_agency_auth, demo_agency_settings
 
 
 @dataclass
@@ -225,10 +226,14 @@ async def agency_measurements(
 ) -> list[Measurement]:
     """CPU per batch call of one key, the way the gateway calls an agency."""
     keys = [[rrn] for rrn in rrns]
-    http = HTTPAdapter("nts", {"url": nts_url, "max_concurrency": 16, "timeout_ms": 5000})
+    trust = demo_agency_settings()  # the demo agencies answer only their credential
+    http = HTTPAdapter("nts", {"url": nts_url, "max_concurrency": 16, "timeout_ms": 5000, **trust})
     sql = SQLAdapter("nts", {"dsn": dsn, "max_concurrency": 16})
     parts = urlsplit(nts_url)
-    raw = StreamPool(parts.hostname or "127.0.0.1", parts.port or 80, concurrency)
+    credential = f"Authorization: {demo_agency_auth()}\r\n"
+    raw = StreamPool(
+        parts.hostname or "127.0.0.1", parts.port or 80, concurrency, headers=credential
+    )
 
     async def raw_fetch(i: int) -> object:
         body = json.dumps({"keys": keys[i % len(keys)]}).encode()

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from adapters.base import AgencyFailure
 from adapters.http import HTTPAdapter
 from adapters.records import Dataset
+from adapters.trust import optional_secret, static_header
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,14 @@ class StreamPool:
     interrupted (timeout, cancellation, error) is closed.
     """
 
-    def __init__(self, host: str, port: int, size: int, max_idle_s: float = 2.0) -> None:
+    def __init__(
+        self, host: str, port: int, size: int, max_idle_s: float = 2.0, headers: str = ""
+    ) -> None:
         self.host, self.port = host, port
         self.max_idle_s = max_idle_s
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self.limit = asyncio.Semaphore(size)
-        self._host_header = f"Host: {host}:{port}\r\n"
+        self._host_header = f"Host: {host}:{port}\r\n{headers}"
 
     def _reusable(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         now = time.monotonic()
@@ -159,7 +162,12 @@ class StreamsHTTPAdapter(HTTPAdapter):
         super().__init__(agency, settings, **kw)
         parts = urlsplit(self.url)
         self._prefix = parts.path.rstrip("/")
-        self._pool = StreamPool(parts.hostname or "127.0.0.1", parts.port or 80, self.connections)
+        # A static header (the demo agencies' credential); no TLS or OAuth2 here.
+        header = optional_secret(settings, "auth_header", f"[agencies.{agency}]")
+        extra = "" if header is None else "{}: {}\r\n".format(*static_header(header))
+        self._pool = StreamPool(
+            parts.hostname or "127.0.0.1", parts.port or 80, self.connections, headers=extra
+        )
 
     async def start(self) -> None:
         return None

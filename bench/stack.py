@@ -33,7 +33,7 @@ import asyncpg
 from gateway.auth import issue_token
 from gateway.config import AuthConfig
 from gateway.demo.embedded import with_database
-from gateway.demo.processes import AgencyProcess
+from gateway.demo.processes import AgencyProcess, demo_agency_settings
 from gateway.demo.seed import seed
 from tests.data import BIG_HOUSEHOLD, insert_fixtures
 
@@ -347,7 +347,11 @@ class BenchStack:
 
     def gateway_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         agencies: dict[str, Any] = {code: {"kind": "sql", "dsn": self.dsn} for code in SQL_AGENCIES}
-        agencies |= {code: {"kind": "http", "url": url} for code, url in self.agency_urls.items()}
+        # The demo agencies' credential, by reference (the gateway inherits our environment).
+        trust = demo_agency_settings()
+        agencies |= {
+            code: {"kind": "http", "url": url, **trust} for code, url in self.agency_urls.items()
+        }
         base = {
             "server": {"host": "127.0.0.1", "workers": 1},
             # The gateway's own store (consents, audit trail) lives in the scratch database too.

@@ -15,6 +15,7 @@ from typing import Any
 
 from adapters.base import Adapter, AgencyFailure
 from adapters.records import Dataset
+from adapters.trust import TrustError, check_agency, redact
 from gateway import federation
 from gateway.breaker import CircuitBreaker
 from gateway.cache import AgencyCache, Entry
@@ -50,6 +51,10 @@ def check_adapters(config: Config, kinds: Mapping[str, type[Adapter]] | None = N
                 f"[agencies.{code}] kind {agency.kind!r} is not installed "
                 f"(installed: {', '.join(sorted(kinds))})"
             )
+        try:  # TLS, OAuth2 and secret references: files exist, references resolve
+            check_agency(agency.kind, code, adapter_settings(agency))
+        except TrustError as exc:
+            raise ConfigError(str(exc)) from None
         given = [ds for ds, owner in found.items() if owner == code]
         refused = [ds for ds in given if ds not in cls.datasets]
         if refused:
@@ -349,7 +354,7 @@ class Agency:
     def _failed(self, reason: str) -> None:
         self.stats.failures += 1
         # Shown to operators (Query.agencies): never a full RRN, whatever the agency said.
-        self.stats.last_error = mask_rrns(reason)
+        self.stats.last_error = mask_rrns(redact(reason))
 
     async def ping(self, within: float = 1.0) -> str | None:
         """None when reachable, else the reason."""
@@ -359,7 +364,7 @@ class Agency:
         except TimeoutError:
             return "timeout"
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return redact(f"{type(exc).__name__}: {exc}")
         return None
 
     @property

@@ -226,7 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     new_adapter.set_defaults(handler=cmd_new_adapter)
 
     agency = sub.add_parser(
-        "demo-agency", help="serve one demo HTTP agency (nts or mma) over its tables"
+        "demo-agency",
+        help="serve one demo HTTP agency (nts or mma) over its tables",
+        description="Serve one demo HTTP agency. It answers only requests whose Authorization "
+        "header equals $GATEWAY_DEMO_AGENCY_AUTH (e.g. 'Bearer <random>'); give the gateway "
+        'auth_header = "env:GATEWAY_DEMO_AGENCY_AUTH" in that agency\'s table.',
     )
     agency.add_argument("--agency", choices=["nts", "mma"], required=True)
     agency.add_argument("--dsn", required=True, help="PostgreSQL DSN holding its tables")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 
+from adapters.trust import redact
+
 _RRN_LIKE = re.compile(r"(?<!\d)(\d{6})-?([0-9])\d{6}(?!\d)")
 
 
@@ -12,16 +14,22 @@ def mask_rrns(text: str) -> str:
     return _RRN_LIKE.sub(r"\1-\2******", text)
 
 
+def scrub(text: str) -> str:
+    """No full RRN, and no secret this process resolved (``adapters.trust.redact``)."""
+    return mask_rrns(redact(text))
+
+
 class MaskRRNFilter(logging.Filter):
-    """Rewrites the message (after %-formatting) so no full RRN reaches a handler."""
+    """Rewrites the message (after %-formatting) so no full RRN, and no secret resolved from
+    a reference, reaches a handler."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = mask_rrns(message)
+        masked = scrub(message)
         if masked != message or record.args:
             record.msg, record.args = masked, None
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = mask_rrns(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
 

@@ -36,7 +36,7 @@ from gateway.config import (
     PolicyConfig,
 )
 from gateway.demo.embedded import start_postgres, with_database
-from gateway.demo.processes import AgencyProcess
+from gateway.demo.processes import AgencyProcess, demo_agency_settings
 from gateway.demo.seed import seed
 from tests.data import insert_fixtures
 
@@ -118,13 +118,15 @@ def http_agencies(agency_db: ScratchDatabase) -> Iterator[dict[str, str]]:
 def make_config(
     dsn: str, urls: dict[str, str], *, cached: bool = False, **overrides: Any
 ) -> Config:
-    """Agencies without a cache unless asked: most tests count or break agency calls."""
+    """Agencies without a cache unless asked: most tests count or break agency calls. The
+    HTTP agencies get the demo agencies' credential (they answer 401 without it)."""
+    trust = demo_agency_settings()
     agencies = {
         "registry": AgencyConfig(code="registry", kind="sql", dsn=dsn, cache=cached),
         "nhis": AgencyConfig(code="nhis", kind="sql", dsn=dsn, cache=cached),
         "nps": AgencyConfig(code="nps", kind="sql", dsn=dsn, cache=cached),
-        "nts": AgencyConfig(code="nts", kind="http", url=urls["nts"], cache=cached),
-        "mma": AgencyConfig(code="mma", kind="http", url=urls["mma"], cache=cached),
+        "nts": AgencyConfig(code="nts", kind="http", url=urls["nts"], cache=cached, settings=trust),
+        "mma": AgencyConfig(code="mma", kind="http", url=urls["mma"], cache=cached, settings=trust),
     }
     agencies.update(overrides.pop("agencies", {}))
     # The suite sends thousands of requests under a handful of principals within a minute:

@@ -2,13 +2,18 @@
 
 They speak the protocol of ``adapters.http`` and read PostgreSQL through ``adapters.sql``.
 Run one with ``gateway demo-agency --agency nts --dsn ...``; it prints
-``READY http://127.0.0.1:PORT`` once it listens.
+``READY http://127.0.0.1:PORT`` once it listens. It answers only requests whose
+``Authorization`` header is the value of ``$GATEWAY_DEMO_AGENCY_AUTH`` (``Bearer ...``): 401
+to anyone else on the machine. ``gateway.demo.processes`` makes that credential and hands it
+to both the agency processes and the gateway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import os
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -16,9 +21,12 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.records import DATASETS, record_to_json
 from adapters.sql import SQLAdapter
@@ -27,10 +35,15 @@ SERVED: dict[str, tuple[str, ...]] = {"nts": ("taxes",), "mma": ("military_servi
 
 
 FAULTS = ("ok", "error", "garbage")
+AUTH_ENV = "GATEWAY_DEMO_AGENCY_AUTH"  # gateway.demo.processes.DEMO_AUTH_ENV
 
 
-def create_agency_app(agency: str, dsn: str, delay_ms: int = 0, fault: str = "ok") -> Starlette:
-    """``fault`` (and ``delay_ms``) make the agency misbehave on purpose, for tests and
+def create_agency_app(
+    agency: str, dsn: str, delay_ms: int = 0, fault: str = "ok", *, credential: str
+) -> Starlette:
+    """Every route answers 401 unless the request's ``Authorization`` is ``credential``.
+
+    ``fault`` (and ``delay_ms``) make the agency misbehave on purpose, for tests and
     drills: ``error`` answers HTTP 500, ``garbage`` answers 200 with a body that is not a
     batch. ``POST /fault {"fault": ..., "delay_ms": ...}`` changes both while it runs."""
     datasets = SERVED[agency]
@@ -89,7 +102,27 @@ def create_agency_app(agency: str, dsn: str, delay_ms: int = 0, fault: str = "ok
         behaviour["delay_ms"] = int(body.get("delay_ms", 0))
         return JSONResponse(behaviour)
 
+    expected = credential.encode()
+
+    class RequireCredential:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                given = Headers(scope=scope).get("authorization", "").encode()
+                if not hmac.compare_digest(given, expected):
+                    response = JSONResponse(
+                        {"error": "the gateway's credential is required"},
+                        status_code=401,
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )
+                    await response(scope, receive, send)
+                    return
+            await self.app(scope, receive, send)
+
     return Starlette(
+        middleware=[Middleware(RequireCredential)],
         routes=[
             Route("/v1/{dataset}:batch", batch, methods=["POST"]),
             Route("/healthz", healthz),
@@ -117,7 +150,10 @@ def serve(
     sock.bind((host, port))
     sock.listen(1024)
     bound_port = sock.getsockname()[1]
-    app = create_agency_app(agency, dsn, delay_ms=delay_ms, fault=fault)
+    credential = os.environ.get(AUTH_ENV, "")
+    if not credential:
+        sys.exit(f"gateway demo-agency: set {AUTH_ENV} to the credential the gateway sends")
+    app = create_agency_app(agency, dsn, delay_ms=delay_ms, fault=fault, credential=credential)
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
 

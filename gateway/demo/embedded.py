@@ -205,8 +205,8 @@ def embedded_demo(
             "registry": AgencyConfig(code="registry", kind="sql", dsn=dsn),
             "nhis": AgencyConfig(code="nhis", kind="sql", dsn=dsn),
             "nps": AgencyConfig(code="nps", kind="sql", dsn=dsn),
-            "nts": AgencyConfig(code="nts", kind="http", url=nts.url),
-            "mma": AgencyConfig(code="mma", kind="http", url=mma.url),
+            "nts": AgencyConfig(code="nts", kind="http", url=nts.url, settings=nts.settings),
+            "mma": AgencyConfig(code="mma", kind="http", url=mma.url, settings=mma.settings),
         }
         with contextlib.ExitStack() as stack:
             agencies.update(contributed_agencies(stack))

@@ -33,6 +33,7 @@ from adapters.testing import (
     check_open_adapter,
     check_timeouts,
 )
+from gateway.demo.processes import demo_agency_settings
 from tests.conftest import ScratchDatabase
 from tests.data import BIG_HOUSEHOLD, HEAD_RRN
 
@@ -98,7 +99,7 @@ class HTTPCompliance(AdapterCompliance):
         self.url = http_agencies[self.agency]
 
     def make_adapter(self) -> HTTPAdapter:
-        return HTTPAdapter(self.agency, {"url": self.url})
+        return HTTPAdapter(self.agency, {"url": self.url, **demo_agency_settings()})
 
     def make_unreachable_adapter(self) -> HTTPAdapter:
         return HTTPAdapter(self.agency, {"url": f"http://{CLOSED_PORT}"})
@@ -259,7 +260,12 @@ async def test_http_adapter_survives_requests_cancelled_in_flight(
     """Regression (found by the suite): cancelled requests leaked httpx pool slots
     (encode/httpcore#1093); after max_concurrency of the gateway's timeouts every call
     answered PoolTimeout until restart."""
-    settings = {"url": http_agencies["nts"], "max_concurrency": 2, "timeout_ms": 1000}
+    settings = {
+        "url": http_agencies["nts"],
+        "max_concurrency": 2,
+        "timeout_ms": 1000,
+        **demo_agency_settings(),
+    }
     async with HTTPAdapter("nts", settings) as adapter:
         for _ in range(5):
             tasks = [asyncio.ensure_future(adapter.fetch(TAXES, [HEAD_RRN])) for _ in range(10)]

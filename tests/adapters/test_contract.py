@@ -12,6 +12,7 @@ from adapters.contract import check_adapter
 from adapters.http import HTTPAdapter
 from adapters.records import DATASETS, HOUSEHOLD, INSURANCE, Dataset, InsuranceRecord
 from adapters.sql import SQLAdapter
+from gateway.demo.processes import demo_agency_settings
 from tests.conftest import ScratchDatabase
 from tests.data import BIG_HOUSEHOLD, HEAD_RRN
 
@@ -40,7 +41,8 @@ async def test_sql_adapter_households(agency_db: ScratchDatabase) -> None:
 async def test_http_adapter_keeps_the_contract(
     http_agencies: dict[str, str], agency: str, dataset: str
 ) -> None:
-    async with HTTPAdapter(agency, {"url": http_agencies[agency]}) as adapter:
+    settings = {"url": http_agencies[agency], **demo_agency_settings()}
+    async with HTTPAdapter(agency, settings) as adapter:
         problems = await check_adapter(adapter, DATASETS[dataset], [HEAD_RRN], [ABSENT])
     assert problems == []
 

@@ -48,7 +48,13 @@ async def test_slow_agency_times_out(
             agency_db.dsn,
             {**http_agencies, "mma": slow_mma.url},
             agencies={
-                "mma": AgencyConfig(code="mma", kind="http", url=slow_mma.url, timeout_ms=150)
+                "mma": AgencyConfig(
+                    code="mma",
+                    kind="http",
+                    url=slow_mma.url,
+                    timeout_ms=150,
+                    settings=slow_mma.settings,
+                )
             },
         )
         async with gateway_client(config) as gateway:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from gateway.config import AgencyConfig
-from gateway.demo.processes import AgencyProcess
+from gateway.demo.processes import AgencyProcess, demo_agency_headers
 from tests.conftest import GatewayClient, ScratchDatabase, gateway_client, make_config
 from tests.data import HEAD_RRN
 
@@ -22,7 +22,7 @@ query($rrn: String!) {
 
 
 def agency_stats(url: str) -> dict[str, int]:
-    stats: dict[str, int] = httpx.get(f"{url}/stats").json()
+    stats: dict[str, int] = httpx.get(f"{url}/stats", headers=demo_agency_headers()).json()
     return stats
 
 

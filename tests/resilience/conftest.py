@@ -27,7 +27,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.config import AgencyConfig, CacheConfig
-from gateway.demo.processes import AgencyProcess
+from gateway.demo.processes import AgencyProcess, demo_agency_headers, demo_agency_settings
 from tests.conftest import (
     ALLOW_ALL,
     TEST_AUDIT_KEY,
@@ -67,6 +67,7 @@ def sql_agency(code: str, dsn: str, **kw: Any) -> AgencyConfig:
 
 
 def http_agency(code: str, url: str, **kw: Any) -> AgencyConfig:
+    kw["settings"] = {**demo_agency_settings(), **kw.get("settings", {})}  # their credential
     return AgencyConfig(code=code, kind="http", url=url, **kw)
 
 
@@ -85,7 +86,7 @@ class Agent:
         self.url = url
 
     async def stats(self) -> dict[str, int]:
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(headers=demo_agency_headers()) as http:
             stats: dict[str, int] = (await http.get(f"{self.url}/stats")).json()
         return stats
 
@@ -93,7 +94,7 @@ class Agent:
         return (await self.stats())["calls"]
 
     async def fault(self, fault: str = "ok", delay_ms: int = 0) -> None:
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(headers=demo_agency_headers()) as http:
             response = await http.post(
                 f"{self.url}/fault", json={"fault": fault, "delay_ms": delay_ms}
             )
@@ -419,6 +420,10 @@ def gateway_toml(
     ]
     for code in ("registry", "nhis", "nps"):
         lines += [f"[agencies.{code}]", 'kind = "sql"', f'dsn = "{agency_db.dsn}"', "cache = true"]
+    # The demo agencies' credential by reference: the gateway process inherits our environment.
+    reference = demo_agency_settings()["auth_header"]
+    credential = f'auth_header = "{reference}"'
     for code in ("nts", "mma"):
         lines += [f"[agencies.{code}]", 'kind = "http"', f'url = "{urls[code]}"', "cache = true"]
+        lines.append(credential)
     return "\n".join(lines) + "\n"
