@@ -9,8 +9,10 @@ import strawberry
 from graphql import (
     DocumentNode,
     GraphQLError,
+    GraphQLInterfaceType,
     GraphQLNamedType,
     GraphQLObjectType,
+    GraphQLUnionType,
     get_named_type,
     specified_rules,
     validate,
@@ -178,13 +180,21 @@ def resident_types(schema: strawberry.Schema) -> frozenset[str]:
     if "Resident" not in type_map:
         raise ConfigError("the schema has no Resident type")
     found: set[str] = set()
+    seen: set[str] = set()
     todo: list[GraphQLNamedType] = [type_map["Resident"]]
     while todo:
         named = todo.pop()
-        if not isinstance(named, GraphQLObjectType) or named.name in found:
+        if named.name in seen:
             continue
-        found.add(named.name)
-        todo += [get_named_type(f.type) for f in named.fields.values()]
+        seen.add(named.name)
+        if isinstance(named, GraphQLUnionType | GraphQLInterfaceType):
+            # Every object a union or interface can resolve to is reachable too: a member
+            # that is a service type would otherwise be served without a grant.
+            todo += list(schema._schema.get_possible_types(named))
+        if isinstance(named, GraphQLInterfaceType | GraphQLObjectType):
+            todo += [get_named_type(f.type) for f in named.fields.values()]
+        if isinstance(named, GraphQLObjectType):
+            found.add(named.name)
     objects = {
         name for name, t in type_map.items()
         if isinstance(t, GraphQLObjectType) and not name.startswith("__")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import strawberry
@@ -23,6 +23,7 @@ from gateway.config import ConfigError, LimitsConfig, PolicyConfig
 from gateway.graphql_schema import PURPOSES, build_schema, resident_types, schema_fields
 from gateway.principal import Principal
 from gateway.rrn import mask
+from schema.agency import AgencyStatus
 from tests.access.conftest import KEYS, demo_gateway, error_codes, fetch, scratch_store
 from tests.conftest import ScratchDatabase, gateway_client, make_config, token
 from tests.data import HEAD_RRN
@@ -307,3 +308,40 @@ async def test_a_new_type_under_resident_is_denied_by_default() -> None:
     [record] = access.drain("r1")
     assert record.denied == ("Dossier.note",)
     assert record.disclosed == ("Resident.dossier", "Resident.name")
+
+
+@strawberry.type(description="A note under a resident.")
+class Note:
+    view: strawberry.Private[str]
+    subject: strawberry.Private[str]
+    text: str | None = strawberry.field(description="Text.")
+
+
+NoteOrStatus = Annotated[Note | AgencyStatus, strawberry.union("NoteOrStatus")]
+
+
+def _extra(root: UnionResident) -> Note:
+    return Note(view=root.view, subject=root.record.rrn, text="x")
+
+
+@strawberry.type(name="Resident", description="A resident with a union-typed field.")
+class UnionResident:
+    record: strawberry.Private[Person]
+    view: strawberry.Private[str]
+    extra: NoteOrStatus | None = strawberry.field(resolver=_extra, description="Extra.")
+
+
+def _union_person() -> UnionResident:
+    return UnionResident(record=Person(HEAD_RRN), view="CIVIL_PETITION")
+
+
+@strawberry.type(name="Query", description="Root.")
+class UnionQuery:
+    person: UnionResident = strawberry.field(resolver=_union_person, description="One.")
+
+
+def test_a_service_type_inside_a_union_under_resident_stops_start_up() -> None:
+    """Review finding: union members were not walked, so AgencyStatus reached through a
+    union under Resident was served as a service type: no grant, no audit."""
+    with pytest.raises(ConfigError, match=r"AgencyStatus.*reachable from Resident"):
+        build_schema(query=UnionQuery, mutation=None)
