@@ -20,6 +20,7 @@ line naming the entry point and the problem.
 
 from __future__ import annotations
 
+import logging
 import re
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,6 +41,9 @@ from strawberry.types.private import is_private
 
 from adapters.records import DATASETS, Dataset
 from gateway.config import Config, ConfigError
+from gateway.errors import AgencyError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import strawberry
@@ -230,9 +234,18 @@ def _resolver(dataset: Dataset, build: Builder) -> Callable[..., Any]:
     async def resolve(root: Any, info: GraphQLResolveInfo[Any]) -> Any:
         subject: str = root.record.rrn
         value = await load(info, dataset.name, subject)  # type: ignore[arg-type]
-        if dataset.many:
-            return [build(record, root.view, subject) for record in value or ()]
-        return None if value is None else build(value, root.view, subject)
+        try:
+            if dataset.many:
+                return [build(record, root.view, subject) for record in value or ()]
+            return None if value is None else build(value, root.view, subject)
+        except Exception as exc:
+            # The package's fault, not the gateway's: an agency failure, named by its
+            # agency; only the error's kind is logged (its text may quote a record).
+            found = info.context.agencies.for_dataset(dataset.name)
+            code = found[0].code if found is not None else dataset.name
+            log.warning("%s: building a %s record failed (%s)", code, dataset.name,
+                        type(exc).__name__)  # fmt: skip
+            raise AgencyError(code, f"The {code} agency's record could not be read.") from None
 
     return resolve
 

@@ -220,3 +220,42 @@ def test_undescribed_and_broken_packages_stop_start_up(land_registry: Any) -> No
     wrong = EntryPoint("x", "os:getcwd", federation.ENTRY_POINT_GROUP)
     with pytest.raises(ConfigError, match="not a Contribution"):
         federation._load(wrong, "here")
+
+
+async def test_a_package_whose_record_builder_fails_is_an_agency_failure(
+    land_registry: Any,
+    land_agency: Mapping[str, Any],
+    agency_db: ScratchDatabase,
+    http_agencies: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review finding: a contribution's builder that raised answered INTERNAL (a gateway
+    fault); it is the agency's: AGENCY_UNAVAILABLE naming it, nothing of its text shown."""
+    field = _contribution(land_registry).fields[0]
+
+    def broken(record: Any, view: str, subject: str) -> Any:
+        raise RuntimeError(f"cannot parse {subject}")
+
+    module = importlib.import_module("land_registry.contribution")
+    failing = _contribution(land_registry, fields=(type(field)(
+        field.name, field.type, field.description, broken
+    ),))  # fmt: skip
+    monkeypatch.setattr(module, "CONTRIBUTION", failing)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    table = dict(land_agency)
+    agency = AgencyConfig(
+        code="land", kind=table["kind"], url=table["url"], cache=False,
+        datasets=tuple(table["datasets"]), settings=table,
+    )  # fmt: skip
+    config = make_config(
+        agency_db.dsn, http_agencies, agencies={"land": agency},
+        policy=PolicyConfig(file=str(policy)),
+    )  # fmt: skip
+    async with gateway_client(config, token("land_officer", agency="welfare")) as gateway:
+        body = await gateway.query(QUERY, {"rrn": HEAD_RRN, "purpose": "WELFARE_ELIGIBILITY"})
+    assert body["data"]["resident"]["landParcels"] is None
+    [error] = body["errors"]
+    assert error["extensions"] == {"code": "AGENCY_UNAVAILABLE", "agency": "land"}
+    assert HEAD_RRN not in str(body)
