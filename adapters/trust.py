@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import os
 import re
 import ssl
@@ -50,6 +51,11 @@ SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 REFRESH_EARLY_S = 30.0
 #: How long a token whose endpoint gave no ``expires_in`` is used.
 DEFAULT_TOKEN_LIFETIME_S = 300.0
+#: Bounds on a token's stated lifetime (seconds).
+MIN_TOKEN_LIFETIME_S = 60.0
+MAX_TOKEN_LIFETIME_S = 86_400.0
+#: Secrets shorter than this are refused: too short to blank out of text reliably.
+MIN_SECRET_LENGTH = 8
 _HEADER_FORM = re.compile(r"^([A-Za-z0-9!#$%&'*+.^_`|~-]+):\s*(.+)$")
 _REDACTED = "[secret]"
 
@@ -80,8 +86,10 @@ def resolve(reference: Any, where: str) -> str:
         except OSError as exc:
             raise TrustError(f"{where}: cannot read {name} ({type(exc).__name__})") from None
         value = value.removesuffix("\n").removesuffix("\r")
-    if not value:
-        raise TrustError(f"{where}: {reference} is empty")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise TrustError(
+            f"{where}: {reference} holds a secret shorter than {MIN_SECRET_LENGTH} characters"
+        )
     remember(value)
     return value
 
@@ -91,6 +99,12 @@ def remember(secret: str) -> None:
     for part in (secret, *secret.split(None, 1)[1:]):
         if len(part) >= 4:
             _known_secrets.add(part)
+
+
+def forget(secret: str) -> None:
+    """Stop blanking ``secret`` (a token that has been replaced)."""
+    for part in (secret, *secret.split(None, 1)[1:]):
+        _known_secrets.discard(part)
 
 
 def redact(text: str) -> str:
@@ -201,8 +215,10 @@ class OAuth2ClientCredentials(httpx.Auth):
             fresh = time.monotonic() < self._expires - REFRESH_EARLY_S
             if self._token is not None and self._token != stale and fresh:
                 return self._token
-            self._token = None
+            old, self._token = self._token, None
             token, lifetime = await self._fetch()
+            if old is not None and old != token:
+                forget(old)  # only live tokens need blanking: the set stays small
             self._token, self._expires = token, time.monotonic() + lifetime
             return token
 
@@ -229,8 +245,11 @@ class OAuth2ClientCredentials(httpx.Auth):
             body = response.json()
             token = body["access_token"]
             lifetime = float(body.get("expires_in", DEFAULT_TOKEN_LIFETIME_S))
-            if not isinstance(token, str) or not token:
+            if not isinstance(token, str) or not token or not math.isfinite(lifetime):
                 raise TypeError
+            # A lifetime inside the refresh margin would mean a token per call; an endless one
+            # would never be refreshed until the agency refuses it.
+            lifetime = min(max(lifetime, MIN_TOKEN_LIFETIME_S), MAX_TOKEN_LIFETIME_S)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise AgencyFailure(
                 f"{self.agency}: its token endpoint answered something that is not a token"
@@ -295,6 +314,13 @@ def check_http(settings: Mapping[str, Any], where: str) -> None:
     tls = [key for key in TLS_KEYS if settings.get(key)]
     if tls and not _https(settings.get("url")):
         raise TrustError(f"{where} {tls[0]} needs an https url")
+    credential = [key for key in ("auth_header", *OAUTH2_KEYS) if settings.get(key)]
+    url = settings.get("url")
+    if credential and not _https(url) and not _loopback(url):
+        raise TrustError(
+            f"{where} {credential[0]} sends a credential: the agency url must be https "
+            "(or on loopback)"
+        )
     given = [key for key in OAUTH2_KEYS if settings.get(key)]
     if given:
         missing = [key for key in OAUTH2_KEYS[:3] if not settings.get(key)]

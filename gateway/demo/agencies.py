@@ -46,6 +46,8 @@ def create_agency_app(
     ``fault`` (and ``delay_ms``) make the agency misbehave on purpose, for tests and
     drills: ``error`` answers HTTP 500, ``garbage`` answers 200 with a body that is not a
     batch. ``POST /fault {"fault": ..., "delay_ms": ...}`` changes both while it runs."""
+    if not credential:
+        raise ValueError("a demo agency needs a credential: it answers only the gateway")
     datasets = SERVED[agency]
     store = SQLAdapter(agency, {"dsn": dsn, "max_concurrency": 8})
     stats = {"calls": 0, "keys": 0}

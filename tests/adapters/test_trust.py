@@ -150,6 +150,7 @@ async def test_oauth2_token_is_refreshed_before_it_expires(
     tls_url: str, pki: dict[str, Any], stub: Stub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_CLIENT_SECRET", "client-secret")
+    monkeypatch.setattr(trust, "MIN_TOKEN_LIFETIME_S", 0.0)  # a short life, to watch it end
     stub.expires_in = trust.REFRESH_EARLY_S + 0.4  # usable for 0.4 s
     settings = {
         "ca_file": str(pki["ca"].pem),
@@ -335,3 +336,37 @@ async def test_demo_agencies_answer_only_the_gateway(http_agencies: dict[str, st
                 assert got.status_code == 200
             batch = await http.post(f"{url}/v1/taxes:batch", json={"keys": KEYS})
             assert batch.status_code == 401
+
+
+@pytest.mark.parametrize("expires_in", [-1, 0, 5, "NaN"])
+async def test_a_token_lifetime_inside_the_refresh_margin_is_not_a_token_per_call(
+    tls_url: str, pki: dict[str, Any], stub: Stub, monkeypatch: pytest.MonkeyPatch,
+    expires_in: Any,
+) -> None:  # fmt: skip
+    """Review finding: expires_in of 30 s or less (or negative, or NaN) fetched a new token
+    for every agency call, and every token stayed in the redaction set."""
+    monkeypatch.setenv("TEST_CLIENT_SECRET", "client-secret")
+    stub.expires_in = expires_in
+    settings = {
+        "ca_file": str(pki["ca"].pem),
+        "oauth2_token_url": f"{tls_url}/token",
+        "oauth2_client_id": "gw",
+        "oauth2_client_secret": "env:TEST_CLIENT_SECRET",
+    }
+    async with adapter(tls_url, **settings) as agency:
+        for _ in range(10):
+            try:
+                await agency.fetch(TAXES, KEYS)
+            except AgencyFailure:
+                assert expires_in == "NaN"  # not a lifetime: refused as "not a token"
+    assert stub.token_fetches == (10 if expires_in == "NaN" else 1)
+
+
+def test_credentials_are_not_sent_in_cleartext_off_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review finding: a bearer credential was accepted for a plain http agency."""
+    monkeypatch.setenv("TEST_HEADER", "Bearer abcdefgh12345")
+    with pytest.raises(trust.TrustError, match="must be https"):
+        trust.check_http({"url": "http://10.1.2.3:8080", "auth_header": "env:TEST_HEADER"}, "x")
+    trust.check_http({"url": "http://127.0.0.1:8080", "auth_header": "env:TEST_HEADER"}, "x")

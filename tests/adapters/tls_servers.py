@@ -123,7 +123,7 @@ class Stub:
     token_forms: list[dict[str, str]] = field(default_factory=list)
     token_basic: list[str] = field(default_factory=list)
     token_status: int = 200  # anything else: the endpoint fails
-    expires_in: float = 3600
+    expires_in: Any = 3600
     issued: list[str] = field(default_factory=list)
     revoked: set[str] = field(default_factory=set)
     always_401: bool = False
