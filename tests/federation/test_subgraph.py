@@ -239,3 +239,36 @@ class TestSubgraphCompliance(AdapterCompliance):
 
     def make_unreachable_adapter(self) -> SubgraphAdapter:
         return SubgraphAdapter("vehicle", {"url": "http://127.0.0.1:1/graphql"})
+
+
+# The wire: trust headers go with every request; a failed batch is an agency failure ----
+
+
+async def test_static_header_and_batch_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from adapters.base import AgencyFailure
+
+    seen: list[httpx.Request] = []
+    answers = iter(
+        [
+            {"errors": [{"message": "boom: 940812-1001751", "extensions": {"code": "DOWN"}}]},
+            {"data": None},
+        ]
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=next(answers))
+
+    monkeypatch.setenv("VEHICLE_AUTH", "X-Api-Key: s3cret-key")
+    settings = {"url": "http://vehicle.test/graphql", "auth_header": "env:VEHICLE_AUTH"}
+    dataset = from_sdl("vehicle", _sdl(), HERE).dataset
+    async with SubgraphAdapter("vehicle", settings, httpx.MockTransport(handler)) as adapter:
+        with pytest.raises(
+            AgencyFailure, match=r"^vehicle answered 1 GraphQL error\(s\) \(DOWN\)$"
+        ):
+            await adapter.fetch(dataset, [HEAD_RRN])
+        with pytest.raises(AgencyFailure, match="not an _entities list"):
+            await adapter.fetch(dataset, [HEAD_RRN])
+    assert [r.headers["X-Api-Key"] for r in seen] == ["s3cret-key"] * 2
