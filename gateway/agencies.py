@@ -56,9 +56,11 @@ def check_adapters(config: Config, kinds: Mapping[str, type[Adapter]] | None = N
         except TrustError as exc:
             raise ConfigError(str(exc)) from None
         given = [ds for ds, owner in found.items() if owner == code]
-        refused = [ds for ds in given if ds not in cls.datasets]
+        # A GraphQL subgraph serves one dataset, named after its code (gateway.subgraph).
+        served = frozenset({code}) if agency.kind == "graphql" else cls.datasets
+        refused = [ds for ds in given if ds not in served]
         if refused:
-            offered = ", ".join(sorted(cls.datasets)) or "none"
+            offered = ", ".join(sorted(served)) or "none"
             raise ConfigError(
                 f"[agencies.{code}]: kind {agency.kind!r} does not serve {', '.join(refused)} "
                 f"(it serves: {offered})"
@@ -407,7 +409,7 @@ class Agencies:
         #: Dataset -> the code of the agency serving it (``[agencies.<code>] datasets``).
         self.sources = sources(Config(agencies=configs), complete=False)
         #: Every known dataset, ours and contributed (``gateway.federation``).
-        self.datasets = federation.datasets()
+        self.datasets = federation.datasets(Config(agencies=configs))
         self.by_code: dict[str, Agency] = {}
         self._stack = AsyncExitStack()
 

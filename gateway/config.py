@@ -266,6 +266,11 @@ def _agency(code: str, table: Any) -> AgencyConfig:
         raise ConfigError(f"{where}: kind is required (sql, http or a plugin name)")
     types = {f.name: f.type for f in dataclasses.fields(AgencyConfig)}
     known = {k: v for k, v in table.items() if k in _AGENCY_KEYS}
+    if "datasets" in known and table["kind"] == "graphql":
+        raise ConfigError(
+            f"{where}: a graphql agency serves the Resident fields its subgraph contributes, "
+            f"as dataset {code}; remove datasets"
+        )
     if "datasets" in known:
         known["datasets"] = _dataset_names(known["datasets"], f"{where}: datasets")
     for key, value in known.items():
@@ -293,7 +298,10 @@ def _dataset_names(value: Any, where: str) -> tuple[str, ...]:
 
 
 def served_by(agency: AgencyConfig) -> tuple[str, ...]:
-    """The datasets an agency serves: its ``datasets``, else its code's default."""
+    """The datasets an agency serves: its ``datasets``, else its code's default. A GraphQL
+    subgraph agency (``kind = "graphql"``) serves one, named after its code."""
+    if agency.kind == "graphql":
+        return (agency.code,)
     if agency.datasets is not None:
         return tuple(agency.datasets)
     if agency.code in DEFAULT_DATASETS:
@@ -315,7 +323,15 @@ def sources(config: Config, *, complete: bool = True) -> dict[str, str]:
     found: dict[str, str] = {}
     for agency in config.agencies.values():
         where = f"[agencies.{agency.code}]"
-        names = _dataset_names(served_by(agency), f"{where}: datasets")
+        if agency.kind == "graphql":  # its dataset comes from its SDL (gateway.subgraph)
+            names = served_by(agency)
+            if names[0] in DATASETS:
+                raise ConfigError(
+                    f"{where}: a graphql agency's dataset is named after its code, and "
+                    f"dataset {names[0]} already exists: choose another code"
+                )
+        else:
+            names = _dataset_names(served_by(agency), f"{where}: datasets")
         if not names:
             raise ConfigError(f"{where}: datasets must name at least one dataset")
         for name in names:
@@ -380,6 +396,8 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{where}: a sql agency needs dsn")
         if agency.kind == "http" and not agency.url:
             raise ConfigError(f"{where}: an http agency needs url")
+        if agency.kind == "graphql" and not agency.url:
+            raise ConfigError(f"{where}: a graphql agency needs url (its subgraph's endpoint)")
         if agency.timeout_ms < 1 or agency.max_concurrency < 1 or agency.retries < 0:
             raise ConfigError(
                 f"{where}: timeout_ms and max_concurrency must be positive, retries not negative"

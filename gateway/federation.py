@@ -74,12 +74,15 @@ class ResidentField:
 
     ``name``: camelCase, unique on ``Resident`` (``landParcels``). ``type``: a strawberry object
     type of this contribution. ``description``: what analysts read in GraphiQL (required).
-    ``build``: record -> object (see :data:`Builder`)."""
+    ``build``: record -> object (see :data:`Builder`). ``many``: whether the field is a list
+    of ``type``; None (the default) follows the dataset (a GraphQL subgraph's record holds
+    several fields, some lists and some not)."""
 
     name: str
     type: type
     description: str
     build: Builder
+    many: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -120,17 +123,39 @@ def installed() -> list[tuple[str, Contribution]]:
     return found
 
 
-def datasets() -> dict[str, Dataset]:
-    """Every known dataset: ours and the installed contributions'."""
-    return {**DATASETS, **{c.dataset.name: c.dataset for _, c in installed()}}
+def datasets(config: Config | None = None) -> dict[str, Dataset]:
+    """Every known dataset: ours, the installed contributions' and, given a configuration,
+    those of its GraphQL subgraph agencies."""
+    found = {**DATASETS, **{c.dataset.name: c.dataset for _, c in installed()}}
+    if config is not None:
+        found.update({c.dataset.name: c.dataset for _, c in subgraphs(config)})
+    return found
 
 
 def enabled(config: Config) -> list[tuple[str, Contribution]]:
-    """The installed contributions whose dataset the configuration names."""
+    """The installed contributions whose dataset the configuration names, and the
+    contributions of its GraphQL subgraph agencies (``kind = "graphql"``)."""
     from gateway.config import sources
 
     named = set(sources(config, complete=False)) | set(config.sources.unserved)
-    return [(where, c) for where, c in installed() if c.dataset.name in named]
+    found = [(where, c) for where, c in installed() if c.dataset.name in named]
+    return found + subgraphs(config)
+
+
+def subgraphs(config: Config) -> list[tuple[str, Contribution]]:
+    """What each ``kind = "graphql"`` agency contributes, read from its SDL (once per
+    process) and checked as a package's contribution is (``gateway.subgraph``)."""
+    from gateway import subgraph
+    from gateway.agencies import adapter_settings
+
+    found: list[tuple[str, Contribution]] = []
+    for agency in config.agencies.values():
+        if agency.kind == subgraph.KIND:
+            where = subgraph.where(agency)
+            c = subgraph.contribution(agency, adapter_settings(agency))
+            _check(c, agency.code, where)
+            found.append((where, c))
+    return found
 
 
 def _where(ep: EntryPoint) -> str:
@@ -213,7 +238,7 @@ def add_fields(
             if name not in _type_names(c):
                 raise ConfigError(f"{where}: type {name} is not its own")
             graphql_type: GraphQLOutputType = schema._schema.type_map[name]  # type: ignore[assignment]
-            if c.dataset.many:
+            if c.dataset.many if f.many is None else f.many:
                 graphql_type = GraphQLList(GraphQLNonNull(graphql_type))
             resident.fields[f.name] = GraphQLField(
                 graphql_type,

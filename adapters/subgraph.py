@@ -1,0 +1,201 @@
+"""An agency that runs an Apollo Federation v2 subgraph, read through ``_entities``.
+
+``[agencies.<code>] kind = "graphql"``, ``url = "https://vehicles.example/graphql"``. The
+gateway reads the subgraph's SDL at start-up (``gateway.subgraph``) and makes one dataset,
+named after the agency code, whose record holds the ``Resident`` fields the subgraph
+contributes. Its record class carries the fixed selection of those fields (every field of
+every object type they reach, computed from the SDL) as ``__selection__``; a batch is one
+request::
+
+    POST {url}   {"query": "query($representations: [_Any!]!) { _entities(representations:
+                  $representations) { ... on Resident { <selection> } } }",
+                  "variables": {"representations": [{"__typename": "Resident", "rrn": k}, ...]}}
+
+An entity whose contributed fields are all null (or empty lists) is "no record". A GraphQL
+error whose ``path`` is ``["_entities", i, ...]`` fails key ``i`` only; any other error,
+an HTTP error or a transport error fails the batch (AGENCY_UNAVAILABLE; a slow subgraph is
+AGENCY_TIMEOUT). Trust settings are those of :mod:`adapters.trust`, as for ``kind = "http"``.
+
+Like every adapter this module imports neither graphql-core nor strawberry: it sends text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from adapters.base import Adapter, AgencyFailure
+from adapters.http import _forget, _transport_problem
+from adapters.records import Dataset, record_from_mapping
+from adapters.trust import OAuth2ClientCredentials, TrustError, http_client_options
+
+ENTITIES = (
+    "query($representations: [_Any!]!) { _entities(representations: $representations) "
+    "{ ... on Resident { %s } } }"
+)
+SDL_QUERY = "{ _service { sdl } }"
+
+
+class SubgraphAdapter(Adapter):
+    """Settings: ``url`` (the subgraph's GraphQL endpoint, required), ``max_concurrency``
+    (default 10), ``timeout_ms`` (default 2000) and the trust settings of
+    :mod:`adapters.trust`. Serves one dataset, named after the agency code."""
+
+    def __init__(
+        self,
+        agency: str,
+        settings: Mapping[str, Any],
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(agency, settings)
+        self.datasets = frozenset({agency})
+        self.url = str(settings["url"])
+        self.connections = int(settings.get("max_concurrency", 10))
+        self.timeout = int(settings.get("timeout_ms", 2000)) / 1000
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._auth: OAuth2ClientCredentials | None = None
+        self._requests: set[asyncio.Task[httpx.Response]] = set()
+
+    async def start(self) -> None:
+        try:
+            options = http_client_options(
+                self.agency, self.settings, timeout=self.timeout, token_transport=self._transport
+            )
+        except TrustError as exc:
+            raise AgencyFailure(str(exc)) from None
+        self._auth = options.get("auth")
+        self._client = httpx.AsyncClient(
+            **options,
+            timeout=self.timeout,
+            limits=httpx.Limits(
+                max_connections=self.connections, max_keepalive_connections=self.connections
+            ),
+            transport=self._transport,
+        )
+
+    async def close(self) -> None:
+        for request in list(self._requests):
+            request.cancel()
+        await asyncio.gather(*self._requests, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        if self._auth is not None:
+            await self._auth.aclose()
+            self._auth = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise AgencyFailure(f"{self.agency}: adapter used before start()")
+        return self._client
+
+    async def ping(self) -> None:
+        await self.query("{ __typename }", {})
+
+    async def sdl(self) -> str:
+        """The subgraph's SDL (``_service { sdl }``)."""
+        data = await self.query(SDL_QUERY, {})
+        try:
+            sdl = data["_service"]["sdl"]
+        except (KeyError, TypeError):
+            sdl = None
+        if not isinstance(sdl, str):
+            raise AgencyFailure(f"{self.agency} answered no SDL for _service {{ sdl }}")
+        return sdl
+
+    async def query(self, query: str, variables: Mapping[str, Any]) -> Any:
+        """``data`` of one GraphQL request; raises AgencyFailure on any error."""
+        body = await self._post(query, variables)
+        if body.get("errors"):
+            raise AgencyFailure(f"{self.agency} answered {_errors(body['errors'])}")
+        return body.get("data")
+
+    async def fetch(self, dataset: Dataset, keys: Sequence[str]) -> Sequence[Any]:
+        if not keys:
+            return []
+        selection = getattr(dataset.record, "__selection__", None)
+        if not isinstance(selection, str) or dataset.name not in self.datasets:
+            raise AgencyFailure(f"{self.agency} does not serve {dataset.name}")
+        representations = [{"__typename": "Resident", "rrn": key} for key in keys]
+        body = await self._post(ENTITIES % selection, {"representations": representations})
+        failed: dict[int, str] = {}
+        for error in body.get("errors") or ():
+            index = _entity_index(error)
+            if index is not None and 0 <= index < len(keys):
+                failed.setdefault(index, _errors([error]))
+                continue
+            raise AgencyFailure(f"{self.agency} answered {_errors(body['errors'])}")
+        data = body.get("data")
+        entities = data.get("_entities") if isinstance(data, dict) else None
+        if not isinstance(entities, list) or len(entities) != len(keys):
+            raise AgencyFailure(f"{self.agency} answered something that is not an _entities list")
+        return [
+            AgencyFailure(f"{self.agency} answered {failed[i]}")
+            if i in failed
+            else self._entry(dataset, entity)
+            for i, entity in enumerate(entities)
+        ]
+
+    def _entry(self, dataset: Dataset, entity: Any) -> Any:
+        if entity is None:
+            return None
+        if not isinstance(entity, dict):
+            return AgencyFailure(f"{self.agency} sent a malformed {dataset.name} entity")
+        if all(value in (None, []) for value in entity.values()):
+            return None  # the subgraph knows nothing about this resident
+        try:
+            return record_from_mapping(dataset.record, entity)
+        except (KeyError, TypeError, ValueError) as exc:
+            problem = type(exc).__name__  # never the values: this text reaches operators
+            return AgencyFailure(
+                f"{self.agency} sent a malformed {dataset.name} entity ({problem})"
+            )
+
+    async def _post(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+        request = self.client.post(self.url, json={"query": query, "variables": variables})
+        try:
+            response = await self._send(request)
+        except httpx.TransportError as exc:
+            raise AgencyFailure(f"{self.agency}: {_transport_problem(exc)}") from exc
+        if response.status_code != 200:
+            raise AgencyFailure(f"{self.agency} answered HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise AgencyFailure(f"{self.agency} answered something that is not GraphQL")
+        return body
+
+    async def _send(self, request: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
+        # As HTTPAdapter._send: never cancel a request waiting for a pooled connection
+        # (encode/httpcore#1093); a cancelled fetch abandons it instead.
+        task = asyncio.ensure_future(request)
+        self._requests.add(task)
+        task.add_done_callback(_forget(self._requests))
+        return await asyncio.shield(task)
+
+
+def _entity_index(error: Any) -> int | None:
+    """The entity a GraphQL error is about (its path is ``["_entities", i, ...]``), if any."""
+    path = error.get("path") if isinstance(error, dict) else None
+    if isinstance(path, list) and len(path) > 1 and path[0] == "_entities":
+        index = path[1]
+        return index if isinstance(index, int) else None
+    return None
+
+
+def _errors(errors: Any) -> str:
+    """How many GraphQL errors, and the first one's code when it has one (never its
+    message: it may quote the resident's data)."""
+    count = len(errors) if isinstance(errors, list) else 1
+    first = errors[0] if isinstance(errors, list) and errors else {}
+    extensions = first.get("extensions") if isinstance(first, dict) else None
+    code = extensions.get("code") if isinstance(extensions, dict) else None
+    shown = f" ({code})" if isinstance(code, str) and code.isidentifier() else ""
+    return f"{count} GraphQL error(s){shown}"

@@ -1,0 +1,284 @@
+"""A federation v2 subgraph joins as it is: its SDL becomes a :class:`Contribution`.
+
+For an agency ``[agencies.<code>] kind = "graphql"``, start-up reads the subgraph's SDL
+(``{ _service { sdl } }``), finds the fields it adds to the ``Resident`` entity (``type
+Resident @key(fields: "rrn")``; ``rrn`` and ``@external`` fields are not contributions) and
+the object types they reach, and builds from them what an agency package would register by
+hand: one dataset named after the agency code (its record: the contributed fields), strawberry
+types carrying the subgraph's descriptions, and the ``Resident`` fields. From there it is an
+ordinary contribution (``gateway.federation``): same batching, cache, breaker, provenance,
+policy, consent, audit and cost.
+
+What is forwarded: the record is the whole selection of the contributed fields, every
+subfield of every object type they reach, fixed at start-up, so one cache entry per resident
+serves any query. "Only the selected subfields" is thus approximated by "only the
+contributed fields' known subfields": the subgraph never sees a field it did not contribute,
+but may be asked for a subfield this query did not select.
+
+Supported: object types, lists, non-null, and the scalars String, Int, Float, Boolean and ID.
+A subgraph using other scalars, enums, interfaces, unions or arguments on contributed fields,
+a type or field without a description, a name the schema already has, or a recursive type
+stops start-up with one line naming the agency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import keyword
+from collections.abc import Mapping
+from dataclasses import make_dataclass
+from typing import Any
+
+import strawberry
+from graphql import (
+    DocumentNode,
+    FieldDefinitionNode,
+    GraphQLError,
+    ListTypeNode,
+    NamedTypeNode,
+    NonNullTypeNode,
+    ObjectTypeDefinitionNode,
+    ObjectTypeExtensionNode,
+    StringValueNode,
+    TypeNode,
+    parse,
+)
+
+from adapters.base import AgencyFailure
+from adapters.records import DATASETS, Dataset
+from adapters.subgraph import SubgraphAdapter
+from gateway.config import AgencyConfig, ConfigError
+from gateway.federation import Contribution, ResidentField
+
+KIND = "graphql"
+SCALARS: dict[str, type] = {"String": str, "Int": int, "Float": float, "Boolean": bool, "ID": str}
+#: Fields that are federation's own, never contributions.
+_FEDERATION_FIELDS = {"_service", "_entities"}
+
+_read: dict[tuple[str, str], Contribution] = {}
+
+
+def where(agency: AgencyConfig) -> str:
+    return f"[agencies.{agency.code}] (graphql subgraph {agency.url or agency.settings.get('url')})"
+
+
+def contribution(agency: AgencyConfig, settings: Mapping[str, Any]) -> Contribution:
+    """The agency's contribution, read once per process (per code and url)."""
+    url = str(settings.get("url") or "")
+    found = _read.get((agency.code, url))
+    if found is None:
+        here = where(agency)
+        if not url:
+            raise ConfigError(f"{here}: a graphql agency needs url")
+        sdl = read_sdl(agency.code, settings, here)
+        found = _read[(agency.code, url)] = from_sdl(agency.code, sdl, here)
+    return found
+
+
+def read_sdl(code: str, settings: Mapping[str, Any], here: str) -> str:
+    """``_service { sdl }``, asked once at start-up (in a thread with a loop of its own, so
+    it works whether or not the caller runs one)."""
+
+    async def ask() -> str:
+        async with SubgraphAdapter(code, settings) as adapter:
+            return await adapter.sdl()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            return pool.submit(asyncio.run, ask()).result()
+        except AgencyFailure as exc:
+            raise ConfigError(f"{here}: cannot read its SDL: {exc}") from None
+
+
+def from_sdl(code: str, sdl: str, here: str) -> Contribution:
+    """Build the contribution from the subgraph's SDL; ConfigError (one line) otherwise."""
+
+    def refuse(problem: str) -> ConfigError:
+        return ConfigError(f"{here}: {problem}")
+
+    try:
+        document = parse(sdl)
+    except GraphQLError as exc:
+        raise refuse(f"its SDL does not parse ({exc.message})") from None
+    objects = _objects(document)
+    resident = objects.get("Resident")
+    if resident is None or not any(_keyed_by_rrn(node) for node in resident):
+        raise refuse('its SDL has no entity Resident @key(fields: "rrn")')
+    contributed = [
+        f
+        for node in resident
+        for f in node.fields or ()
+        if f.name.value != "rrn" and not _has(f, "external")
+    ]
+    if not contributed:
+        raise refuse("it contributes no Resident field")
+
+    built: dict[str, type] = {}
+    selections: dict[str, str] = {}
+    shapes: Shape = {}
+
+    def build(name: str, seen: tuple[str, ...]) -> type:
+        if name in built:
+            return built[name]
+        if name in seen:
+            raise refuse(f"type {name} is recursive (not supported)")
+        nodes = objects.get(name)
+        if not nodes:
+            raise refuse(f"type {name} is not an object type of its SDL (not supported)")
+        description = _description(nodes)
+        if not description:
+            raise refuse(f"type {name} has no description")
+        annotations: dict[str, Any] = {
+            "view": strawberry.Private[str], "subject": strawberry.Private[str]
+        }  # fmt: skip
+        namespace: dict[str, Any] = {"__annotations__": annotations}
+        parts: list[str] = []
+        shape: list[tuple[str, str, type | None]] = []
+        for f in (f for node in nodes for f in node.fields or ()):
+            shown = f"{name}.{f.name.value}"
+            if not f.description:
+                raise refuse(f"field {shown} has no description")
+            if f.arguments:
+                raise refuse(f"field {shown} takes arguments (not supported)")
+            python, nested = _annotation(f.type, lambda n: build(n, (*seen, name)))
+            attribute = _python_name(f.name.value)
+            shape.append((attribute, f.name.value, None if nested is None else built[nested]))
+            sub = "" if nested is None else f" {{ {selections[nested]} }}"
+            annotations[attribute] = python
+            namespace[attribute] = strawberry.field(
+                name=f.name.value, description=f.description.value
+            )
+            parts.append(f"{f.name.value}{sub}")
+        cls = type(name, (), namespace)
+        cls.__module__ = __name__
+        built[name] = strawberry.type(cls, name=name, description=description)
+        shapes[built[name]] = shape
+        selections[name] = " ".join(parts)
+        return built[name]
+
+    fields: list[ResidentField] = []
+    record_fields: list[tuple[str, Any]] = []
+    selection: list[str] = []
+    for f in contributed:
+        name = f.name.value
+        shown = f"Resident.{name}"
+        if name in _FEDERATION_FIELDS or name.startswith("__"):
+            continue
+        if not f.description:
+            raise refuse(f"field {shown} has no description")
+        if f.arguments:
+            raise refuse(f"field {shown} takes arguments (not supported)")
+        if keyword.iskeyword(name) or name in ("view", "subject"):
+            raise refuse(f"field {shown}: its name cannot be a record field")
+        named, many = _resident_field_type(f.type)
+        if named is None:
+            raise refuse(f"field {shown} is not an object type or a list of one (not supported)")
+        if named in SCALARS:
+            raise refuse(f"field {shown} is a scalar; only object types can be contributed")
+        cls = build(named, ())
+        fields.append(
+            ResidentField(name, cls, f.description.value, _builder(name, cls, many, shapes), many)
+        )
+        record_fields.append((name, Any))
+        selection.append(f"{name} {{ {selections[named]} }}")
+    if code in DATASETS:
+        raise refuse(f"its dataset is named after the agency, and dataset {code} already exists")
+    record = make_dataclass(
+        f"{code.title().replace('_', '')}Entity", record_fields, frozen=True, slots=True
+    )
+    record.__selection__ = " ".join(selection)  # type: ignore[attr-defined]
+    record.__module__ = __name__
+    return Contribution(
+        dataset=Dataset(code, record), types=tuple(built.values()), fields=tuple(fields)
+    )
+
+
+def _objects(document: DocumentNode) -> dict[str, list[ObjectTypeDefinitionNode]]:
+    found: dict[str, list[Any]] = {}
+    for node in document.definitions:
+        if isinstance(node, ObjectTypeDefinitionNode | ObjectTypeExtensionNode):
+            found.setdefault(node.name.value, []).append(node)
+    return found
+
+
+def _keyed_by_rrn(node: Any) -> bool:
+    for directive in node.directives or ():
+        if directive.name.value != "key":
+            continue
+        for argument in directive.arguments:
+            value = argument.value
+            if (
+                argument.name.value == "fields"
+                and isinstance(value, StringValueNode)
+                and value.value.split() == ["rrn"]
+            ):
+                return True
+    return False
+
+
+def _has(node: FieldDefinitionNode, directive: str) -> bool:
+    return any(d.name.value == directive for d in node.directives or ())
+
+
+def _description(nodes: list[Any]) -> str | None:
+    return next((n.description.value for n in nodes if getattr(n, "description", None)), None)
+
+
+def _python_name(name: str) -> str:
+    """The attribute holding a GraphQL field (the GraphQL name is given explicitly)."""
+    return f"f_{name}"
+
+
+def _annotation(node: TypeNode, build: Any, nullable: bool = True) -> tuple[Any, str | None]:
+    """The Python annotation of a GraphQL type, and the object type it names (if any)."""
+    if isinstance(node, NonNullTypeNode):
+        return _annotation(node.type, build, nullable=False)
+    nested: str | None = None
+    if isinstance(node, ListTypeNode):
+        inner, nested = _annotation(node.type, build)
+        python: Any = list[inner]  # type: ignore[valid-type]
+    else:
+        assert isinstance(node, NamedTypeNode)
+        name = node.name.value
+        if name in SCALARS:
+            python = SCALARS[name]
+        else:
+            python, nested = build(name), name
+    return (python | None if nullable else python), nested
+
+
+def _resident_field_type(node: TypeNode) -> tuple[str | None, bool]:
+    """The named type of a contributed field and whether it is a list of it."""
+    if isinstance(node, NonNullTypeNode):
+        node = node.type
+    many = isinstance(node, ListTypeNode)
+    if isinstance(node, ListTypeNode):
+        node = node.type
+        if isinstance(node, NonNullTypeNode):
+            node = node.type
+    return (node.name.value if isinstance(node, NamedTypeNode) else None), many
+
+
+#: Strawberry class -> (attribute, GraphQL name, nested strawberry class or None) per field.
+Shape = dict[type, list[tuple[str, str, type | None]]]
+
+
+def _builder(name: str, cls: type, many: bool, shapes: Shape) -> Any:
+    def build(record: Any, view: str, subject: str) -> Any:
+        return _value(getattr(record, name), cls, view, subject, shapes)
+
+    return build
+
+
+def _value(value: Any, cls: type | None, view: str, subject: str, shapes: Shape) -> Any:
+    """A JSON value of the subgraph as the strawberry objects of the composed types."""
+    if value is None or cls is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_value(item, cls, view, subject, shapes) for item in value]
+    values = {
+        attribute: _value(value.get(graphql), nested, view, subject, shapes)
+        for attribute, graphql, nested in shapes[cls]
+    }
+    return cls(**values, view=view, subject=subject)
