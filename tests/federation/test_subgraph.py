@@ -262,7 +262,7 @@ async def test_static_header_and_batch_errors(monkeypatch: pytest.MonkeyPatch) -
         return httpx.Response(200, json=next(answers))
 
     monkeypatch.setenv("VEHICLE_AUTH", "X-Api-Key: s3cret-key")
-    settings = {"url": "http://vehicle.test/graphql", "auth_header": "env:VEHICLE_AUTH"}
+    settings = {"url": "https://vehicle.test/graphql", "auth_header": "env:VEHICLE_AUTH"}
     dataset = from_sdl("vehicle", _sdl(), HERE).dataset
     async with SubgraphAdapter("vehicle", settings, httpx.MockTransport(handler)) as adapter:
         with pytest.raises(
