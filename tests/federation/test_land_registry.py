@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import strawberry
 
+from adapters.base import Adapter
 from adapters.records import Dataset
+from adapters.testing import AdapterCompliance
 from gateway import federation
 from gateway.config import AgencyConfig, ConfigError, PolicyConfig
 from gateway.federation import Contribution
@@ -259,3 +261,28 @@ async def test_a_package_whose_record_builder_fails_is_an_agency_failure(
     [error] = body["errors"]
     assert error["extensions"] == {"code": "AGENCY_UNAVAILABLE", "agency": "land"}
     assert HEAD_RRN not in str(body)
+
+
+class TestLandRegistryCompliance(AdapterCompliance):
+    """The worked example passes the compliance suite any integrator's adapter runs."""
+
+    @pytest.fixture(autouse=True)
+    def _registry(self, land_registry: Any, land_agency: Mapping[str, Any]) -> None:
+        self.table = dict(land_agency)
+        self.dataset = _contribution(land_registry).dataset
+        candidates = [rrn for rrn, *_ in members()]
+        self.present = [r for r in candidates if land_registry.parcels(r)][:2]
+        self.absent = [r for r in candidates if not land_registry.parcels(r)][:1]
+        assert self.present
+        assert self.absent
+
+    def filler_keys(self, count: int) -> list[str]:
+        """Keys the example registry has no parcels for (it makes parcels up from the RRN)."""
+        parcels = importlib.import_module("land_registry.server").parcels
+        keys = (f"990101-9{n:06d}" for n in range(10 * count + 100))
+        return [key for key in keys if not parcels(key)][:count]
+
+    def make_adapter(self) -> Adapter:
+        adapter_module = importlib.import_module("land_registry.adapter")
+        adapter: Adapter = adapter_module.LandRegistryAdapter("land", self.table)
+        return adapter
