@@ -22,14 +22,18 @@ from adapters.records import Dataset, record_from_mapping
 from adapters.trust import OAuth2ClientCredentials, TrustError, http_client_options
 
 
-class HTTPAdapter(Adapter):
-    """Settings: ``url`` (required), ``max_concurrency`` (connection limit, default 10),
-    ``timeout_ms`` (socket timeouts, default 2000), and the trust settings of
-    :mod:`adapters.trust`: ``ca_file``, ``client_cert``, ``client_key``,
-    ``client_key_password``, ``oauth2_token_url``, ``oauth2_client_id``,
+class HTTPClientAdapter(Adapter):
+    """What every adapter over httpx shares: one client per agency with the trust settings
+    of :mod:`adapters.trust`, a connection limit, and requests that are never cancelled in
+    flight (see :meth:`_send`). Subclasses add the protocol: ``fetch`` and ``ping``.
+
+    Settings: ``url`` (required), ``max_concurrency`` (connection limit, default 10),
+    ``timeout_ms`` (socket timeouts, default 2000), and ``ca_file``, ``client_cert``,
+    ``client_key``, ``client_key_password``, ``oauth2_token_url``, ``oauth2_client_id``,
     ``oauth2_client_secret``, ``oauth2_scope``, ``auth_header``."""
 
-    datasets = frozenset({"taxes", "military_service", "insurance", "pension"})
+    #: Whether ``url`` is the client's base URL (paths below it) or the one endpoint itself.
+    url_is_base = True
 
     def __init__(
         self,
@@ -38,7 +42,8 @@ class HTTPAdapter(Adapter):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(agency, settings)
-        self.url = str(settings["url"]).rstrip("/")
+        url = str(settings["url"])
+        self.url = url.rstrip("/") if self.url_is_base else url
         self.connections = int(settings.get("max_concurrency", 10))
         self.timeout = int(settings.get("timeout_ms", 2000)) / 1000
         self._transport = transport
@@ -54,9 +59,10 @@ class HTTPAdapter(Adapter):
         except TrustError as exc:
             raise AgencyFailure(str(exc)) from None
         self._auth = options.get("auth")
+        if self.url_is_base:
+            options["base_url"] = self.url
         self._client = httpx.AsyncClient(
             **options,
-            base_url=self.url,
             timeout=self.timeout,
             limits=httpx.Limits(
                 max_connections=self.connections, max_keepalive_connections=self.connections
@@ -81,6 +87,22 @@ class HTTPAdapter(Adapter):
             raise AgencyFailure(f"{self.agency}: adapter used before start()")
         return self._client
 
+    async def _send(self, request: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
+        # httpcore keeps a pool slot for ever when a request is cancelled while it waits for
+        # a connection (encode/httpcore#1093): after max_concurrency of the gateway's
+        # timeouts every call fails with PoolTimeout. So a request is never cancelled: a
+        # cancelled fetch abandons it, and it ends within the client's own timeout.
+        task = asyncio.ensure_future(request)
+        self._requests.add(task)
+        task.add_done_callback(_forget(self._requests))
+        return await asyncio.shield(task)
+
+
+class HTTPAdapter(HTTPClientAdapter):
+    """Our JSON batch protocol (above). Settings: those of :class:`HTTPClientAdapter`."""
+
+    datasets = frozenset({"taxes", "military_service", "insurance", "pension"})
+
     async def ping(self) -> None:
         response = await self._send(self.client.get("/healthz"))
         response.raise_for_status()
@@ -104,16 +126,6 @@ class HTTPAdapter(Adapter):
         if len(entries) != len(keys):
             raise AgencyFailure(f"{self.agency} answered {len(entries)} entries for {len(keys)}")
         return [self._entry(dataset, entry) for entry in entries]
-
-    async def _send(self, request: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
-        # httpcore keeps a pool slot for ever when a request is cancelled while it waits for
-        # a connection (encode/httpcore#1093): after max_concurrency of the gateway's
-        # timeouts every call fails with PoolTimeout. So a request is never cancelled: a
-        # cancelled fetch abandons it, and it ends within the client's own timeout.
-        task = asyncio.ensure_future(request)
-        self._requests.add(task)
-        task.add_done_callback(_forget(self._requests))
-        return await asyncio.shield(task)
 
     def _entry(self, dataset: Dataset, entry: Any) -> Any:
         try:

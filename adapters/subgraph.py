@@ -21,16 +21,14 @@ Like every adapter this module imports neither graphql-core nor strawberry: it s
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from adapters.base import Adapter, AgencyFailure
-from adapters.http import _forget, _transport_problem
+from adapters.base import AgencyFailure
+from adapters.http import HTTPClientAdapter, _transport_problem
 from adapters.records import Dataset, record_from_mapping
-from adapters.trust import OAuth2ClientCredentials, TrustError, http_client_options
 
 ENTITIES = (
     "query($representations: [_Any!]!) { _entities(representations: $representations) "
@@ -39,10 +37,12 @@ ENTITIES = (
 SDL_QUERY = "{ _service { sdl } }"
 
 
-class SubgraphAdapter(Adapter):
-    """Settings: ``url`` (the subgraph's GraphQL endpoint, required), ``max_concurrency``
-    (default 10), ``timeout_ms`` (default 2000) and the trust settings of
-    :mod:`adapters.trust`. Serves one dataset, named after the agency code."""
+class SubgraphAdapter(HTTPClientAdapter):
+    """Settings: ``url`` (the subgraph's GraphQL endpoint, required) and those of
+    :class:`adapters.http.HTTPClientAdapter` (connections, timeout, trust). Serves one
+    dataset, named after the agency code."""
+
+    url_is_base = False  # the endpoint itself: every request is a POST to it
 
     def __init__(
         self,
@@ -50,49 +50,8 @@ class SubgraphAdapter(Adapter):
         settings: Mapping[str, Any],
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(agency, settings)
+        super().__init__(agency, settings, transport)
         self.datasets = frozenset({agency})
-        self.url = str(settings["url"])
-        self.connections = int(settings.get("max_concurrency", 10))
-        self.timeout = int(settings.get("timeout_ms", 2000)) / 1000
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
-        self._auth: OAuth2ClientCredentials | None = None
-        self._requests: set[asyncio.Task[httpx.Response]] = set()
-
-    async def start(self) -> None:
-        try:
-            options = http_client_options(
-                self.agency, self.settings, timeout=self.timeout, token_transport=self._transport
-            )
-        except TrustError as exc:
-            raise AgencyFailure(str(exc)) from None
-        self._auth = options.get("auth")
-        self._client = httpx.AsyncClient(
-            **options,
-            timeout=self.timeout,
-            limits=httpx.Limits(
-                max_connections=self.connections, max_keepalive_connections=self.connections
-            ),
-            transport=self._transport,
-        )
-
-    async def close(self) -> None:
-        for request in list(self._requests):
-            request.cancel()
-        await asyncio.gather(*self._requests, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        if self._auth is not None:
-            await self._auth.aclose()
-            self._auth = None
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise AgencyFailure(f"{self.agency}: adapter used before start()")
-        return self._client
 
     async def ping(self) -> None:
         await self.query("{ __typename }", {})
@@ -171,14 +130,6 @@ class SubgraphAdapter(Adapter):
         if not isinstance(body, dict):
             raise AgencyFailure(f"{self.agency} answered something that is not GraphQL")
         return body
-
-    async def _send(self, request: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
-        # As HTTPAdapter._send: never cancel a request waiting for a pooled connection
-        # (encode/httpcore#1093); a cancelled fetch abandons it instead.
-        task = asyncio.ensure_future(request)
-        self._requests.add(task)
-        task.add_done_callback(_forget(self._requests))
-        return await asyncio.shield(task)
 
 
 def _entity_index(error: Any) -> int | None:
