@@ -19,7 +19,7 @@ from adapters.base import Adapter
 from adapters.records import Dataset
 from adapters.testing import AdapterCompliance
 from gateway import federation
-from gateway.config import AgencyConfig, ConfigError, PolicyConfig
+from gateway.config import AgencyConfig, Config, ConfigError, PolicyConfig
 from gateway.federation import Contribution
 from gateway.graphql_schema import build_schema
 from tests.access.conftest import fetch
@@ -73,6 +73,25 @@ def land_agency(land_registry: Any) -> Iterator[Mapping[str, Any]]:
         yield tables["land"]
 
 
+def land_config(
+    agency_db: ScratchDatabase,
+    http_agencies: dict[str, str],
+    land_agency: Mapping[str, Any],
+    policy: Path,
+) -> Config:
+    """The test gateway with the land registry as a sixth agency, under POLICY."""
+    policy.write_text(POLICY)
+    table = dict(land_agency)
+    agency = AgencyConfig(
+        code="land", kind=table["kind"], url=table["url"], cache=False,
+        datasets=tuple(table["datasets"]), settings=table,
+    )  # fmt: skip
+    return make_config(
+        agency_db.dsn, http_agencies, agencies={"land": agency},
+        policy=PolicyConfig(file=str(policy)),
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 async def land(
     agency_db: ScratchDatabase,
@@ -81,16 +100,7 @@ async def land(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[GatewayClient]:
     policy = tmp_path_factory.mktemp("land") / "policy.toml"
-    policy.write_text(POLICY)
-    table = dict(land_agency)
-    agency = AgencyConfig(
-        code="land", kind=table["kind"], url=table["url"], cache=False,
-        datasets=tuple(table["datasets"]), settings=table,
-    )  # fmt: skip
-    config = make_config(
-        agency_db.dsn, http_agencies, agencies={"land": agency},
-        policy=PolicyConfig(file=str(policy)),
-    )  # fmt: skip
+    config = land_config(agency_db, http_agencies, land_agency, policy)
     async with gateway_client(config, token("land_officer", agency="welfare")) as gateway:
         yield gateway
 
@@ -245,16 +255,7 @@ async def test_a_package_whose_record_builder_fails_is_an_agency_failure(
     ),))  # fmt: skip
     monkeypatch.setattr(module, "CONTRIBUTION", failing)
     policy = tmp_path / "policy.toml"
-    policy.write_text(POLICY)
-    table = dict(land_agency)
-    agency = AgencyConfig(
-        code="land", kind=table["kind"], url=table["url"], cache=False,
-        datasets=tuple(table["datasets"]), settings=table,
-    )  # fmt: skip
-    config = make_config(
-        agency_db.dsn, http_agencies, agencies={"land": agency},
-        policy=PolicyConfig(file=str(policy)),
-    )  # fmt: skip
+    config = land_config(agency_db, http_agencies, land_agency, policy)
     async with gateway_client(config, token("land_officer", agency="welfare")) as gateway:
         body = await gateway.query(QUERY, {"rrn": HEAD_RRN, "purpose": "WELFARE_ELIGIBILITY"})
     assert body["data"]["resident"]["landParcels"] is None

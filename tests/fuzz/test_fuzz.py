@@ -402,9 +402,12 @@ async def test_introspection_off(
 
 
 def test_case_count() -> None:
-    """Runs last: the run did what it promised (when every fuzz test ran)."""
-    if set(CASES) != set(BASE):
-        pytest.skip("not every fuzz test ran")
+    """Runs last: every fuzz test that ran tried its share of cases (hypothesis stops early
+    only when it runs out of distinct inputs); a whole run tries at least 5,000."""
     total = sum(CASES.values())
     print(f"fuzz cases: {total} {dict(CASES)}; outcomes {dict(OUTCOMES.most_common())}")
-    assert total >= min(TARGET, 5000)
+    scale = TARGET / sum(BASE.values())
+    short = {name: n for name, n in CASES.items() if n < BASE[name] * scale * 0.5}
+    assert not short, f"fuzz tests that tried under half their cases: {short}"
+    if set(CASES) == set(BASE):
+        assert total >= min(TARGET, 5000)
