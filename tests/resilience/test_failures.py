@@ -209,13 +209,13 @@ async def timed(gateway: GatewayClient, rrn: str, started: float) -> tuple[float
 async def test_at_most_max_concurrency_batches_are_in_flight(
     agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent
 ) -> None:
-    await nts.fault("ok", delay_ms=300)
+    await nts.fault("ok", delay_ms=600)
     config = make_config(
         agency_db.dsn,
         http_agencies,
         agencies={
             "nts": http_agency(
-                "nts", nts.url, max_concurrency=2, timeout_ms=5000, retries=0, cache=False
+                "nts", nts.url, max_concurrency=2, timeout_ms=8000, retries=0, cache=False
             )
         },
     )
@@ -232,10 +232,11 @@ async def test_at_most_max_concurrency_batches_are_in_flight(
     assert after["calls"] - before["calls"] == 3
     assert after["keys"] - before["keys"] == 6
     done = sorted(elapsed for elapsed, _ in results)
-    # 300 ms a call, two at a time: two done after about 0.3 s, the merged four after 0.6 s.
-    # Six at a time would finish all after about 0.3 s.
-    assert sum(t < 0.45 for t in done) == 2, done
-    assert done[-1] >= 0.55, done
+    # 600 ms a call, two at a time: two done after about 0.6 s, the merged four after 1.2 s.
+    # Six at a time would finish all together after about 0.6 s. The gap between the second
+    # and the third answer is one call's delay, however slow the (shared, noisy) machine is.
+    assert done[2] - done[1] >= 0.4, done
+    assert done[-1] >= 1.1, done
 
 
 async def test_waiting_for_the_concurrency_limit_does_not_open_the_circuit(
