@@ -8,10 +8,13 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import config as config_module
 from gateway.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from gateway.graphiql import DemoRole
 
 SAMPLE_QUERY = """\
 {{
@@ -327,12 +330,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(
             f"\nGraphiQL: {url}\n\nTry this query there (a real demo resident):\n\n"
             f"{SAMPLE_QUERY.format(rrn=rrn)}\n\n"
-            "Every request needs a token. In GraphiQL open Headers and paste\n"
-            '  {"Authorization": "Bearer <token>"}\n'
-            "with one of these (valid 12 hours; `gateway token --role ROLE` makes more):\n",
+            "Every request needs a token: in GraphiQL pick a role at the top (it fills the\n"
+            "Authorization header), or use one of these elsewhere (valid 12 hours;\n"
+            "`gateway token --role ROLE` makes more):\n",
             flush=True,
         )
-        print_demo_tokens(demo_config, rrn)
+        tokens = demo_tokens(demo_config, rrn)
+        for role, token in tokens.items():
+            print(f"  {role:<25} {token}")
         print(
             "\nWith the welfare_officer token the query above shows field-level authorization:"
             "\nmilitaryService is FORBIDDEN for welfare, and taxes need the resident's consent."
@@ -343,9 +348,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "\nPress Ctrl-C to stop.\n",
             flush=True,
         )
-        uvicorn.run(
-            create_app(demo_config), host=host, port=port, access_log=False, log_config=None
-        )
+        app = create_app(demo_config, demo_roles=demo_roles(tokens), sample_rrn=rrn)
+        uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
     return 0
 
 
@@ -467,12 +471,13 @@ def cmd_demo_agency(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_demo_tokens(config: Config, rrn: str) -> None:
+def demo_tokens(config: Config, rrn: str) -> dict[str, str]:
+    """A 12-hour token for each demo role (the citizen's is the sample resident's)."""
     from gateway.auth import issue_token
     from gateway.demo.embedded import DEMO_ROLES
 
-    for role, agency in DEMO_ROLES.items():
-        token = issue_token(
+    return {
+        role: issue_token(
             config.auth,
             sub=f"demo-{role}",
             roles=[role],
@@ -480,7 +485,22 @@ def print_demo_tokens(config: Config, rrn: str) -> None:
             rrn=rrn if role == "citizen" else None,
             ttl_s=12 * 3600,
         )
-        print(f"  {role:<25} {token}")
+        for role, agency in DEMO_ROLES.items()
+    }
+
+
+def demo_roles(tokens: dict[str, str]) -> list[DemoRole]:
+    """The GraphiQL page's role picker: each demo role, its description and its token."""
+    import tomllib
+
+    from gateway.graphiql import DemoRole
+    from gateway.runtime import DEMO_POLICY
+
+    roles = tomllib.loads(DEMO_POLICY.read_text())["roles"]
+    return [
+        DemoRole(role, str(roles.get(role, {}).get("description", "")), token)
+        for role, token in tokens.items()
+    ]
 
 
 def cmd_token(args: argparse.Namespace) -> int:

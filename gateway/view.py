@@ -13,7 +13,7 @@ from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -91,6 +91,14 @@ class GatewayView(GraphQL[Context, None]):
         self.limits = runtime.config.limits
         self.persisted: PersistedDocuments | None = None  # set by create_app
         self.rate_limiter = RateLimiter(self.limits, runtime.config.cache)
+        self.ide_html = ""  # set by create_app (gateway.graphiql.page_html)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Our GraphiQL page (every asset served by the gateway), not strawberry's, which
+        loads React and GraphiQL from a public CDN."""
+        from gateway.graphiql import page_response
+
+        return page_response(self.ide_html)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
