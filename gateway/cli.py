@@ -203,8 +203,40 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(check_manifest)
     check_manifest.set_defaults(handler=cmd_persisted_check)
 
-    schema = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
+    schema = sub.add_parser(
+        "schema",
+        help="print the GraphQL schema (SDL or introspection JSON), or diff two schemas",
+        description=(
+            "Print the schema this configuration serves (without one: the embedded demo's), "
+            "each field's description ending with the policy's access line. `gateway schema "
+            "diff OLD [NEW]` lists the changes from OLD to NEW (default: the current schema)."
+        ),
+    )
+    schema.add_argument(
+        "--format",
+        choices=["sdl", "json"],
+        default="sdl",
+        help="sdl (default) or json: the introspection result a client gets",
+    )
+    _config_arg(schema)
     schema.set_defaults(handler=cmd_schema)
+    schema_sub = schema.add_subparsers(metavar="ACTION")
+    schema_diff = schema_sub.add_parser(
+        "diff",
+        help="list the changes between two schemas, breaking and dangerous ones flagged",
+        description=(
+            "Compare two schemas, each an SDL file or an introspection result (.json, as "
+            "`gateway schema --format json` writes). One line per change: BREAKING (existing "
+            "operations fail), DANGEROUS (they may behave differently) or SAFE. Exit 1 when "
+            "any change is breaking, 0 otherwise, 2 when a file is not a schema."
+        ),
+    )
+    schema_diff.add_argument("old", metavar="OLD", help="the schema clients use now")
+    schema_diff.add_argument(
+        "new", metavar="NEW", nargs="?", help="the schema to compare (default: the current one)"
+    )
+    _config_arg(schema_diff)
+    schema_diff.set_defaults(handler=cmd_schema_diff)
 
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     _config_arg(check)
@@ -374,11 +406,67 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
-    from gateway.graphql_schema import build_schema
+def _served_schema(args: argparse.Namespace) -> Any:
+    """The schema the configuration serves (the demo's without one), its descriptions
+    carrying the policy's access lines as GraphiQL shows them."""
+    from gateway import policy as policy_module
+    from gateway.graphql_schema import (
+        PURPOSES,
+        agency_fields,
+        build_schema,
+        describe_access,
+        resident_types,
+        schema_fields,
+        schema_for,
+    )
+    from gateway.runtime import DEMO_POLICY, load_policy
 
-    print(build_schema().as_str())
+    config = _load(args)
+    if config is None:
+        schema = build_schema()
+        policy = policy_module.load(
+            DEMO_POLICY,
+            schema_fields(schema),
+            PURPOSES,
+            resident_types=resident_types(schema),
+            consentable=agency_fields(schema),
+        )
+    else:
+        schema = schema_for(config)
+        policy = load_policy(config, schema)
+    describe_access(schema, policy)
+    return schema
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from gateway.schema_diff import introspection
+
+    schema = _served_schema(args)
+    if args.format == "json":
+        print(json.dumps(introspection(schema._schema), indent=2, ensure_ascii=False))
+    else:
+        print(schema.as_str())
     return 0
+
+
+def cmd_schema_diff(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.schema_diff import Severity, diff, load
+
+    old = load(Path(args.old))
+    new = load(Path(args.new)) if args.new else _served_schema(args)._schema
+    changes = diff(old, new)
+    for change in changes:
+        print(change.line())
+    counts = {s: sum(c.severity is s for c in changes) for s in Severity}
+    print(
+        f"{len(changes)} changes: {counts[Severity.BREAKING]} breaking, "
+        f"{counts[Severity.DANGEROUS]} dangerous, {counts[Severity.SAFE]} safe"
+    )
+    return 1 if counts[Severity.BREAKING] else 0
 
 
 def _limits_schema(args: argparse.Namespace) -> Any:
