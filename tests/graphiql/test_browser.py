@@ -105,11 +105,23 @@ def test_demo_role_picker_runs_the_sample_and_documents_the_schema(
         expect(docs).to_contain_text("Resident")
         docs.locator(".graphiql-doc-explorer-type-name", has_text="Resident").first.click()
         expect(docs.locator(".graphiql-doc-explorer-title")).to_have_text("Resident")
-        expect(docs).to_contain_text("welfare_officer for WELFARE_ELIGIBILITY")
+        # A field's own page shows its whole description, the policy's access line included.
+        docs.locator(".graphiql-doc-explorer-field-name", has_text="taxes").first.click()
+        expect(docs.locator(".graphiql-doc-explorer-title")).to_have_text("taxes")
+        expect(
+            docs.get_by_text("welfare_officer for WELFARE_ELIGIBILITY (consent)", exact=False)
+        ).to_be_visible()
 
         stored = page.evaluate(
             "() => [JSON.stringify(localStorage), JSON.stringify(sessionStorage)]"
         )
+
+        # Another role: the unedited example gives way to that role's; the Example list
+        # opens the others.
+        page.get_by_label("Role").select_option("citizen")
+        expect(query).to_contain_text("query Me")
+        page.get_by_label("Example").select_option(label="myConsents")
+        expect(query).to_contain_text("query MyConsents")
     welfare = next(d.token for d in roles if d.role == "welfare_officer")
     assert welfare not in stored[0], "a token was written to localStorage"
     assert welfare in stored[1]
