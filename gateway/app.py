@@ -202,7 +202,7 @@ def create_app(
             Route(
                 "/graphiql/examples",
                 graphiql.examples_endpoint(
-                    rt, examples_by_role(schema._schema, rt.policy, sample_rrn)
+                    view, examples_by_role(schema._schema, rt.policy, sample_rrn)
                 ),
             ),
             Route("/healthz", healthz),

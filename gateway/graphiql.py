@@ -18,10 +18,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, Unauthenticated
 from gateway.examples import Example
-from gateway.runtime import Runtime
-from gateway.view import error_response
+from gateway.view import GatewayView, error_response
 
 TITLE = "Resident Gateway"
 #: Where the vendored files are served (relative to the page, so a path prefix in front of the
@@ -104,13 +103,17 @@ def page_response(html: str) -> Response:
     )
 
 
-def examples_endpoint(rt: Runtime, by_role: Mapping[str, Sequence[Example]]) -> Any:
+def examples_endpoint(view: GatewayView, by_role: Mapping[str, Sequence[Example]]) -> Any:
     """``GET graphiql/examples``: the example operations of the caller's roles (a bearer
-    token, as for /graphql)."""
+    token, as for /graphql; refused tokens count against the client's address there too)."""
 
     async def examples(request: Request) -> Response:
         try:
-            principal = await rt.authenticate(request.headers.get("authorization"))
+            try:
+                principal = await view.runtime.authenticate(request.headers.get("authorization"))
+            except Unauthenticated:
+                await view.charge_address(request)  # 429 once the address is over its limit
+                raise
         except GatewayError as exc:
             return error_response(exc)
         seen: set[str] = set()

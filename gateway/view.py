@@ -118,7 +118,7 @@ class GatewayView(GraphQL[Context, None]):
             except GatewayError:
                 # Refused before the token is read: counted against the client's address,
                 # so malformed requests are limited too (429 once the address is over).
-                await self._charge_address(request)
+                await self.charge_address(request)
                 raise
             if not _wants_graphiql(request):
                 principal = await self._authenticate(request)
@@ -148,7 +148,7 @@ class GatewayView(GraphQL[Context, None]):
             response.headers["X-Client-Request-ID"] = mask_rrns(client_id)
         await response(scope, receive, send)
 
-    async def _charge_address(self, request: Request) -> None:
+    async def charge_address(self, request: Request) -> None:
         """Charge a request no principal answers for to the client's address."""
         client = request.client.host if request.client else None
         await self.rate_limiter.admit(address_key(client))
@@ -158,7 +158,7 @@ class GatewayView(GraphQL[Context, None]):
             principal = await self.runtime.authenticate(request.headers.get("authorization"))
         except Unauthenticated:
             # Token guessing is limited by address (and still answered 401 until over).
-            await self._charge_address(request)
+            await self.charge_address(request)
             raise
         _per_request(request)["principal"] = principal
         return principal

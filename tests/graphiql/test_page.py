@@ -5,6 +5,7 @@ with that role's token without a single FORBIDDEN."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 from importlib.resources import files
@@ -21,6 +22,7 @@ from gateway.graphiql import CSP, DemoRole
 from tests.access.conftest import DEMO
 from tests.conftest import ScratchDatabase, make_config, token
 from tests.data import HEAD_RRN
+from tests.resilience.conftest import cache_of
 
 STATIC = files("gateway") / "static" / "graphiql"
 HTML = {"accept": "text/html,application/xhtml+xml"}
@@ -130,3 +132,18 @@ async def test_each_roles_examples_run_without_forbidden_fields(
     assert seen["military_officer"][0] == "ResidentForMilitaryAdministration"
     assert seen["analyst"] == ["Agencies"]
     assert seen["agency_system"] == []  # it calls no query
+
+
+async def test_token_guessing_at_the_examples_is_limited_by_address(
+    demo_policy_config: Config,
+) -> None:
+    limits = dataclasses.replace(demo_policy_config.limits, rate_requests=2)
+    limited = dataclasses.replace(demo_policy_config, limits=limits, cache=cache_of("memory"))
+    async with serve(limited) as http:
+        bad = {"authorization": "Bearer guess"}
+        assert (await http.get("/graphiql/examples", headers=bad)).status_code == 401
+        assert (await http.get("/graphiql/examples", headers=bad)).status_code == 401
+        third = await http.get("/graphiql/examples", headers=bad)
+    assert third.status_code == 429
+    assert third.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert int(third.headers["retry-after"]) >= 1
