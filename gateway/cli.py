@@ -380,7 +380,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "\nPress Ctrl-C to stop.\n",
             flush=True,
         )
-        app = create_app(demo_config, demo_roles=demo_roles(tokens), sample_rrn=rrn)
+        # The page is open to whoever reaches the port: it carries the demo's tokens only
+        # while the demo listens on this machine alone.
+        picker = demo_roles(tokens) if _loopback(host) else None
+        if picker is None:
+            print(f"GraphiQL has no role picker: {host} is reachable from other machines.\n")
+        app = create_app(demo_config, demo_roles=picker, sample_rrn=rrn)
         uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
     return 0
 
@@ -557,6 +562,17 @@ def cmd_demo_agency(args: argparse.Namespace) -> int:
         fault=args.fault,
     )
     return 0
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def demo_tokens(config: Config, rrn: str) -> dict[str, str]:

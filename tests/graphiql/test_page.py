@@ -16,6 +16,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from gateway.app import create_app
+from gateway.cli import _loopback
 from gateway.config import Config
 from gateway.demo.embedded import DEMO_ROLES
 from gateway.graphiql import CSP, DemoRole
@@ -147,3 +148,12 @@ async def test_token_guessing_at_the_examples_is_limited_by_address(
     assert third.status_code == 429
     assert third.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
     assert int(third.headers["retry-after"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("host", "picker"),
+    [("127.0.0.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False),
+     ("10.1.2.3", False), ("gateway.example", False)],
+)  # fmt: skip
+def test_demo_offers_its_tokens_only_on_a_loopback_address(host: str, picker: bool) -> None:
+    assert _loopback(host) is picker
