@@ -1,4 +1,5 @@
-"""The ASGI application: /graphql, /healthz, /readyz, /metrics, and its lifespan."""
+"""The ASGI application: /graphql (with GraphiQL's assets and examples), /healthz, /readyz,
+/metrics, and its lifespan."""
 
 from __future__ import annotations
 

@@ -123,16 +123,19 @@ async def test_each_roles_examples_run_without_forbidden_fields(
                 codes = {e["extensions"]["code"] for e in body.get("errors", [])}
                 assert codes <= {"CONSENT_REQUIRED"}, (role, example["name"], body["errors"])
                 assert any(v is not None for v in body["data"].values()), (role, example)
-    assert seen["welfare_officer"] == [
+    # One per purpose the role declares, in the policy's order; one per other query. (Other
+    # queries the policy grants later simply add theirs.)
+    assert seen["welfare_officer"][:4] == [
         "ResidentForWelfareEligibility",
         "ResidentForCivilPetition",
         "ResidentsForWelfareEligibility",
         "ResidentsForCivilPetition",
     ]
-    assert seen["citizen"] == ["Me", "MyAccessLog", "MyConsents"]
+    assert {"Me", "MyAccessLog", "MyConsents"} <= set(seen["citizen"])
+    assert not any(name.startswith("Resident") for name in seen["citizen"])
     assert seen["military_officer"][0] == "ResidentForMilitaryAdministration"
-    assert seen["analyst"] == ["Agencies"]
-    assert seen["agency_system"] == []  # it calls no query
+    assert "Agencies" in seen["analyst"]
+    assert not any(name.startswith("Resident") for name in seen["analyst"])
 
 
 async def test_token_guessing_at_the_examples_is_limited_by_address(
