@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 
 from playwright.sync_api import ConsoleMessage, Page, expect
@@ -45,11 +46,13 @@ def gateway(
             yield url
 
 
-def response_text(page: Page) -> str:
-    """The whole response (CodeMirror puts only the visible lines in the DOM)."""
-    text: str = page.evaluate(
-        "() => document.querySelector('.graphiql-response .CodeMirror').CodeMirror.getValue()"
-    )
+EDITOR = ".graphiql-query-editor .CodeMirror"
+RESPONSE = ".graphiql-response .CodeMirror"
+
+
+def editor_text(page: Page, selector: str) -> str:
+    """An editor's whole text (CodeMirror puts only the visible lines in the DOM)."""
+    text: str = page.evaluate(f"() => document.querySelector({selector!r}).CodeMirror.getValue()")
     return text
 
 
@@ -89,7 +92,7 @@ def test_demo_role_picker_runs_the_sample_and_documents_the_schema(
 
         page.locator(".graphiql-execute-button").click()
         expect(page.locator(".graphiql-response")).to_contain_text("Kim Min-jun")
-        result = json.loads(response_text(page))
+        result = json.loads(editor_text(page, RESPONSE))
         resident = result["data"]["resident"]
         assert resident["name"] == "Kim Min-jun"
         assert resident["address"]["street"] == "12 Teheran-ro"
@@ -157,6 +160,15 @@ def test_production_page_asks_for_a_token_then_loads_the_schema(
         docs = page.locator(".graphiql-doc-explorer")
         docs.get_by_text("Query", exact=True).click()
         expect(docs).to_contain_text("Resident")
+
+        # A query of one's own is not replaced by the next token's example.
+        own = "{ residents(rrns: [], purpose: PENSION_ADMINISTRATION) { name } }"
+        page.evaluate(f"() => document.querySelector({EDITOR!r}).CodeMirror.setValue({own!r})")
+        page.get_by_label("Bearer token").fill(token("pension_officer", agency="nps"))
+        page.get_by_role("button", name="Use token").click()
+        expect(page.get_by_label("Example")).to_contain_text("resident for PENSION_ADMINISTRATION")
+        expect(page.locator("html")).to_have_attribute("data-gateway-example", re.compile(":kept$"))
+        assert editor_text(page, EDITOR) == own
         stored = page.evaluate("() => JSON.stringify(localStorage)")
     assert tax not in stored
     assert not problems, problems

@@ -85,18 +85,22 @@
       function () {
         if (!pending || !queryEditor) return;
         var current = queryEditor.getValue().trim();
+        // What became of the last example offered (the page's tests wait for it).
+        var outcome = document.documentElement.dataset;
         if (
           pending.onlyIfUntouched &&
           current &&
           current !== WELCOME.trim() &&
           pending.replaceable.indexOf(current) < 0
         ) {
-          return; // the user's own query: left alone
+          outcome.gatewayExample = pending.seq + ":kept"; // the user's own query: left alone
+          return;
         }
         queryEditor.setValue(pending.example.query);
         if (variableEditor) {
           variableEditor.setValue(JSON.stringify(pending.example.variables, null, 2));
         }
+        outcome.gatewayExample = pending.seq + ":opened";
       },
       [pending && pending.seq, queryEditor, variableEditor]
     );
