@@ -1,4 +1,5 @@
-"""The ASGI application: /graphql, /healthz, /readyz, /metrics, and its lifespan."""
+"""The ASGI application: /graphql (with GraphiQL's assets and examples), /healthz, /readyz,
+/metrics, and its lifespan."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -14,8 +15,9 @@ import asyncpg
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
+from gateway import graphiql
 from gateway import rrn as rrns
 from gateway import runtime as runtime_module
 from gateway.agencies import Agencies
@@ -25,6 +27,7 @@ from gateway.breaker import State
 from gateway.config import Config
 from gateway.consent import Consents
 from gateway.errors import BadRequest, CacheUnavailableError, Forbidden, GatewayError
+from gateway.examples import examples_by_role
 from gateway.graphql_schema import schema_for
 from gateway.inputs import load_json
 from gateway.listener import ChangeListener
@@ -58,10 +61,20 @@ async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
     return pool
 
 
-def create_app(config: Config) -> Starlette:
+def create_app(
+    config: Config,
+    *,
+    demo_roles: Sequence[graphiql.DemoRole] | None = None,
+    sample_rrn: str | None = None,
+) -> Starlette:
+    """The gateway. ``demo_roles`` (the embedded demo only: ``gateway serve`` without a
+    config) puts those roles' tokens on the GraphiQL page; ``sample_rrn`` fills the page's
+    example operations."""
     schema = schema_for(config)
     rt = runtime_module.build(config, schema)
     view = GatewayView(schema, runtime=rt, graphql_ide="graphiql")
+    title = graphiql.TITLE + (" (demo)" if demo_roles is not None else "")
+    view.ide_html = graphiql.page_html(title, demo_roles)
     view.persisted = PersistedDocuments.from_config(config, schema)
 
     @contextlib.asynccontextmanager
@@ -186,6 +199,13 @@ def create_app(config: Config) -> Starlette:
         routes=[
             Route("/events/invalidate", invalidate, methods=["POST"]),
             Route("/graphql", view, methods=["GET", "POST"]),
+            Mount("/graphiql/assets", app=graphiql.assets()),
+            Route(
+                "/graphiql/examples",
+                graphiql.examples_endpoint(
+                    view, examples_by_role(schema._schema, rt.policy, sample_rrn)
+                ),
+            ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

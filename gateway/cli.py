@@ -8,10 +8,13 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import config as config_module
 from gateway.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from gateway.graphiql import DemoRole
 
 SAMPLE_QUERY = """\
 {{
@@ -200,8 +203,40 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(check_manifest)
     check_manifest.set_defaults(handler=cmd_persisted_check)
 
-    schema = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
+    schema = sub.add_parser(
+        "schema",
+        help="print the GraphQL schema (SDL or introspection JSON), or diff two schemas",
+        description=(
+            "Print the schema this configuration serves (without one: the embedded demo's), "
+            "each field's description ending with the policy's access line. `gateway schema "
+            "diff OLD [NEW]` lists the changes from OLD to NEW (default: the current schema)."
+        ),
+    )
+    schema.add_argument(
+        "--format",
+        choices=["sdl", "json"],
+        default="sdl",
+        help="sdl (default) or json: the introspection result a client gets",
+    )
+    _config_arg(schema)
     schema.set_defaults(handler=cmd_schema)
+    schema_sub = schema.add_subparsers(metavar="ACTION")
+    schema_diff = schema_sub.add_parser(
+        "diff",
+        help="list the changes between two schemas, breaking and dangerous ones flagged",
+        description=(
+            "Compare two schemas, each an SDL file or an introspection result (.json, as "
+            "`gateway schema --format json` writes). One line per change: BREAKING (existing "
+            "operations fail), DANGEROUS (they may behave differently) or SAFE. Exit 1 when "
+            "any change is breaking, 0 otherwise, 2 when a file is not a schema."
+        ),
+    )
+    schema_diff.add_argument("old", metavar="OLD", help="the schema clients use now")
+    schema_diff.add_argument(
+        "new", metavar="NEW", nargs="?", help="the schema to compare (default: the current one)"
+    )
+    _config_arg(schema_diff)
+    schema_diff.set_defaults(handler=cmd_schema_diff)
 
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     _config_arg(check)
@@ -327,12 +362,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(
             f"\nGraphiQL: {url}\n\nTry this query there (a real demo resident):\n\n"
             f"{SAMPLE_QUERY.format(rrn=rrn)}\n\n"
-            "Every request needs a token. In GraphiQL open Headers and paste\n"
-            '  {"Authorization": "Bearer <token>"}\n'
-            "with one of these (valid 12 hours; `gateway token --role ROLE` makes more):\n",
+            "Every request needs a token: in GraphiQL pick a role at the top (it fills the\n"
+            "Authorization header), or use one of these elsewhere (valid 12 hours;\n"
+            "`gateway token --role ROLE` makes more):\n",
             flush=True,
         )
-        print_demo_tokens(demo_config, rrn)
+        tokens = demo_tokens(demo_config, rrn)
+        for role, token in tokens.items():
+            print(f"  {role:<25} {token}")
         print(
             "\nWith the welfare_officer token the query above shows field-level authorization:"
             "\nmilitaryService is FORBIDDEN for welfare, and taxes need the resident's consent."
@@ -343,9 +380,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "\nPress Ctrl-C to stop.\n",
             flush=True,
         )
-        uvicorn.run(
-            create_app(demo_config), host=host, port=port, access_log=False, log_config=None
-        )
+        # The page is open to whoever reaches the port: it carries the demo's tokens only
+        # while the demo listens on this machine alone.
+        picker = demo_roles(tokens) if _loopback(host) else None
+        if picker is None:
+            print(f"GraphiQL has no role picker: {host} is reachable from other machines.\n")
+        app = create_app(demo_config, demo_roles=picker, sample_rrn=rrn)
+        uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
     return 0
 
 
@@ -370,11 +411,67 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
-    from gateway.graphql_schema import build_schema
+def _served_schema(args: argparse.Namespace) -> Any:
+    """The schema the configuration serves (the demo's without one), its descriptions
+    carrying the policy's access lines as GraphiQL shows them."""
+    from gateway import policy as policy_module
+    from gateway.graphql_schema import (
+        PURPOSES,
+        agency_fields,
+        build_schema,
+        describe_access,
+        resident_types,
+        schema_fields,
+        schema_for,
+    )
+    from gateway.runtime import DEMO_POLICY, load_policy
 
-    print(build_schema().as_str())
+    config = _load(args)
+    if config is None:
+        schema = build_schema()
+        policy = policy_module.load(
+            DEMO_POLICY,
+            schema_fields(schema),
+            PURPOSES,
+            resident_types=resident_types(schema),
+            consentable=agency_fields(schema),
+        )
+    else:
+        schema = schema_for(config)
+        policy = load_policy(config, schema)
+    describe_access(schema, policy)
+    return schema
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from gateway.schema_diff import introspection
+
+    schema = _served_schema(args)
+    if args.format == "json":
+        print(json.dumps(introspection(schema._schema), indent=2, ensure_ascii=False))
+    else:
+        print(schema.as_str())
     return 0
+
+
+def cmd_schema_diff(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.schema_diff import Severity, diff, load
+
+    old = load(Path(args.old))
+    new = load(Path(args.new)) if args.new else _served_schema(args)._schema
+    changes = diff(old, new)
+    for change in changes:
+        print(change.line())
+    counts = {s: sum(c.severity is s for c in changes) for s in Severity}
+    print(
+        f"{len(changes)} changes: {counts[Severity.BREAKING]} breaking, "
+        f"{counts[Severity.DANGEROUS]} dangerous, {counts[Severity.SAFE]} safe"
+    )
+    return 1 if counts[Severity.BREAKING] else 0
 
 
 def _limits_schema(args: argparse.Namespace) -> Any:
@@ -467,12 +564,24 @@ def cmd_demo_agency(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_demo_tokens(config: Config, rrn: str) -> None:
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def demo_tokens(config: Config, rrn: str) -> dict[str, str]:
+    """A 12-hour token for each demo role (the citizen's is the sample resident's)."""
     from gateway.auth import issue_token
     from gateway.demo.embedded import DEMO_ROLES
 
-    for role, agency in DEMO_ROLES.items():
-        token = issue_token(
+    return {
+        role: issue_token(
             config.auth,
             sub=f"demo-{role}",
             roles=[role],
@@ -480,7 +589,22 @@ def print_demo_tokens(config: Config, rrn: str) -> None:
             rrn=rrn if role == "citizen" else None,
             ttl_s=12 * 3600,
         )
-        print(f"  {role:<25} {token}")
+        for role, agency in DEMO_ROLES.items()
+    }
+
+
+def demo_roles(tokens: dict[str, str]) -> list[DemoRole]:
+    """The GraphiQL page's role picker: each demo role, its description and its token."""
+    import tomllib
+
+    from gateway.graphiql import DemoRole
+    from gateway.runtime import DEMO_POLICY
+
+    roles = tomllib.loads(DEMO_POLICY.read_text())["roles"]
+    return [
+        DemoRole(role, str(roles.get(role, {}).get("description", "")), token)
+        for role, token in tokens.items()
+    ]
 
 
 def cmd_token(args: argparse.Namespace) -> int:

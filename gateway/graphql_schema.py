@@ -35,7 +35,7 @@ from gateway.limits import (
     over_limit,
     parse_limited,
 )
-from gateway.policy import SERVICE_TYPES
+from gateway.policy import ACCESS, SERVICE_TYPES, Policy
 from gateway.view import log_errors
 from schema import Mutation, Query
 from schema.enums import Purpose
@@ -113,6 +113,21 @@ def schema_for(config: Config) -> GatewaySchema:
     return build_schema(
         config.limits, weights=cost_weights(config), contributions=federation.enabled(config)
     )
+
+
+def describe_access(schema: strawberry.Schema, policy: Policy) -> None:
+    """Append the policy's access line to the description of every root operation and every
+    resident data field (what GraphiQL's docs and ``gateway schema`` show), so the policy file
+    is the only place it is written. Again on the same schema: the line is replaced."""
+    for type_name, graphql_type in schema._schema.type_map.items():
+        if not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        if type_name not in ROOT_TYPES and type_name not in policy.resident_types:
+            continue
+        for name, field in graphql_type.fields.items():
+            base = (field.description or "").split(f"\n\n{ACCESS} ")[0]
+            line = policy.access_line(f"{type_name}.{name}")
+            field.description = f"{base}\n\n{line}" if base else line
 
 
 def agency_fields(schema: strawberry.Schema) -> frozenset[str]:

@@ -42,6 +42,9 @@ CONSENTABLE = frozenset(f"Resident.{name}" for kind, name in FIELD_DATASET if ki
 LOOKUPS = frozenset({"Query.resident", "Query.residents"})
 
 
+#: How the access line appended to field descriptions begins (``Policy.access_line``).
+ACCESS = "Access:"
+
 #: Operations outside GraphQL that the policy also governs.
 EXTRA_OPERATIONS: dict[str, frozenset[str]] = {"Events": frozenset({"invalidate"})}
 
@@ -157,6 +160,38 @@ class Policy:
 
     def _known(self, roles: Iterable[str]) -> list[Role]:
         return [self.roles[r] for r in roles if r in self.roles]
+
+    def access_line(self, coordinate: str) -> str:
+        """Who may use a root operation, or read a resident data field and for which views
+        (and where the resident's consent is needed): the line every such field's description
+        ends with (``gateway.graphql_schema.describe_access``)."""
+        type_name = coordinate.partition(".")[0]
+        if type_name not in self.resident_types:
+            callers = [r.name for r in self.roles.values() if coordinate in r.operations]
+            return f"{ACCESS} roles {', '.join(callers)}." if callers else f"{ACCESS} no role."
+        if coordinate == "Resident.rrn":
+            whole = [
+                f"{role.name} for {view}"
+                for role in self.roles.values()
+                for view, grant in role.views.items()
+                if grant.unmasked_rrn
+            ]
+            return (
+                f"{ACCESS} every caller who reads a resident; shown whole to "
+                f"{'; '.join(whole) or 'no role'}, masked to everyone else."
+            )
+        readers = []
+        for role in self.roles.values():
+            views = [
+                view + (" (consent)" if coordinate in grant.consent else "")
+                for view, grant in role.views.items()
+                if coordinate in grant.fields
+            ]
+            if views:
+                readers.append(f"{role.name} for {', '.join(views)}")
+        if not readers:
+            return f"{ACCESS} no role (FORBIDDEN to everyone)."
+        return f"{ACCESS} {'; '.join(readers)}."
 
     def unreadable(self, schema_fields: Mapping[str, frozenset[str]]) -> list[str]:
         """Resident data fields no role may read in any view: FORBIDDEN to everyone.

@@ -19,6 +19,7 @@ from gateway.consent import Consents
 from gateway.graphql_schema import (
     PURPOSES,
     agency_fields,
+    describe_access,
     resident_types,
     schema_fields,
     schema_for,
@@ -109,6 +110,7 @@ def check_source_agencies(config: Config, policy: Policy) -> None:
 
 def build(config: Config, schema: strawberry.Schema) -> Runtime:
     policy = check(config, schema)
+    describe_access(schema, policy)
     return Runtime(
         config=config,
         agencies=Agencies(config.agencies, AgencyCache(config.cache)),

@@ -13,7 +13,7 @@ from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -91,6 +91,14 @@ class GatewayView(GraphQL[Context, None]):
         self.limits = runtime.config.limits
         self.persisted: PersistedDocuments | None = None  # set by create_app
         self.rate_limiter = RateLimiter(self.limits, runtime.config.cache)
+        self.ide_html = ""  # set by create_app (gateway.graphiql.page_html)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Our GraphiQL page (every asset served by the gateway), not strawberry's, which
+        loads React and GraphiQL from a public CDN."""
+        from gateway.graphiql import page_response
+
+        return page_response(self.ide_html)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,7 +118,7 @@ class GatewayView(GraphQL[Context, None]):
             except GatewayError:
                 # Refused before the token is read: counted against the client's address,
                 # so malformed requests are limited too (429 once the address is over).
-                await self._charge_address(request)
+                await self.charge_address(request)
                 raise
             if not _wants_graphiql(request):
                 principal = await self._authenticate(request)
@@ -140,7 +148,7 @@ class GatewayView(GraphQL[Context, None]):
             response.headers["X-Client-Request-ID"] = mask_rrns(client_id)
         await response(scope, receive, send)
 
-    async def _charge_address(self, request: Request) -> None:
+    async def charge_address(self, request: Request) -> None:
         """Charge a request no principal answers for to the client's address."""
         client = request.client.host if request.client else None
         await self.rate_limiter.admit(address_key(client))
@@ -150,7 +158,7 @@ class GatewayView(GraphQL[Context, None]):
             principal = await self.runtime.authenticate(request.headers.get("authorization"))
         except Unauthenticated:
             # Token guessing is limited by address (and still answered 401 until over).
-            await self._charge_address(request)
+            await self.charge_address(request)
             raise
         _per_request(request)["principal"] = principal
         return principal

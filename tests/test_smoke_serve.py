@@ -92,6 +92,16 @@ def test_serve_without_config_runs_the_demo(tmp_path: Path, stop: signal.Signals
         # No token, no data.
         response = httpx.post(f"{url}/graphql", json={"query": "{ me { name } }"}, timeout=10)
         assert response.status_code == 401
+        # The demo's GraphiQL page offers the printed tokens in its role picker.
+        page = httpx.get(f"{url}/graphql", headers={"Accept": "text/html"}, timeout=10).text
+        assert "<title>Resident Gateway (demo)</title>" in page
+        assert all(f'"token": "{tokens[role]}"' in page for role in tokens)
+        examples = httpx.get(
+            f"{url}/graphiql/examples",
+            headers={"Authorization": f"Bearer {tokens['welfare_officer']}"},
+            timeout=10,
+        ).json()["examples"]
+        assert examples[0]["variables"] == {"rrn": rrn.group(1)}  # the sample resident
         assert (tmp_path / "cache" / "resident-gateway" / "postgres").is_dir()
     finally:
         process.send_signal(stop)

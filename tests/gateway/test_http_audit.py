@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,12 +37,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(config: Config) -> Iterator[str]:
-    """The gateway under uvicorn on 127.0.0.1, in a thread of this process."""
+def serving(config: Config, **app_options: Any) -> Iterator[str]:
+    """The gateway under uvicorn on 127.0.0.1, in a thread of this process
+    (``app_options``: create_app's keyword arguments)."""
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(config, **app_options)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
