@@ -44,10 +44,6 @@ class Protected:
     def value(self, fixed: Mapping[str, str]) -> int | None:
         return self.values[frozenset(fixed.items())]
 
-    @property
-    def suppressed(self) -> int:
-        return sum(1 for v in self.values.values() if v is None)
-
 
 def protect(
     dimensions: Sequence[str],
