@@ -7,11 +7,21 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from adapters.aggregates import AggregateQuery, Counts
 from adapters.records import Dataset
 
 
 class AgencyFailure(Exception):
     """An agency could not answer for a key (or for a whole batch)."""
+
+
+class AggregatesNotSupported(AgencyFailure):
+    """The adapter has no :meth:`Adapter.aggregate`: it serves records, not statistics."""
+
+
+def supports_aggregates(adapter: Adapter) -> bool:
+    """Whether the adapter's class overrides :meth:`Adapter.aggregate`."""
+    return type(adapter).aggregate is not Adapter.aggregate
 
 
 class Adapter(abc.ABC):
@@ -47,6 +57,10 @@ class Adapter(abc.ABC):
     * raise :class:`AgencyFailure` (or any exception) when the whole batch failed;
     * never import GraphQL or the gateway: records in, records out.
 
+    Statistics (optional): override :meth:`aggregate` to count records where they live, so
+    that analysts' ``Query.statistics`` can use this agency; without it, statistics over its
+    datasets answer ``AGENCY_UNAVAILABLE``. See ``docs/adapters.md``.
+
     ``adapters.contract`` holds a test suite any adapter can run to prove all of this.
     """
 
@@ -70,6 +84,13 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     async def fetch(self, dataset: Dataset, keys: Sequence[str]) -> Sequence[Any]:
         """One entry per key, in key order: a record, ``None``, or an exception."""
+
+    async def aggregate(self, query: AggregateQuery) -> Counts:
+        """Optional: counts of ``query.dataset``'s records grouped by ``query.dimensions``,
+        one entry per combination present (absent ones count 0), keys in the order of
+        ``query.dimensions`` and drawn from ``adapters.aggregates.CATEGORIES``. Computed by
+        the agency (``GROUP BY``): never return or fetch records to count them here."""
+        raise AggregatesNotSupported(f"{self.agency}: this adapter does not compute statistics")
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -5,6 +5,9 @@ The wire protocol (what the demo agencies in ``gateway.demo.agencies`` serve)::
     POST {url}/v1/{dataset}:batch        {"keys": ["940812-1001751", ...]}
     200  {"records": [{...} | null | [{...}, ...], ...]}     one entry per key, in order
 
+    POST {url}/v1/{dataset}:aggregate    {"dimensions": ["region", ...], "taxYear": null}
+    200  {"cells": [{"key": ["Seoul", ...], "count": 1234}, ...]}   counts, never records
+
 Agencies speaking another protocol get an adapter of their own (see ``adapters.base``).
 """
 
@@ -17,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from adapters.aggregates import AggregateQuery, Counts
 from adapters.base import Adapter, AgencyFailure
 from adapters.records import Dataset, record_from_mapping
 from adapters.trust import OAuth2ClientCredentials, TrustError, http_client_options
@@ -126,6 +130,22 @@ class HTTPAdapter(HTTPClientAdapter):
         if len(entries) != len(keys):
             raise AgencyFailure(f"{self.agency} answered {len(entries)} entries for {len(keys)}")
         return [self._entry(dataset, entry) for entry in entries]
+
+    async def aggregate(self, query: AggregateQuery) -> Counts:
+        body = {"dimensions": list(query.dimensions), "taxYear": query.tax_year}
+        try:
+            response = await self._send(
+                self.client.post(f"/v1/{query.dataset}:aggregate", json=body)
+            )
+        except httpx.TransportError as exc:
+            raise AgencyFailure(f"{self.agency}: {_transport_problem(exc)}") from exc
+        if response.status_code != 200:
+            raise AgencyFailure(f"{self.agency} answered HTTP {response.status_code}")
+        try:
+            cells = response.json()["cells"]
+            return {tuple(cell["key"]): cell["count"] for cell in cells}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AgencyFailure(f"{self.agency} answered something that is not a table") from exc
 
     def _entry(self, dataset: Dataset, entry: Any) -> Any:
         try:

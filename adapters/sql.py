@@ -8,6 +8,13 @@ from typing import Any
 
 import asyncpg
 
+from adapters.aggregates import (
+    AGE_BANDS,
+    INCOME_BANDS,
+    INCOME_BOUNDS,
+    AggregateQuery,
+    Counts,
+)
 from adapters.base import Adapter, AgencyFailure
 from adapters.records import Dataset, record_from_mapping
 from adapters.trust import TrustError, sql_connect_options
@@ -44,6 +51,63 @@ REFERENCE_QUERIES: dict[str, str] = {
         select rrn as key, rrn, status, branch, enlisted_on, discharged_on, exemption_reason
         from mma.service_records where rrn = any($1::text[])""",
 }
+
+
+def _age_band_sql(birth: str) -> str:
+    age = f"extract(year from age(current_date, {birth}))::int"
+    whens = " ".join(
+        f"when {age} < {10 * (i + 1)} then '{band}'" for i, band in enumerate(AGE_BANDS[:-1])
+    )
+    return f"case {whens} else '{AGE_BANDS[-1]}' end"
+
+
+def _income_band_sql(income: str) -> str:
+    whens = " ".join(
+        f"when {income} < {bound} then '{band}'"
+        for bound, band in zip(INCOME_BOUNDS, INCOME_BANDS, strict=False)
+    )
+    return f"case {whens} else '{INCOME_BANDS[-1]}' end"
+
+
+# Statistics over the reference layout: dataset -> (what is counted, with its filter, and
+# dimension -> its SQL expression). ``$1`` is the tax year (null: the latest one).
+REFERENCE_AGGREGATES: dict[str, tuple[str, dict[str, str]]] = {
+    "resident": (
+        "registry.residents r join registry.households h on h.id = r.household_id",
+        {"region": "h.region", "age_band": _age_band_sql("r.birth_date"), "sex": "r.sex",
+         "status": "r.status"},
+    ),
+    "household": (
+        """registry.households h join (select household_id, count(*) as size
+               from registry.residents group by household_id) m on m.household_id = h.id""",
+        {"household_size": "case when m.size >= 5 then '5+' else m.size::text end",
+         "region": "h.region"},
+    ),
+    "insurance": ("nhis.enrolments e", {"insured_type": "e.insured_type"}),
+    "pension": ("nps.subscriptions s", {"subscriber_type": "s.subscriber_type"}),
+    "military_service": ("mma.service_records m", {"service_status": "m.status"}),
+    "taxes": (
+        """nts.tax_returns t where t.tax_year = coalesce($1::int,
+               (select max(tax_year) from nts.tax_returns))""",
+        {"income_band": _income_band_sql("t.reported_income")},
+    ),
+}  # fmt: skip
+
+
+def aggregate_sql(query: AggregateQuery) -> tuple[str, list[object]]:
+    """The GROUP BY statement for ``query`` over the reference layout, and its arguments."""
+    source = REFERENCE_AGGREGATES.get(query.dataset)
+    if source is None:
+        raise AgencyFailure(f"no statistics over {query.dataset}")
+    counted, expressions = source
+    unknown = [d for d in query.dimensions if d not in expressions]
+    if unknown:
+        raise AgencyFailure(f"{query.dataset} is not counted by {', '.join(unknown)}")
+    columns = [f"{expressions[d]} as d{i}" for i, d in enumerate(query.dimensions)]
+    sql = f"select {', '.join([*columns, 'count(*) as n'])} from {counted}"
+    if query.dimensions:
+        sql += " group by " + ", ".join(str(i + 1) for i in range(len(columns)))
+    return sql, ([query.tax_year] if "$1" in counted else [])
 
 
 class SQLAdapter(Adapter):
@@ -90,6 +154,13 @@ class SQLAdapter(Adapter):
 
     async def ping(self) -> None:
         await self.pool.fetchval("select 1")
+
+    async def aggregate(self, query: AggregateQuery) -> Counts:
+        """Counted by PostgreSQL (``GROUP BY``) over the reference layout."""
+        sql, args = aggregate_sql(query)
+        rows = await self.pool.fetch(sql, *args)
+        width = len(query.dimensions)
+        return {tuple(row[f"d{i}"] for i in range(width)): row["n"] for row in rows}
 
     async def fetch(self, dataset: Dataset, keys: Sequence[str]) -> Sequence[Any]:
         query = self.queries.get(dataset.name)

@@ -14,8 +14,10 @@ Run it from your own tests with one import, as SQLAlchemy's dialects run its sui
             return ParcelsAdapter("lris", {"url": "http://127.0.0.1:8081"})
 
 pytest collects one test per property: key order, misses, per-key errors, ``many`` datasets,
-large batches, timeouts, cancellation, close, concurrency, ping. Each builds a fresh adapter
-with :meth:`AdapterCompliance.make_adapter` and runs it in an event loop of its own, so the
+large batches, timeouts, cancellation, close, concurrency, ping, and statistics
+(:func:`check_aggregates`, for an adapter that has the optional ``aggregate`` method). Each
+builds a fresh adapter with :meth:`AdapterCompliance.make_adapter` and runs it in an event loop
+of its own, so the
 suite needs neither pytest-asyncio nor any fixture; a setting that comes from a fixture can be
 stored on ``self`` by an autouse fixture of your class. A property that cannot be tested
 without something only you can give (keys that fail, an unreachable agency) is skipped, saying
@@ -36,7 +38,8 @@ import unittest
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NoReturn, TypeVar
 
-from adapters.base import Adapter
+from adapters.aggregates import DIMENSIONS, AggregateQuery, check_answer
+from adapters.base import Adapter, supports_aggregates
 from adapters.memory import InMemoryAdapter
 from adapters.records import Dataset
 
@@ -44,6 +47,7 @@ __all__ = [
     "AdapterCompliance",
     "Case",
     "InMemoryAdapter",
+    "check_aggregates",
     "check_cancellation",
     "check_close",
     "check_concurrency",
@@ -355,6 +359,47 @@ async def _must_raise(case: Case, what: str, awaitable: Awaitable[Any]) -> list[
     return [f"{what} did not raise"]
 
 
+async def check_aggregates(adapter: Adapter, case: Case) -> list[str]:
+    """Statistics (``Adapter.aggregate``): every grouping of the dataset by none, one or two of
+    its dimensions answers known categories and non-negative counts, and counts the same
+    population: each grouping adds up to the total, and a two-way table's margins are the
+    one-way tables. (The gateway's protection rests on that: a record left out of one grouping
+    but counted in another could be found by subtracting the two.)"""
+    name = case.dataset.name
+    dims = DIMENSIONS.get(name, ())
+    groupings = [(), *((d,) for d in dims), *((a, b) for a in dims for b in dims if a < b)]
+    tables: dict[tuple[str, ...], dict[tuple[str, ...], int]] = {}
+    problems: list[str] = []
+    for grouping in groupings:
+        query = AggregateQuery(name, grouping)
+        answer = await _within(case, f"aggregate by {grouping}", adapter.aggregate(query))
+        try:
+            tables[grouping] = check_answer(query, answer)
+        except ValueError as exc:
+            problems.append(f"aggregate of {name} by {list(grouping)}: {exc}")
+    if problems or () not in tables:
+        return problems
+    total = sum(tables[()].values())
+    for grouping, table in tables.items():
+        if sum(table.values()) != total:
+            problems.append(
+                f"aggregate of {name} by {list(grouping)} counts {sum(table.values())} records,"
+                f" the total is {total}"
+            )
+        if len(grouping) == 2:
+            for axis, dim in enumerate(grouping):
+                margin: dict[tuple[str, ...], int] = {}
+                for key, count in table.items():
+                    margin[(key[axis],)] = margin.get((key[axis],), 0) + count
+                alone = {k: v for k, v in tables.get((dim,), {}).items() if v}
+                if {k: v for k, v in margin.items() if v} != alone:
+                    problems.append(
+                        f"aggregate of {name} by {list(grouping)}: its {dim} margin is not the "
+                        f"table by {dim} alone"
+                    )
+    return problems
+
+
 def _imports_graphql(adapter: Adapter) -> list[str]:
     module = sys.modules[type(adapter).__module__]
     imported = {getattr(v, "__module__", getattr(v, "__name__", "")) for v in vars(module).values()}
@@ -457,6 +502,14 @@ class AdapterCompliance:
 
     def test_close(self) -> None:
         _verdict(_run(check_close(self.make_adapter, self.case())))
+
+    def test_aggregates(self) -> None:
+        adapter = self.make_adapter()
+        if not supports_aggregates(adapter):
+            _skip("the adapter has no aggregate method (statistics are optional)")
+        if self.dataset.name not in DIMENSIONS:
+            _skip(f"no statistics are defined over {self.dataset.name}")
+        self._check(check_aggregates)
 
     def test_unreachable_agency(self) -> None:
         if self.make_unreachable_adapter() is None:

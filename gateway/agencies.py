@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from adapters.base import Adapter, AgencyFailure
+from adapters.aggregates import AggregateQuery, check_answer
+from adapters.base import Adapter, AgencyFailure, supports_aggregates
 from adapters.records import Dataset
 from adapters.trust import TrustError, check_agency, redact
 from gateway import federation
@@ -352,6 +353,48 @@ class Agency:
                 entry = AgencyError(self.code)
             out.append(entry)
         return out
+
+    async def aggregate(
+        self, query: AggregateQuery, deadline: float | None = None
+    ) -> dict[tuple[str, ...], int]:
+        """The agency's counts for ``query``: never cached, never retried (a statistics
+        query is not worth a second GROUP BY); the breaker, the concurrency limit and the
+        timeout apply as to lookups."""
+        if not supports_aggregates(self.adapter):
+            raise AgencyError(
+                self.code,
+                f"The {self.code} agency does not compute statistics (its adapter has no "
+                "aggregate method).",
+            )
+        if not self.breaker.allow():
+            self.stats.rejected += 1
+            raise AgencyError(self.code, f"The {self.code} agency is failing; not asking it.")
+        timeout = self._slot_timeout(deadline)
+        self.stats.calls += 1
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.limit:
+                    answer = await self.adapter.aggregate(query)
+        except TimeoutError:
+            self.stats.timeouts += 1
+            self.breaker.failed()
+            self._failed("timeout")
+            raise AgencyTimeout(self.code, self.config.timeout_ms) from None
+        except Exception as exc:
+            shown = str(exc) if isinstance(exc, AgencyFailure) else type(exc).__name__
+            self.breaker.failed()
+            self._failed(shown)
+            log.warning("agency %s failed a %s aggregate: %s", self.code, query.dataset, exc)
+            raise AgencyError(self.code) from None
+        try:
+            counts = check_answer(query, answer)
+        except ValueError as exc:  # our own words, never the agency's values
+            self.breaker.failed()
+            self._failed(f"malformed statistics: {exc}")
+            message = f"The {self.code} agency sent malformed statistics."
+            raise AgencyError(self.code, message) from None
+        self.breaker.succeeded()
+        return counts
 
     def _failed(self, reason: str) -> None:
         self.stats.failures += 1

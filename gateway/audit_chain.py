@@ -34,6 +34,9 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 REPAIR = "AUDIT_REPAIR"
 #: The purpose of the chain row each retention purge appends, stating the new anchor.
 PURGE = "AUDIT_PURGE"
+#: The purpose of an analyst's aggregate query: no subject (no resident), what was asked in
+#: its note (measure, grouping, filter), so it is in no citizen's access log.
+STATISTICS = "STATISTICS"
 
 Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 
@@ -49,7 +52,7 @@ class AuditRecord:
     subject: str
     disclosed: tuple[str, ...]
     denied: tuple[str, ...]
-    #: Only on records the gateway writes about its own trail (a repair): JSON text.
+    #: Only on records that concern no resident (a purge, a repair, statistics): JSON text.
     note: str | None = None
 
 

@@ -111,6 +111,12 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class StatisticsConfig:
+    #: Counts under k are suppressed (docs/statistics.md).
+    k: int = 10
+
+
+@dataclass(frozen=True)
 class AgencyConfig:
     code: str
     kind: str
@@ -147,6 +153,7 @@ class Config:
     persisted: PersistedConfig = field(default_factory=PersistedConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
     agencies: Mapping[str, AgencyConfig] = field(default_factory=dict)
     source: Path | None = None
 
@@ -161,6 +168,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "persisted": PersistedConfig,
     "audit": AuditConfig,
     "sources": SourcesConfig,
+    "statistics": StatisticsConfig,
 }
 
 
@@ -380,6 +388,8 @@ def validate(config: Config) -> None:
     for name in ("rate_requests", "rate_cost"):
         if getattr(config.limits, name) < 0:
             raise ConfigError(f"[limits] {name} must be 0 (off) or more")
+    if config.statistics.k < 1:
+        raise ConfigError("[statistics] k must be at least 1")
     if config.limits.rate_window_s < 1:
         raise ConfigError("[limits] rate_window_s must be at least 1")
     persisted = config.persisted

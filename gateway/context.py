@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -12,7 +12,7 @@ from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
 from gateway.agencies import Agencies, Sourced, unserved_name
-from gateway.config import LimitsConfig
+from gateway.config import LimitsConfig, StatisticsConfig
 from gateway.errors import AgencyError
 from gateway.principal import Principal
 
@@ -89,3 +89,5 @@ class Context:
     consents: Consents
     provenance: Provenance
     cost: int | None = None  # measured before execution (gateway.limits); rate limits charge it
+    statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
+    audit_enabled: bool = True  # [audit] enabled

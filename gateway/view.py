@@ -300,6 +300,8 @@ class GatewayView(GraphQL[Context, None]):
             audit=rt.audit,
             consents=rt.consents,
             provenance=Provenance(wanted=mine.get("wants_provenance", False)),
+            statistics=rt.config.statistics,
+            audit_enabled=rt.audit_enabled,
         )
         mine["context"] = context
         return context

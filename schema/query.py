@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import citizen, query
+from resolvers import citizen, permissions, query, statistics
 from schema.access_log import AccessLogConnection
 from schema.agency import AgencyStatus
 from schema.consent import Consent
+from schema.permissions import Permissions
 from schema.resident import Resident
+from schema.statistics import Statistics
 
 
 @strawberry.type(description="Read what the agencies know about residents.")
@@ -43,4 +45,19 @@ class Query:
     )
     agencies: list[AgencyStatus] = strawberry.field(
         resolver=query.agencies, description="Each agency behind the gateway and its state."
+    )
+    statistics: Statistics = strawberry.field(
+        resolver=statistics.statistics,
+        description=(
+            "Counts of a measure grouped by up to two dimensions, computed by the agency that "
+            "holds the data; counts under k, and counts that would reveal them, are "
+            "suppressed (analysts; docs/statistics.md). Never a record."
+        ),
+    )
+    my_permissions: Permissions = strawberry.field(
+        resolver=permissions.my_permissions,
+        description=(
+            "What you may read for a purpose: fields, those needing the resident's consent, "
+            "and how RRNs are masked, from the gateway's loaded policy."
+        ),
     )

@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from adapters.aggregates import DIMENSIONS, MAX_DIMENSIONS, AggregateQuery
 from adapters.records import DATASETS, record_to_json
 from adapters.sql import SQLAdapter
 
@@ -89,6 +90,40 @@ def create_agency_app(
                 records.append(record_to_json(entry))
         return JSONResponse({"records": records})
 
+    async def aggregate(request: Request) -> Response:
+        """Counts grouped by up to two dimensions: the table, never the records."""
+        name = request.path_params["dataset"]
+        if name not in datasets:
+            return JSONResponse({"error": f"{agency} does not serve {name}"}, status_code=404)
+        try:
+            body = await request.json()
+            dimensions = body["dimensions"]
+            year = body.get("taxYear")
+            if (
+                not isinstance(dimensions, list)
+                or len(dimensions) > MAX_DIMENSIONS
+                or len(set(dimensions)) != len(dimensions)
+                or not all(d in DIMENSIONS[name] for d in dimensions)
+                or not (year is None or (isinstance(year, int) and not isinstance(year, bool)))
+            ):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            allowed = ", ".join(DIMENSIONS[name])
+            return JSONResponse(
+                {"error": f'send {{"dimensions": [at most {MAX_DIMENSIONS} of {allowed}]}}'},
+                status_code=400,
+            )
+        stats["calls"] += 1
+        if behaviour["delay_ms"]:
+            await asyncio.sleep(behaviour["delay_ms"] / 1000)
+        if behaviour["fault"] == "error":
+            return JSONResponse({"error": "simulated failure"}, status_code=500)
+        if behaviour["fault"] == "garbage":
+            return Response(b"<html>maintenance</html>", media_type="application/json")
+        counts = await store.aggregate(AggregateQuery(name, tuple(dimensions), year))
+        cells = [{"key": list(key), "count": count} for key, count in counts.items()]
+        return JSONResponse({"cells": cells})
+
     async def healthz(request: Request) -> Response:
         await store.ping()
         return JSONResponse({"status": "ok", "agency": agency})
@@ -127,6 +162,7 @@ def create_agency_app(
         middleware=[Middleware(RequireCredential)],
         routes=[
             Route("/v1/{dataset}:batch", batch, methods=["POST"]),
+            Route("/v1/{dataset}:aggregate", aggregate, methods=["POST"]),
             Route("/healthz", healthz),
             Route("/stats", stats_view),
             Route("/fault", set_fault, methods=["POST"]),
