@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from gateway import certificate_cli
 from gateway import config as config_module
 from gateway.config import Config, ConfigError
 
@@ -202,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the GraphQL schema (SDL)")
     schema.set_defaults(handler=cmd_schema)
+
+    certificate_cli.add_parser(sub, _config_arg)
 
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     _config_arg(check)
@@ -425,16 +428,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print("no config file: the embedded demo would run")
         return 0
     from gateway.graphql_schema import schema_fields, schema_for
-    from gateway.runtime import check
+    from gateway.runtime import certificates_of, check
 
     schema = schema_for(config)
     policy = check(config, schema)  # raises ConfigError: one line naming the problem
+    certificates = certificates_of(config)  # the signing keys' references resolve
     for dataset in config.sources.unserved:
         print(f"note: no agency serves {dataset} ([sources] unserved): its fields answer "
               "AGENCY_UNAVAILABLE")  # fmt: skip
     unreadable = policy.unreadable(schema_fields(schema))
     if unreadable:
         print(f"note: no role may read: {', '.join(unreadable)}")
+    if not certificates.enabled:
+        print("note: [certificates] keys is empty: issueCertificate is refused (FORBIDDEN)")
     print(f"{config.source}: ok ({len(config.agencies)} agencies)")
     return 0
 

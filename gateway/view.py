@@ -292,6 +292,7 @@ class GatewayView(GraphQL[Context, None]):
             audit=rt.audit,
             consents=rt.consents,
             provenance=Provenance(wanted=mine.get("wants_provenance", False)),
+            certificates=rt.certificates,
         )
         mine["context"] = context
         return context
