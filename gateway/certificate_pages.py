@@ -108,7 +108,7 @@ def qr_svg(token: str) -> str | None:
             code = segno.make(token, error=error, micro=False)
         except DataOverflowError:
             continue
-        return code.svg_inline(scale=3, border=4, title="Certificate QR code")
+        return code.svg_inline(scale=4, border=4, omitsize=True, title="Certificate QR code")
     return None
 
 
@@ -137,6 +137,8 @@ def _when(epoch: Any) -> str:
 
 
 def _label(key: str) -> str:
+    if key == "rrn":
+        return "RRN (masked)"
     spaced = "".join(f" {c.lower()}" if c.isupper() else c for c in key)
     return html.escape(spaced[:1].upper() + spaced[1:])
 

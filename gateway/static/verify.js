@@ -135,7 +135,10 @@ function when(epoch) {
   return new Date(epoch * 1000).toISOString().replace("T", " ").replace(/:\d\d\.\d+Z$/, " UTC");
 }
 
+const LABELS = { rrn: "RRN (masked)", jti: "Certificate id" };
+
 function label(key) {
+  if (LABELS[key]) return LABELS[key];
   const spaced = key.replace(/[A-Z]/g, (c) => " " + c.toLowerCase());
   return spaced.charAt(0).toUpperCase() + spaced.slice(1);
 }
