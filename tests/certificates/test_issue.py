@@ -10,6 +10,7 @@ import pytest
 
 from gateway.audit import AuditKeys
 from gateway.audit import verify as verify_chain
+from gateway.certificate_pages import qr_svg
 from gateway.certificates import Outcome, read_revocations, verify
 from tests.access.conftest import KEYS, error_codes, fetch
 from tests.certificates.conftest import citizen
@@ -99,6 +100,8 @@ async def test_household_certificate_lists_members_and_tells_them(
     ]
     assert set(listed[0]) == {"name", "relationship", "birthDate"}  # no RRNs, no sex
     assert claims["household"]["id"] == "H900000001"
+    # Twenty members still fit in one printable QR code.
+    assert qr_svg(certificate["token"]) is not None
     # A member's own access log shows what the holder's certificate says about them.
     entries = await access_log(citizen(gateway, MEMBER_RRN))
     mine = [e for e in entries if e["certificateId"] == certificate["id"]]
