@@ -343,6 +343,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             '  mutation { grantConsent(purpose: WELFARE_ELIGIBILITY, agency: "welfare") { id } }\n'
             "  { me { name taxes { year } } myAccessLog { edges { node { agency purpose fields"
             " denied } } } }\n"
+            "  mutation { issueCertificate(kind: RESIDENT_REGISTRATION) { id expiresAt token } }\n"
+            f"and check the token at http://{host}:{port}/verify (docs/certificates.md).\n"
             "\nPress Ctrl-C to stop.\n",
             flush=True,
         )
