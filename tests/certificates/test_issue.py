@@ -12,7 +12,8 @@ from gateway.audit import AuditKeys
 from gateway.audit import verify as verify_chain
 from gateway.certificate_pages import qr_svg
 from gateway.certificates import Outcome, read_revocations, verify
-from tests.access.conftest import KEYS, error_codes, fetch
+from gateway.config import CertificatesConfig
+from tests.access.conftest import KEYS, demo_gateway, error_codes, fetch, scratch_store
 from tests.certificates.conftest import citizen
 from tests.conftest import TEST_AUDIT_KEY, GatewayClient, ScratchDatabase, token
 from tests.data import HEAD_RRN, members
@@ -207,3 +208,26 @@ async def test_verify_page_is_served_from_the_package(gateway: GatewayClient, pa
     response = await gateway.http.get(path)
     assert response.status_code == 200
     assert len(response.text) > 500
+
+
+async def test_nothing_is_issued_when_the_issue_cannot_be_audited(
+    admin_dsn: str,
+    agency_db: ScratchDatabase,
+    http_agencies: dict[str, str],
+    cert_config: CertificatesConfig,
+) -> None:
+    async with (
+        scratch_store(admin_dsn) as db,
+        demo_gateway(agency_db, http_agencies, db, certificates=cert_config) as gateway,
+    ):
+        await issue(gateway, "TAX_PAYMENT")  # the control
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            await conn.execute("update gateway.audit_head set mac = ''")  # tampered with
+        finally:
+            await conn.close()
+        body = await citizen(gateway).query(ISSUE, {"kind": "TAX_PAYMENT"})
+        assert body["data"] is None
+        assert error_codes(body) == {("issueCertificate",): "AUDIT_UNAVAILABLE"}
+        rows = await fetch(db.dsn, "select kind from gateway.certificates")
+        assert [r["kind"] for r in rows] == ["TAX_PAYMENT"]  # the control's only
