@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import strawberry
 
+from gateway import certificate_contents as contents
 from gateway import certificates as certs
 from gateway.agencies import Sourced
 from gateway.audit import AuditRecord
@@ -35,37 +36,37 @@ async def issue_certificate(
     context = info.context
     rrn = own_rrn(info)
     subject = context.keys.subject(rrn)
-    _require_grant(info, SELF, certs.FIELDS[kind.name])
+    _require_grant(info, SELF, contents.FIELDS[kind.name])
     issued = context.certificates.prepare(kind.name, subject)
     record = await _read(info, "resident", rrn)
     if record is None:
         raise BadRequest("The registry holds no record for you: there is nothing to certify.")
-    body: dict[str, Any] = {"holder": certs.holder(record)}
+    body: dict[str, Any] = {"holder": contents.holder(record)}
     others: list[str] = []
     if kind is CertificateKind.RESIDENT_REGISTRATION:
-        body |= certs.registration(record)
+        body |= contents.registration(record)
     elif kind is CertificateKind.HOUSEHOLD_COMPOSITION:
         if record.household_id is None:
             raise BadRequest("You are registered in no household.")
-        _require_grant(info, SELF_HOUSEHOLD, certs.MEMBER_FIELDS)
+        _require_grant(info, SELF_HOUSEHOLD, contents.MEMBER_FIELDS)
         house = await _read(info, "household", record.household_id)
         if house is None:
             raise BadRequest("The registry holds no record of your household.")
         members = await _read_many(info, "resident", list(house.member_rrns))
-        body |= certs.household(record, house, members)
+        body |= contents.household(record, house, members)
         others = [m.rrn for m in members if m is not None and m.rrn != rrn]
     elif kind is CertificateKind.TAX_PAYMENT:
-        body |= certs.tax_payment(await _read(info, "taxes", rrn) or [])
+        body |= contents.tax_payment(await _read(info, "taxes", rrn) or [])
     else:
-        body |= certs.health_insurance(await _read(info, "insurance", rrn))
+        body |= contents.health_insurance(await _read(info, "insurance", rrn))
     token = context.certificates.sign(issued, body)
     note = json.dumps({"certificate": str(issued.id), "kind": kind.name}, sort_keys=True)
     # Other members' access logs show what the holder's certificate says about them.
     members_read = [
-        _audit(info, certs.ISSUE_PURPOSE, context.keys.subject(m), certs.MEMBER_FIELDS, note)
+        _audit(info, certs.ISSUE_PURPOSE, context.keys.subject(m), contents.MEMBER_FIELDS, note)
         for m in others
     ]
-    issue = _audit(info, certs.ISSUE_PURPOSE, subject, certs.FIELDS[kind.name], note)
+    issue = _audit(info, certs.ISSUE_PURPOSE, subject, contents.FIELDS[kind.name], note)
     await context.audit.record([issue, *members_read])
     await _store(info).add(issued)
     return _certificate(issued, token)
