@@ -6,12 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from gateway.certificates import Outcome, Revocations, VerificationError, read_revocations, verify
 from gateway.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from gateway.certificates import Revocations
 
 
 def add_parser(sub: Any, config_arg: Any) -> None:
@@ -42,6 +42,9 @@ def add_parser(sub: Any, config_arg: Any) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    # Imported here: every other command starts without the JOSE machinery.
+    from gateway.certificates import Outcome, VerificationError, read_revocations, verify
+
     token = sys.stdin.read() if args.file == "-" else _read(args.file, "FILE")
     if args.jwks:
         try:
@@ -69,6 +72,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _read(source: str, what: str) -> str:
     if source.startswith(("http://", "https://")):
+        import httpx
+
         try:
             response = httpx.get(source, timeout=10)
             response.raise_for_status()
