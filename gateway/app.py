@@ -24,6 +24,8 @@ from gateway.agencies import Agencies
 from gateway.audit import AuditKeys, AuditLog
 from gateway.audit_chain import ensure_head
 from gateway.breaker import State
+from gateway.certificate_pages import certificate_routes
+from gateway.certificate_store import CertificateStore
 from gateway.config import Config
 from gateway.consent import Consents
 from gateway.errors import BadRequest, CacheUnavailableError, Forbidden, GatewayError
@@ -97,6 +99,7 @@ def create_app(
                 log.error("audit store: %s; resident data is withheld until"
                           " `gateway audit repair`", problem)  # fmt: skip
             rt.consents = Consents(rt.db, rt.policy.consent_agencies)
+            rt.certificates.store = CertificateStore(rt.db)
             for listener in change_listeners(config, rt.agencies):
                 await listener.start()
                 stack.push_async_callback(listener.close)
@@ -209,6 +212,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            *certificate_routes(rt.certificates, config.limits.max_body_bytes),
         ],
         lifespan=lifespan,
     )

@@ -277,7 +277,7 @@ class AuditLog:
     ) -> list[asyncpg.Record]:
         """Newest first; ``first + 1`` rows so the caller can tell whether more exist."""
         return await self.pool.fetch(
-            """select seq, at, roles, agency, purpose, disclosed, denied
+            """select seq, at, roles, agency, purpose, disclosed, denied, note
                from gateway.audit_log
                where subject = $1 and ($2::bigint is null or seq < $2)
                order by seq desc limit $3""",

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from gateway import certificate_cli
 from gateway import config as config_module
 from gateway.config import Config, ConfigError
 
@@ -238,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(schema_diff)
     schema_diff.set_defaults(handler=cmd_schema_diff)
 
+    certificate_cli.add_parser(sub, _config_arg)
+
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     _config_arg(check)
     check.set_defaults(handler=cmd_check_config)
@@ -377,6 +380,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             '  mutation { grantConsent(purpose: WELFARE_ELIGIBILITY, agency: "welfare") { id } }\n'
             "  { me { name taxes { year } } myAccessLog { edges { node { agency purpose fields"
             " denied } } } }\n"
+            "  mutation { issueCertificate(kind: RESIDENT_REGISTRATION) { id expiresAt token } }\n"
+            f"and check the token at http://{host}:{port}/verify (docs/certificates.md).\n"
             "\nPress Ctrl-C to stop.\n",
             flush=True,
         )
@@ -522,10 +527,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print("no config file: the embedded demo would run")
         return 0
     from gateway.graphql_schema import schema_fields, schema_for
-    from gateway.runtime import check
+    from gateway.runtime import certificates_of, check
 
     schema = schema_for(config)
     policy = check(config, schema)  # raises ConfigError: one line naming the problem
+    certificates_of(config)  # the certificate signing keys' references resolve
     for dataset in config.sources.unserved:
         print(f"note: no agency serves {dataset} ([sources] unserved): its fields answer "
               "AGENCY_UNAVAILABLE")  # fmt: skip

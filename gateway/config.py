@@ -117,6 +117,16 @@ class StatisticsConfig:
 
 
 @dataclass(frozen=True)
+class CertificatesConfig:
+    #: References ("env:NAME", "file:PATH") to private keys (PEM or JWK JSON, Ed25519 or
+    #: P-256): the first signs, the rest only verify (see gateway/certificate_keys.py).
+    #: Empty: no certificates are issued (the embedded demo makes a key of its own).
+    keys: Sequence[str] = ()
+    ttl_days: int = 90
+    issuer: str = "resident-gateway"
+
+
+@dataclass(frozen=True)
 class AgencyConfig:
     code: str
     kind: str
@@ -154,6 +164,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
+    certificates: CertificatesConfig = field(default_factory=CertificatesConfig)
     agencies: Mapping[str, AgencyConfig] = field(default_factory=dict)
     source: Path | None = None
 
@@ -169,6 +180,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "audit": AuditConfig,
     "sources": SourcesConfig,
     "statistics": StatisticsConfig,
+    "certificates": CertificatesConfig,
 }
 
 
@@ -392,6 +404,18 @@ def validate(config: Config) -> None:
         raise ConfigError("[statistics] k must be at least 1")
     if config.limits.rate_window_s < 1:
         raise ConfigError("[limits] rate_window_s must be at least 1")
+    certificates = config.certificates
+    keys = certificates.keys
+    if not isinstance(keys, list | tuple) or not all(
+        isinstance(k, str) and (k.startswith("env:") or k.startswith("file:")) for k in keys
+    ):
+        raise ConfigError(
+            '[certificates] keys must be a list of references, "env:NAME" or "file:PATH"'
+        )
+    if not 1 <= certificates.ttl_days <= 3650:
+        raise ConfigError("[certificates] ttl_days must be between 1 and 3650")
+    if not certificates.issuer.strip():
+        raise ConfigError("[certificates] issuer must not be empty")
     persisted = config.persisted
     if persisted.mode not in PERSISTED_MODES:
         raise ConfigError('[persisted] mode must be "off", "apq" or "trusted"')

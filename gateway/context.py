@@ -19,6 +19,7 @@ from gateway.principal import Principal
 if TYPE_CHECKING:
     from gateway.access import Access
     from gateway.audit import AuditKeys, AuditLog
+    from gateway.certificates import Certificates
     from gateway.consent import Consents
 
 
@@ -88,6 +89,7 @@ class Context:
     audit: AuditLog
     consents: Consents
     provenance: Provenance
+    certificates: Certificates
     cost: int | None = None  # measured before execution (gateway.limits); rate limits charge it
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
     audit_enabled: bool = True  # [audit] enabled

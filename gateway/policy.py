@@ -29,7 +29,7 @@ SELF_HOUSEHOLD = "SELF_HOUSEHOLD"
 #: start-up.
 SERVICE_TYPES = frozenset(
     {"AgencyStatus", "AccessLogConnection", "AccessLogEdge", "AccessLogEntry", "PageInfo",
-     "Consent", "Statistics", "StatisticsCell", "Permissions"}
+     "Consent", "Statistics", "StatisticsCell", "Permissions", "Certificate"}
 )  # fmt: skip
 #: Our Resident fields that may require consent (those read from an agency), derived from
 #: the cost model's field -> dataset table. A schema with contributed fields passes its own

@@ -14,6 +14,8 @@ from gateway.agencies import Agencies, check_adapters
 from gateway.audit import AuditKeys, AuditLog
 from gateway.auth import Authenticator
 from gateway.cache import AgencyCache
+from gateway.certificate_keys import CertificateKeys
+from gateway.certificates import Certificates
 from gateway.config import Config, ConfigError, sources
 from gateway.consent import Consents
 from gateway.graphql_schema import (
@@ -37,6 +39,7 @@ class Runtime:
     policy: Policy
     keys: AuditKeys
     authenticator: Authenticator
+    certificates: Certificates
     db: asyncpg.Pool | None = None
     audit: AuditLog | None = None
     consents: Consents | None = field(default=None)
@@ -117,4 +120,11 @@ def build(config: Config, schema: strawberry.Schema) -> Runtime:
         policy=policy,
         keys=AuditKeys(config.audit.key),
         authenticator=Authenticator(config.auth),
+        certificates=certificates_of(config),
     )
+
+
+def certificates_of(config: Config) -> Certificates:
+    """The issuing service, its keys resolved (ConfigError naming a reference that fails)."""
+    cfg = config.certificates
+    return Certificates(CertificateKeys.from_references(cfg.keys), cfg.issuer, cfg.ttl_days)

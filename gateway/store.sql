@@ -53,3 +53,18 @@ alter table gateway.audit_log add column if not exists note text;
 -- anchor; they are looked up newest first.
 create index if not exists audit_admin_idx on gateway.audit_log (seq)
     where purpose in ('AUDIT_PURGE', 'AUDIT_REPAIR');
+
+-- Certificates issued to citizens (gateway/certificates.py): metadata only. The signed token
+-- (which holds the citizen's data) and the signing keys are never stored.
+create table if not exists gateway.certificates (
+    id          uuid primary key,
+    kind        text not null,
+    subject     text not null,
+    kid         text not null,
+    issued_at   timestamptz not null,
+    expires_at  timestamptz not null,
+    revoked_at  timestamptz
+);
+create index if not exists certificates_subject_idx on gateway.certificates (subject, issued_at desc);
+create index if not exists certificates_revoked_idx on gateway.certificates (expires_at)
+    where revoked_at is not null;

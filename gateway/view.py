@@ -302,6 +302,7 @@ class GatewayView(GraphQL[Context, None]):
             provenance=Provenance(wanted=mine.get("wants_provenance", False)),
             statistics=rt.config.statistics,
             audit_enabled=rt.audit_enabled,
+            certificates=rt.certificates,
         )
         mine["context"] = context
         return context

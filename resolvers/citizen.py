@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import TYPE_CHECKING, Annotated
+import json
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
@@ -21,6 +22,7 @@ from schema.access_log import (
     AccessOutcome,
     PageInfo,
 )
+from schema.certificate_kind import CertificateKind
 from schema.consent import Consent
 from schema.enums import Purpose
 
@@ -73,6 +75,7 @@ async def my_access_log(
                 fields=list(row["disclosed"]),
                 denied=list(row["denied"]),
                 outcome=_outcome(row["disclosed"], row["denied"]),
+                **_certificate_of(row["purpose"], row["note"]),
             ),
         )
         for row in rows[:first]
@@ -119,6 +122,20 @@ def _consent(c: ConsentRecord) -> Consent:
         revoked_at=c.revoked_at,
         active=c.in_force(dt.datetime.now(dt.UTC)),
     )
+
+
+def _certificate_of(purpose: str, note: str | None) -> dict[str, Any]:
+    """The certificate a CERTIFICATE_* entry names (its note, written by the gateway)."""
+    if not purpose.startswith("CERTIFICATE_") or note is None:
+        return {}
+    try:
+        found = json.loads(note)
+        return {
+            "certificate_id": strawberry.ID(str(found["certificate"])),
+            "certificate_kind": CertificateKind[found["kind"]],
+        }
+    except (ValueError, KeyError, TypeError):
+        return {}
 
 
 def _outcome(disclosed: list[str], denied: list[str]) -> AccessOutcome:

@@ -7,6 +7,8 @@ from enum import Enum
 
 import strawberry
 
+from schema.certificate_kind import CertificateKind
+
 
 @strawberry.enum(description="What came of an access.")
 class AccessOutcome(Enum):
@@ -25,11 +27,21 @@ class AccessLogEntry:
         description="The role of the person who asked (never their personal id)."
     )
     purpose: str = strawberry.field(
-        description="The declared purpose, or SELF / SELF_HOUSEHOLD for your own lookups."
+        description=(
+            "The declared purpose, or SELF / SELF_HOUSEHOLD for your own lookups, or "
+            "CERTIFICATE_ISSUE / CERTIFICATE_REVOKE when a certificate was issued or revoked."
+        )
     )
     fields: list[str] = strawberry.field(description="The data that was read, as Type.field.")
     denied: list[str] = strawberry.field(description="The data that was asked for but refused.")
     outcome: AccessOutcome = strawberry.field(description="Granted, partial or denied.")
+    certificate_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="The certificate issued or revoked (CERTIFICATE_* entries only).",
+    )
+    certificate_kind: CertificateKind | None = strawberry.field(
+        default=None, description="Which certificate it was (CERTIFICATE_* entries only)."
+    )
 
 
 @strawberry.type(description="An access log entry and its cursor.")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import strawberry
 
-from resolvers import citizen, permissions, query, statistics
+from resolvers import certificate, citizen, permissions, query, statistics
 from schema.access_log import AccessLogConnection
 from schema.agency import AgencyStatus
+from schema.certificate import Certificate
 from schema.consent import Consent
 from schema.permissions import Permissions
 from schema.resident import Resident
@@ -42,6 +43,10 @@ class Query:
     )
     my_consents: list[Consent] = strawberry.field(
         resolver=citizen.my_consents, description="Every consent you have given, newest first."
+    )
+    my_certificates: list[Certificate] = strawberry.field(
+        resolver=certificate.my_certificates,
+        description="Every certificate you were issued, newest first (without its token).",
     )
     agencies: list[AgencyStatus] = strawberry.field(
         resolver=query.agencies, description="Each agency behind the gateway and its state."

@@ -20,6 +20,7 @@ from gateway.config import (
     AgencyConfig,
     AuditConfig,
     AuthConfig,
+    CertificatesConfig,
     Config,
     DatabaseConfig,
     PolicyConfig,
@@ -70,6 +71,16 @@ def demo_secrets() -> tuple[str, str]:
     path.write_text(json.dumps(created))
     path.chmod(0o600)
     return created["auth_secret"], created["audit_key"]
+
+
+def demo_certificates() -> CertificatesConfig:
+    """The demo's certificate signing key: made once, kept beside its data (never in the
+    database); a real deployment names its keys in [certificates] keys."""
+    from gateway.certificate_keys import generate_key_file
+
+    path = cache_dir() / "certificate-key.pem"
+    generate_key_file(path)
+    return CertificatesConfig(keys=(f"file:{path}",), issuer="resident-gateway-demo")
 
 
 def demo_auth() -> AuthConfig:
@@ -181,6 +192,7 @@ def demo_settings(dsn: str, agencies: dict[str, AgencyConfig] | None = None) -> 
         # (docs/authorization.md).
         audit=AuditConfig(key=audit_key, head_file=str(data_dir() / "audit-head")),
         policy=PolicyConfig(file=str(DEMO_POLICY)),
+        certificates=demo_certificates(),
         agencies=agencies or {},
     )
 
