@@ -198,6 +198,9 @@ def create_app(
                  dropped)  # fmt: skip
         return JSONResponse({"agency": agency, "keys": len(keys), "dropped": dropped}, 202)
 
+    # Certificates without a signing key are FORBIDDEN to all: no example offers them.
+    unavailable = () if rt.certificates.enabled else ("Query.myCertificates",)
+    examples = examples_by_role(schema._schema, rt.policy, sample_rrn, unavailable)
     app = Starlette(
         routes=[
             Route("/events/invalidate", invalidate, methods=["POST"]),
@@ -205,9 +208,7 @@ def create_app(
             Mount("/graphiql/assets", app=graphiql.assets()),
             Route(
                 "/graphiql/examples",
-                graphiql.examples_endpoint(
-                    view, examples_by_role(schema._schema, rt.policy, sample_rrn)
-                ),
+                graphiql.examples_endpoint(view, examples),
             ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

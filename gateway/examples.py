@@ -4,6 +4,7 @@ role may read. GraphiQL offers them (``gateway.graphiql``)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,25 +48,35 @@ class Example:
 
 
 def examples_by_role(
-    schema: GraphQLSchema, policy: Policy, sample_rrn: str | None = None
+    schema: GraphQLSchema,
+    policy: Policy,
+    sample_rrn: str | None = None,
+    unavailable: Collection[str] = (),
 ) -> dict[str, list[Example]]:
     """Every role's examples, in the policy's order of roles and operations."""
-    return {name: examples_for(schema, policy, name, sample_rrn) for name in policy.roles}
+    return {
+        name: examples_for(schema, policy, name, sample_rrn, unavailable) for name in policy.roles
+    }
 
 
 def examples_for(
-    schema: GraphQLSchema, policy: Policy, role_name: str, sample_rrn: str | None = None
+    schema: GraphQLSchema,
+    policy: Policy,
+    role_name: str,
+    sample_rrn: str | None = None,
+    unavailable: Collection[str] = (),
 ) -> list[Example]:
     """The queries ``role_name`` may call, each selecting what the role may read (lookups:
     one per purpose the role declares). Mutations are left out: an example never changes
-    anything."""
+    anything; so are operations this gateway cannot serve (``unavailable``: certificates
+    without a signing key, say)."""
     role = policy.roles[role_name]
     query_type = schema.query_type
     assert query_type is not None
     out: list[Example] = []
     for field_name, field in query_type.fields.items():
         coordinate = f"Query.{field_name}"
-        if coordinate not in role.operations:
+        if coordinate not in role.operations or coordinate in unavailable:
             continue
         if coordinate in LOOKUPS:
             for view, grant in role.views.items():
