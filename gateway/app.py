@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from importlib.resources import files
@@ -22,7 +23,7 @@ from gateway import rrn as rrns
 from gateway import runtime as runtime_module
 from gateway.agencies import Agencies
 from gateway.audit import AuditKeys, AuditLog
-from gateway.audit_chain import ensure_head
+from gateway.audit_chain import Conn, ensure_head
 from gateway.breaker import State
 from gateway.certificate_pages import certificate_routes
 from gateway.certificate_store import CertificateStore
@@ -44,6 +45,23 @@ PURGE_EVERY_S = 3600
 GC_THRESHOLD = 10_000  # allocations between young-generation collections (default 700)
 
 
+async def _ensure_tables(conn: Conn) -> None:
+    """Run store.sql unless this very version of it already ran. Its `alter table`s take
+    exclusive locks even when there is nothing to change: run while another replica is
+    writing audit rows, they deadlock with its writer (one of the two transactions fails)."""
+    version = hashlib.sha256(STORE_SQL.encode()).hexdigest()
+    exists = await conn.fetchval("select to_regclass('gateway.store_version')") is not None
+    if exists and await conn.fetchval("select version from gateway.store_version") == version:
+        return
+    async with conn.transaction():
+        await conn.execute(STORE_SQL)
+        await conn.execute(
+            "create table if not exists gateway.store_version (version text not null)"
+        )
+        await conn.execute("delete from gateway.store_version")
+        await conn.execute("insert into gateway.store_version values ($1)", version)
+
+
 async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
     """The gateway's own database, with its tables in place."""
     pool = await asyncpg.create_pool(url, min_size=1, max_size=8)
@@ -51,7 +69,7 @@ async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
         # Serialise concurrent start-ups (several workers) running the same DDL.
         await conn.execute("select pg_advisory_lock(727001)")
         try:
-            await conn.execute(STORE_SQL)
+            await _ensure_tables(conn)
             problem = await ensure_head(conn, keys)
         finally:
             await conn.execute("select pg_advisory_unlock(727001)")
