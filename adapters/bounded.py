@@ -11,10 +11,11 @@ sends, whether the caller streams or not:
   that are not compressed (a compressed one is refused: its size would not be its size);
 * ``await bounds.run(client.post(...))`` runs a request under the deadline.
 
-The deadline is armed only once the request holds a connection (the first httpcore trace
+The deadline counts from the moment the request holds a connection (the first httpcore trace
 event, or the answer's headers): a request cancelled while it waits for a pool slot leaks
-the slot for ever (encode/httpcore#1093); that wait is bounded by httpx's pool timeout.
-Cancelling later is safe: httpcore closes the connection.
+the slot for ever (encode/httpcore#1093), so that wait is bounded by httpx's pool timeout
+only, and an exchange lasts at most the pool timeout plus ``timeout``. Cancelling later is
+safe: httpcore closes the connection.
 
 Exceeding the cap is an :class:`~adapters.base.AgencyFailure` naming the agency (the gateway
 shows AGENCY_UNAVAILABLE); exceeding the deadline is an :class:`AnswerTimeout`, which is also
@@ -46,11 +47,11 @@ class AnswerTimeout(AgencyFailure, TimeoutError):
 @dataclass
 class _Deadline:
     scope: asyncio.Timeout
-    when: float  # loop time
+    seconds: float
 
     def arm(self) -> None:
         if self.scope.when() is None:
-            self.scope.reschedule(self.when)
+            self.scope.reschedule(asyncio.get_running_loop().time() + self.seconds)
 
 
 #: The deadline of the request running in this task (set by :meth:`AnswerBounds.run`).
@@ -91,11 +92,10 @@ class AnswerBounds:
     async def run(self, work: Coroutine[Any, Any, T]) -> T:
         """``await work`` (a request of a client with :meth:`event_hooks`) within the
         deadline; raises :class:`AnswerTimeout` when it passes."""
-        loop = asyncio.get_running_loop()
         scope = asyncio.timeout(None)
         try:
             async with scope:
-                token = _current.set(_Deadline(scope, loop.time() + self.timeout))
+                token = _current.set(_Deadline(scope, self.timeout))
                 try:
                     return await work
                 finally:
