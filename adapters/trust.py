@@ -62,7 +62,7 @@ MIN_SECRET_LENGTH = 8
 MIN_TOKEN_LENGTH = 16
 #: Cap on a token endpoint's answer (a token answer is a few KiB at most).
 MAX_TOKEN_ANSWER_BYTES = 64 << 10
-_TOKEN_CHARACTERS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: no space, no control
+_TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")  # visible ASCII: no space, no control
 _HEADER_FORM = re.compile(r"^([A-Za-z0-9!#$%&'*+.^_`|~-]+):\s*(.+)$")
 _REDACTED = "[secret]"
 
@@ -270,7 +270,7 @@ class OAuth2ClientCredentials(httpx.Auth):
                 f"{self.agency}: its token endpoint answered something that is not a token"
             ) from None
         # Never quote the token: it is refused, so it is not blanked out of this text.
-        if not _TOKEN_CHARACTERS.match(token):
+        if not _TOKEN_CHARACTERS.fullmatch(token):
             raise AgencyFailure(
                 f"{self.agency}: its token endpoint answered an access_token with spaces, "
                 "control or non-ASCII characters; refused"

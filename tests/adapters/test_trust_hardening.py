@@ -54,6 +54,7 @@ def credentials(access_token: Any) -> OAuth2ClientCredentials:
     [
         ("Bearer failed", "spaces, control or non-ASCII characters"),
         ("abcdefghij\nklmnopqrstu", "spaces, control or non-ASCII characters"),
+        ("abcdefghijklmnopqrstu\n", "spaces, control or non-ASCII characters"),
         ("tok\x00en-0123456789abcdef", "spaces, control or non-ASCII characters"),
         ("t\u00f6ken-0123456789abcdef", "spaces, control or non-ASCII characters"),
         ("ab", "shorter than 16 characters"),
