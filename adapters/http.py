@@ -22,6 +22,7 @@ import httpx
 
 from adapters.aggregates import AggregateQuery, Counts
 from adapters.base import Adapter, AgencyFailure
+from adapters.bounded import DEFAULT_MAX_RESPONSE_BYTES, AnswerBounds
 from adapters.records import Dataset, record_from_mapping
 from adapters.trust import OAuth2ClientCredentials, TrustError, http_client_options
 
@@ -32,9 +33,10 @@ class HTTPClientAdapter(Adapter):
     flight (see :meth:`_send`). Subclasses add the protocol: ``fetch`` and ``ping``.
 
     Settings: ``url`` (required), ``max_concurrency`` (connection limit, default 10),
-    ``timeout_ms`` (socket timeouts, default 2000), and ``ca_file``, ``client_cert``,
-    ``client_key``, ``client_key_password``, ``oauth2_token_url``, ``oauth2_client_id``,
-    ``oauth2_client_secret``, ``oauth2_scope``, ``auth_header``."""
+    ``timeout_ms`` (socket timeouts, and the deadline of a whole exchange, default 2000),
+    ``max_response_bytes`` (cap on an answer's body, default 16 MiB), and ``ca_file``,
+    ``client_cert``, ``client_key``, ``client_key_password``, ``oauth2_token_url``,
+    ``oauth2_client_id``, ``oauth2_client_secret``, ``oauth2_scope``, ``auth_header``."""
 
     #: Whether ``url`` is the client's base URL (paths below it) or the one endpoint itself.
     url_is_base = True
@@ -50,6 +52,8 @@ class HTTPClientAdapter(Adapter):
         self.url = url.rstrip("/") if self.url_is_base else url
         self.connections = int(settings.get("max_concurrency", 10))
         self.timeout = int(settings.get("timeout_ms", 2000)) / 1000
+        max_bytes = int(settings.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
+        self.bounds = AnswerBounds(agency, max_bytes, self.timeout)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._requests: set[asyncio.Task[httpx.Response]] = set()
@@ -72,6 +76,7 @@ class HTTPClientAdapter(Adapter):
                 max_connections=self.connections, max_keepalive_connections=self.connections
             ),
             transport=self._transport,
+            event_hooks=self.bounds.event_hooks(),
         )
 
     async def close(self) -> None:
@@ -94,9 +99,10 @@ class HTTPClientAdapter(Adapter):
     async def _send(self, request: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
         # httpcore keeps a pool slot for ever when a request is cancelled while it waits for
         # a connection (encode/httpcore#1093): after max_concurrency of the gateway's
-        # timeouts every call fails with PoolTimeout. So a request is never cancelled: a
-        # cancelled fetch abandons it, and it ends within the client's own timeout.
-        task = asyncio.ensure_future(request)
+        # timeouts every call fails with PoolTimeout. So a request is never cancelled by its
+        # caller: a cancelled fetch abandons it. It ends within its own deadline and reads at
+        # most max_response_bytes (adapters.bounded), whether or not anyone still waits.
+        task = asyncio.ensure_future(self.bounds.run(request))
         self._requests.add(task)
         task.add_done_callback(_forget(self._requests))
         return await asyncio.shield(task)

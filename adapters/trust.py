@@ -41,6 +41,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from adapters.base import AgencyFailure
+from adapters.bounded import AnswerBounds
 
 #: Keys whose values are secret references.
 SECRET_KEYS = ("oauth2_client_secret", "auth_header", "client_key_password", "password")
@@ -56,6 +57,12 @@ MIN_TOKEN_LIFETIME_S = 60.0
 MAX_TOKEN_LIFETIME_S = 86_400.0
 #: Secrets shorter than this are refused: too short to blank out of text reliably.
 MIN_SECRET_LENGTH = 8
+#: Access tokens from a token endpoint shorter than this are refused (a real one is far
+#: longer; a short one would blank ordinary words out of every log line).
+MIN_TOKEN_LENGTH = 16
+#: Cap on a token endpoint's answer (a token answer is a few KiB at most).
+MAX_TOKEN_ANSWER_BYTES = 64 << 10
+_TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")  # visible ASCII: no space, no control
 _HEADER_FORM = re.compile(r"^([A-Za-z0-9!#$%&'*+.^_`|~-]+):\s*(.+)$")
 _REDACTED = "[secret]"
 
@@ -95,16 +102,16 @@ def resolve(reference: Any, where: str) -> str:
 
 
 def remember(secret: str) -> None:
-    """Have :func:`redact` blank ``secret`` (and the parts it is usually sent as) out."""
-    for part in (secret, *secret.split(None, 1)[1:]):
-        if len(part) >= 4:
-            _known_secrets.add(part)
+    """Have :func:`redact` blank ``secret`` out: the whole string, never a part of it (a
+    caller that sends a part alone remembers that part too), and only when it is at least
+    ``MIN_SECRET_LENGTH`` characters long: a shorter one would blank ordinary words."""
+    if len(secret) >= MIN_SECRET_LENGTH:
+        _known_secrets.add(secret)
 
 
 def forget(secret: str) -> None:
     """Stop blanking ``secret`` (a token that has been replaced)."""
-    for part in (secret, *secret.split(None, 1)[1:]):
-        _known_secrets.discard(part)
+    _known_secrets.discard(secret)
 
 
 def redact(text: str) -> str:
@@ -195,9 +202,14 @@ class OAuth2ClientCredentials(httpx.Auth):
         self.token_url = token_url
         self.scope = scope
         pair = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}"
-        self._basic = "Basic " + base64.b64encode(pair.encode()).decode()
-        remember(self._basic)
+        credentials = base64.b64encode(pair.encode()).decode()
+        self._basic = "Basic " + credentials
+        remember(credentials)
         self._verify, self._timeout, self._transport = verify, timeout, transport
+        # The endpoint's answer: capped, and whole within the timeout (adapters.bounded).
+        self._bounds = AnswerBounds(
+            f"{agency}: its token endpoint", MAX_TOKEN_ANSWER_BYTES, timeout, setting=None
+        )
         self._client: httpx.AsyncClient | None = None  # made on the first fetch
         self._token: str | None = None
         self._expires = 0.0
@@ -227,11 +239,14 @@ class OAuth2ClientCredentials(httpx.Auth):
         form = {"grant_type": "client_credentials"} | ({"scope": self.scope} if self.scope else {})
         if self._client is None:
             self._client = httpx.AsyncClient(
-                verify=self._verify, timeout=self._timeout, transport=self._transport
+                verify=self._verify,
+                timeout=self._timeout,
+                transport=self._transport,
+                event_hooks=self._bounds.event_hooks(),
             )
         try:
-            response = await self._client.post(
-                self.token_url, data=form, headers={"Authorization": self._basic}
+            response = await self._bounds.run(
+                self._client.post(self.token_url, data=form, headers={"Authorization": self._basic})
             )
         except httpx.HTTPError as exc:
             raise AgencyFailure(
@@ -254,7 +269,18 @@ class OAuth2ClientCredentials(httpx.Auth):
             raise AgencyFailure(
                 f"{self.agency}: its token endpoint answered something that is not a token"
             ) from None
-        remember(token)
+        # Never quote the token: it is refused, so it is not blanked out of this text.
+        if not _TOKEN_CHARACTERS.fullmatch(token):
+            raise AgencyFailure(
+                f"{self.agency}: its token endpoint answered an access_token with spaces, "
+                "control or non-ASCII characters; refused"
+            )
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise AgencyFailure(
+                f"{self.agency}: its token endpoint answered an access_token shorter than "
+                f"{MIN_TOKEN_LENGTH} characters; refused"
+            )
+        remember(token)  # whole: the header sends "Bearer <token>", which contains it
         return token, lifetime
 
     async def async_auth_flow(
@@ -290,6 +316,7 @@ def http_client_options(
     if header is not None:
         name, value = static_header(header)
         remember(value)
+        remember(value.split(None, 1)[-1])  # "Bearer xyz": its credential, xyz, alone too
         options["headers"] = {name: value}
     if settings.get("oauth2_token_url"):
         options["auth"] = OAuth2ClientCredentials(
@@ -309,8 +336,24 @@ def _https(url: Any) -> bool:
     return isinstance(url, str) and urlsplit(url).scheme == "https"
 
 
+def check_no_userinfo(url: Any, where: str) -> None:
+    """Refuse a URL carrying credentials (``https://user:password@host/``): they would be
+    sent in clear in logs and messages that show the URL. The message never shows it."""
+    try:
+        netloc = urlsplit(url).netloc if isinstance(url, str) else ""
+    except ValueError:
+        return  # not a URL at all: the request fails, naming no credential
+    if "@" in netloc:
+        raise TrustError(
+            f"{where} must not carry credentials (user:password@host): give them by "
+            "reference (auth_header or oauth2_*)"
+        )
+
+
 def check_http(settings: Mapping[str, Any], where: str) -> None:
     """Refuse trust settings that cannot work, naming the key (no secret is read here)."""
+    for key in ("url", "oauth2_token_url"):
+        check_no_userinfo(settings.get(key), f"{where} {key}")
     tls = [key for key in TLS_KEYS if settings.get(key)]
     if tls and not _https(settings.get("url")):
         raise TrustError(f"{where} {tls[0]} needs an https url")

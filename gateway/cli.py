@@ -536,8 +536,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"note: no agency serves {dataset} ([sources] unserved): its fields answer "
               "AGENCY_UNAVAILABLE")  # fmt: skip
     unreadable = policy.unreadable(schema_fields(schema))
-    if unreadable:
-        print(f"note: no role may read: {', '.join(unreadable)}")
+    theirs = [name for name in unreadable if name in schema.contributed]
+    ours = [name for name in unreadable if name not in schema.contributed]
+    if ours:
+        print(f"note: no role may read: {', '.join(ours)}")
+    if theirs:
+        print(f"note: no role may read these fields contributed by agencies (wildcards do not "
+              f"grant them; name each one to grant it): {', '.join(theirs)}")  # fmt: skip
     print(f"{config.source}: ok ({len(config.agencies)} agencies)")
     return 0
 

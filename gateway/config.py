@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.records import DATASETS
+from adapters.trust import TrustError, check_no_userinfo
 
 DEFAULT_FILE = "gateway.toml"
 ENV_FILE = "GATEWAY_CONFIG"
@@ -438,7 +439,22 @@ def validate(config: Config) -> None:
             )
         if agency.cost_weight < 0:
             raise ConfigError(f"{where}: cost_weight must not be negative")
+        _check_agency_urls(agency, where)
     sources(config, complete=False)
+
+
+def _check_agency_urls(agency: AgencyConfig, where: str) -> None:
+    """No credentials in an agency's URLs (never echoed); a positive ``max_response_bytes``
+    for the HTTP-based kinds (``adapters.bounded``)."""
+    try:
+        check_no_userinfo(agency.url, f"{where} url")
+        check_no_userinfo(agency.settings.get("oauth2_token_url"), f"{where} oauth2_token_url")
+    except TrustError as exc:
+        raise ConfigError(str(exc)) from None
+    cap = agency.settings.get("max_response_bytes")
+    positive = isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1
+    if agency.kind in ("http", "graphql") and cap is not None and not positive:
+        raise ConfigError(f"{where}: max_response_bytes must be a positive integer (bytes)")
 
 
 def cost_weights(config: Config) -> dict[str, int]:

@@ -49,6 +49,9 @@ class GatewaySchema(strawberry.Schema):
     limits: LimitsConfig
     weights: Mapping[str, int]
     measured: MeasureCache
+    #: Coordinates contributed by agency packages and subgraphs -> who contributes them
+    #: (see :func:`contributed_fields`).
+    contributed: Mapping[str, str]
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -100,6 +103,7 @@ def build_schema(
         owner = federation.owner_of(contributions, name) or "a contribution"
         raise ConfigError(f"{owner}: type {name} already exists") from None
     federation.add_fields(schema, contributions)
+    schema.contributed = contributed_fields(schema, contributions)
     schema.limits = limits
     schema.weights = weights
     schema.measured = measured
@@ -128,6 +132,24 @@ def describe_access(schema: strawberry.Schema, policy: Policy) -> None:
             base = (field.description or "").split(f"\n\n{ACCESS} ")[0]
             line = policy.access_line(f"{type_name}.{name}")
             field.description = f"{base}\n\n{line}" if base else line
+
+
+def contributed_fields(
+    schema: strawberry.Schema, contributions: Sequence[tuple[str, Contribution]]
+) -> dict[str, str]:
+    """Every coordinate an agency package or GraphQL subgraph contributes (its ``Resident``
+    fields and every field of its types) -> the contribution's description (``where``).
+    A policy wildcard (``Resident.*``) does not grant these: the agency decides what they
+    hold and may add fields at any time, so each must be named (``gateway.policy``)."""
+    type_map = schema._schema.type_map
+    found: dict[str, str] = {}
+    for where, c in contributions:
+        found.update({f"Resident.{f.name}": where for f in c.fields})
+        for cls in c.types:
+            named = type_map.get(cls.__strawberry_definition__.name)  # type: ignore[attr-defined]
+            if isinstance(named, GraphQLObjectType):
+                found.update({f"{named.name}.{name}": where for name in named.fields})
+    return found
 
 
 def agency_fields(schema: strawberry.Schema) -> frozenset[str]:

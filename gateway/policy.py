@@ -3,7 +3,10 @@
 A *view* is what a lookup is for: one of the ``Purpose`` values declared by officials, or
 ``SELF`` (a citizen's own record through ``me``) and ``SELF_HOUSEHOLD`` (the other members of
 that citizen's household). Fields are GraphQL coordinates, ``Type.field``; ``Type.*`` means every
-field of the type. Anything not granted is forbidden.
+field of the type that the gateway itself defines: fields contributed by agency packages and
+GraphQL subgraphs (``gateway.graphql_schema.contributed_fields``) are granted only by name, so
+a field an agency adds later is never granted unseen (``Vehicle.*`` on a contributed type is
+refused). Anything not granted is forbidden.
 """
 
 from __future__ import annotations
@@ -215,8 +218,11 @@ def load(
     *,
     resident_types: frozenset[str],
     consentable: frozenset[str] = CONSENTABLE,
+    contributed: Mapping[str, str] | None = None,
 ) -> Policy:
-    """Read and check a policy file against the schema's types and the known views."""
+    """Read and check a policy file against the schema's types and the known views.
+    ``contributed``: coordinates contributed by agencies -> who contributes them; wildcards
+    do not grant them."""
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -230,6 +236,7 @@ def load(
         source=str(path),
         resident_types=resident_types,
         consentable=consentable,
+        contributed=contributed,
     )
 
 
@@ -241,7 +248,9 @@ def parse(
     *,
     resident_types: frozenset[str],
     consentable: frozenset[str] = CONSENTABLE,
+    contributed: Mapping[str, str] | None = None,
 ) -> Policy:
+    contributed = contributed or {}
     known_views = set(views) | {SELF, SELF_HOUSEHOLD}
     unknown = set(raw) - {"roles"}
     if unknown:
@@ -259,7 +268,7 @@ def parse(
             raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(extra))}")
         operations = frozenset(
             _coordinates(
-                table.get("operations", []), schema_fields, where, resident_types, roots=True
+                table.get("operations", []), schema_fields, where, resident_types, {}, roots=True
             )
         )
         grants = {}
@@ -273,10 +282,14 @@ def parse(
             if extra:
                 raise ConfigError(f"{gwhere}: unknown key(s): {', '.join(sorted(extra))}")
             fields = frozenset(
-                _coordinates(grant_raw.get("fields", []), schema_fields, gwhere, resident_types)
+                _coordinates(
+                    grant_raw.get("fields", []), schema_fields, gwhere, resident_types, contributed
+                )
             )
             consent = frozenset(
-                _coordinates(grant_raw.get("consent", []), schema_fields, gwhere, resident_types)
+                _coordinates(
+                    grant_raw.get("consent", []), schema_fields, gwhere, resident_types, contributed
+                )
             )
             if consent - consentable:
                 stray = ", ".join(sorted(consent - consentable))
@@ -333,6 +346,7 @@ def _coordinates(
     schema_fields: Mapping[str, frozenset[str]],
     where: str,
     resident_types: frozenset[str],
+    contributed: Mapping[str, str],
     roots: bool = False,
 ) -> list[str]:
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
@@ -350,7 +364,16 @@ def _coordinates(
             )
         fields = known[type_name]
         if field_name == "*":
-            out += [f"{type_name}.{f}" for f in sorted(fields)]
+            # Fields an agency contributes are granted by name only: it may add any later.
+            own = [f"{type_name}.{f}" for f in sorted(fields)]
+            theirs = [c for c in own if c in contributed]
+            if theirs and len(theirs) == len(own):
+                raise ConfigError(
+                    f"{where}: {entry!r}: {type_name} is contributed by "
+                    f"{contributed[theirs[0]]}; name the fields to grant ({', '.join(theirs)}): "
+                    "a wildcard would grant fields the agency adds later"
+                )
+            out += [c for c in own if c not in contributed]
         elif field_name in fields:
             out.append(entry)
         else:

@@ -72,6 +72,7 @@ def load_policy(config: Config, schema: strawberry.Schema | None = None) -> Poli
         PURPOSES,
         resident_types=resident_types(schema),
         consentable=agency_fields(schema),
+        contributed=getattr(schema, "contributed", None),
     )
 
 

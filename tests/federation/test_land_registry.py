@@ -34,9 +34,11 @@ operations = ["Query.resident", "Query.residents"]
 agencies = ["welfare"]
 [roles.land_officer.views.WELFARE_ELIGIBILITY]
 fields = ["Resident.name", "Resident.household", "Household.*", "Resident.landParcels",
-          "LandParcel.*"]
+          "LandParcel.parcelId", "LandParcel.address", "LandParcel.areaSqm",
+          "LandParcel.acquiredOn"]
 [roles.land_officer.views.CIVIL_PETITION]
-fields = ["Resident.landParcels", "LandParcel.*"]
+fields = ["Resident.landParcels", "LandParcel.parcelId", "LandParcel.address",
+          "LandParcel.areaSqm", "LandParcel.acquiredOn"]
 consent = ["Resident.landParcels"]
 
 [roles.plain_officer]

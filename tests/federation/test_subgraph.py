@@ -28,7 +28,8 @@ operations = ["Query.resident", "Query.residents"]
 agencies = ["welfare"]
 [roles.vehicle_officer.views.WELFARE_ELIGIBILITY]
 fields = ["Resident.name", "Resident.household", "Household.*", "Resident.vehicles",
-          "Vehicle.*", "Inspection.*"]
+          "Vehicle.plate", "Vehicle.make", "Vehicle.year", "Vehicle.electric",
+          "Vehicle.inspections", "Inspection.passedOn", "Inspection.odometerKm"]
 
 [roles.plain_officer]
 description = "No vehicles."
