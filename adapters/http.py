@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import httpx
+from opentelemetry import propagate
 
 from adapters.base import Adapter, AgencyFailure
 from adapters.records import Dataset, record_from_mapping
@@ -63,6 +64,7 @@ class HTTPClientAdapter(Adapter):
             options["base_url"] = self.url
         self._client = httpx.AsyncClient(
             **options,
+            event_hooks={"request": [_trace_context]},
             timeout=self.timeout,
             limits=httpx.Limits(
                 max_connections=self.connections, max_keepalive_connections=self.connections
@@ -140,6 +142,12 @@ class HTTPAdapter(HTTPClientAdapter):
             return AgencyFailure(
                 f"{self.agency} sent a malformed {dataset.name} record ({problem})"
             )
+
+
+async def _trace_context(request: httpx.Request) -> None:
+    """The W3C ``traceparent`` of the current span (the gateway's span for this batch), so
+    the agency's own traces join the caller's. Nothing is added while tracing is off."""
+    propagate.inject(request.headers)
 
 
 def _forget(

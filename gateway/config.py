@@ -110,6 +110,33 @@ class AuditConfig:
     head_file: str = ""
 
 
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str = "text"  # "json": one JSON object per line (docs/operations.md)
+    level: str = "INFO"
+    requests: bool = True  # one line per request (logger gateway.request)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    #: A file holding the bearer token Prometheus sends (``authorization.credentials_file``).
+    token_file: str = ""
+    #: "HOST:PORT" of a listener serving only /metrics (an internal address).
+    listen: str = ""
+    #: Distinct operation names a process labels metrics with; later ones count as "other".
+    max_operations: int = 100
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    #: OTLP/HTTP traces endpoint (``http://collector:4318/v1/traces``); empty: tracing off.
+    otlp_endpoint: str = ""
+    service_name: str = "resident-gateway"
+
+
 @dataclass(frozen=True)
 class AgencyConfig:
     code: str
@@ -147,6 +174,9 @@ class Config:
     persisted: PersistedConfig = field(default_factory=PersistedConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     agencies: Mapping[str, AgencyConfig] = field(default_factory=dict)
     source: Path | None = None
 
@@ -161,6 +191,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "persisted": PersistedConfig,
     "audit": AuditConfig,
     "sources": SourcesConfig,
+    "log": LogConfig,
+    "metrics": MetricsConfig,
+    "tracing": TracingConfig,
 }
 
 
@@ -382,6 +415,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"[limits] {name} must be 0 (off) or more")
     if config.limits.rate_window_s < 1:
         raise ConfigError("[limits] rate_window_s must be at least 1")
+    validate_observability(config)
     persisted = config.persisted
     if persisted.mode not in PERSISTED_MODES:
         raise ConfigError('[persisted] mode must be "off", "apq" or "trusted"')
@@ -405,6 +439,28 @@ def validate(config: Config) -> None:
         if agency.cost_weight < 0:
             raise ConfigError(f"{where}: cost_weight must not be negative")
     sources(config, complete=False)
+
+
+def validate_observability(config: Config) -> None:
+    """[log], [metrics] and [tracing] (docs/operations.md)."""
+    if config.log.format not in LOG_FORMATS:
+        raise ConfigError('[log] format must be "text" or "json"')
+    if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("[log] level must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    metrics = config.metrics
+    if metrics.listen:
+        host, _, port = metrics.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError('[metrics] listen must be "HOST:PORT" (an internal address)')
+    if metrics.token_file:
+        path = Path(metrics.token_file)
+        if not path.is_file():
+            raise ConfigError(f"[metrics] token_file: {path} does not exist")
+    if metrics.max_operations < 1:
+        raise ConfigError("[metrics] max_operations must be at least 1")
+    endpoint = config.tracing.otlp_endpoint
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError("[tracing] otlp_endpoint must be an http:// or https:// URL")
 
 
 def cost_weights(config: Config) -> dict[str, int]:

@@ -35,6 +35,7 @@ from gateway.limits import (
     over_limit,
     parse_limited,
 )
+from gateway.observe import ObserveOperation
 from gateway.policy import SERVICE_TYPES
 from gateway.view import log_errors
 from schema import Mutation, Query
@@ -86,6 +87,7 @@ def build_schema(
         lambda: ValidationCache(maxsize=256),
         *([lambda: AddValidationRules(rules)] if rules else []),
         Authorize,
+        ObserveOperation,
     ]
     try:
         schema = GatewaySchema(

