@@ -170,9 +170,8 @@ class Observer:
 
 
 def _text_line(fields: Mapping[str, Any]) -> str:
-    parts = [
-        f"request {fields['request_id']}",
-        f"{fields['method']} {fields['status']} {fields['outcome']}",
+    parts = [  # the ids follow, from the formatter (gateway.logs.OWN_IDS)
+        f"request {fields['method']} {fields['status']} {fields['outcome']}",
         f"op={fields['operation'] or '-'}",
         f"roles={','.join(fields['roles']) or '-'}",
         f"agency={fields['agency'] or '-'}",
