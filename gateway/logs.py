@@ -69,6 +69,7 @@ class JSONFormatter(logging.Formatter):
             ),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,  # which worker, with several
             "message": record.getMessage(),
         }
         fields = getattr(record, REQUEST_FIELDS, None)

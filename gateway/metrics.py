@@ -36,7 +36,8 @@ from prometheus_client import (
 
 from gateway.config import Config, ConfigError, MetricsConfig
 
-disable_created_metrics()  # no *_created series: Prometheus does not need them
+# No *_created series: Prometheus does not need them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
