@@ -26,7 +26,8 @@ from adapters.trust import OAuth2ClientCredentials, TrustError, http_client_opti
 class HTTPClientAdapter(Adapter):
     """What every adapter over httpx shares: one client per agency with the trust settings
     of :mod:`adapters.trust`, a connection limit, and requests that are never cancelled in
-    flight (see :meth:`_send`). Subclasses add the protocol: ``fetch`` and ``ping``.
+    flight (see :meth:`_send`), and the W3C trace context of the gateway's span on every
+    request while tracing is on. Subclasses add the protocol: ``fetch`` and ``ping``.
 
     Settings: ``url`` (required), ``max_concurrency`` (connection limit, default 10),
     ``timeout_ms`` (socket timeouts, default 2000), and ``ca_file``, ``client_cert``,

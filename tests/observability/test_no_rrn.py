@@ -21,7 +21,9 @@ async def test_every_kind_of_request_logs_and_traces_no_full_rrn(
     agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent
 ) -> None:
     config = make_config(
-        agency_db.dsn, http_agencies, agencies={"nts": http_agency("nts", nts.url, retries=0)}
+        agency_db.dsn,
+        http_agencies,
+        agencies={"nts": http_agency("nts", nts.url, retries=0, cache=False)},
     )
     leaks, lines_before = len(WATCH.leaks), len(WATCH.request_lines)
     spans_before = WATCH.spans
@@ -69,6 +71,7 @@ async def test_every_kind_of_request_logs_and_traces_no_full_rrn(
         for fault in ("error", "garbage"):
             await nts.fault(fault)
             await post({"query": TAXES, "variables": {"rrn": HEAD_RRN}})
+            assert WATCH.request_lines[-1]["outcome"] == "AGENCY_UNAVAILABLE"
         # Unauthenticated, with an RRN in the body.
         response = await gateway.http.post(
             "/graphql", json={"query": TAXES, "variables": {"rrn": HEAD_RRN}}
