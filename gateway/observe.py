@@ -101,7 +101,7 @@ class Observer:
         try:
             with tracer.start_as_current_span(
                 f"{method} /graphql",
-                context=propagate.extract(headers),
+                context=propagate.extract(headers) if self.tracing.active else None,
                 kind=SpanKind.SERVER,
                 attributes={
                     "http.request.method": method,

@@ -44,6 +44,17 @@ class Tracing:
         else:
             self.tracer = trace.get_tracer(INSTRUMENTATION)
 
+    @property
+    def active(self) -> bool:
+        """Spans are recorded somewhere: ours are exported, or the embedding program set an
+        SDK provider. While not, a caller's ``traceparent`` is not continued either, so
+        nothing of it is passed on to the agencies."""
+        if self.provider is not None:
+            return True
+        return not isinstance(
+            trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
+        )
+
     def shutdown(self) -> None:
         """Send what is pending and stop exporting."""
         if self.provider is not None:

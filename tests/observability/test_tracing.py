@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from opentelemetry import trace as trace_api
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -222,9 +223,16 @@ async def test_the_trace_context_goes_to_graphql_agencies(
 # --- OTLP/HTTP export -----------------------------------------------------------------------
 
 
-def test_tracing_is_off_without_an_endpoint() -> None:
+def test_tracing_is_off_without_an_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     tracing = Tracing(TracingConfig())
-    assert tracing.provider is None  # no exporter, no thread: the global provider's no-op
+    assert tracing.provider is None  # no exporter, no thread: the global provider's
+    assert tracing.active  # ... which this suite made an SDK one (tests/conftest.py)
+    # A program that set none: a caller's traceparent is then not continued either.
+    monkeypatch.setattr(trace_api, "get_tracer_provider", trace_api.ProxyTracerProvider)
+    assert not tracing.active
+    exporting = Tracing(TracingConfig(otlp_endpoint="http://127.0.0.1:9/v1/traces"))
+    assert exporting.active
+    exporting.shutdown()
 
 
 async def test_otlp_endpoint_receives_the_spans(config: Config) -> None:
