@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from gateway.config import TracingConfig
 
 INSTRUMENTATION = "resident-gateway"
+EXPORT_TIMEOUT_S = 3
 
 #: The tracer of the app serving the current request (set per request by gateway.observe).
 current: contextvars.ContextVar[trace.Tracer | None] = contextvars.ContextVar(
@@ -38,7 +39,9 @@ class Tracing:
             self.provider = TracerProvider(
                 resource=Resource.create({"service.name": config.service_name})
             )
-            exporter = OTLPSpanExporter(endpoint=config.otlp_endpoint)
+            # Spans are best-effort: a collector that is down costs at most a few seconds
+            # (at shutdown, when the last batch is flushed), never a request.
+            exporter = OTLPSpanExporter(endpoint=config.otlp_endpoint, timeout=EXPORT_TIMEOUT_S)
             self.provider.add_span_processor(BatchSpanProcessor(exporter))
             self.tracer: trace.Tracer = self.provider.get_tracer(INSTRUMENTATION)
         else:
