@@ -45,17 +45,39 @@ class MaskRRNFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time level logger: message``; a request line ends with its ids."""
+    """``time level logger: message``; a request line goes on with its fields, then its ids."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = scrub(super().format(record))
+        line = super().format(record)
         fields = getattr(record, REQUEST_FIELDS, None)
+        if isinstance(fields, dict):
+            line += _details(fields)
+        line = scrub(line)
         if isinstance(fields, dict):
             line += "".join(f" {key}={fields[key]}" for key in OWN_IDS if fields.get(key))
         return line
+
+
+def _details(fields: dict[str, Any]) -> str:
+    def listed(name: str) -> str:
+        return ",".join(fields.get(name) or ()) or "-"
+
+    cost = fields.get("cost")
+    parts = [
+        f"roles={listed('roles')}",
+        f"agency={fields.get('agency') or '-'}",
+        f"purposes={listed('purposes')}",
+        f"cost={'-' if cost is None else cost}",
+        f"{fields.get('duration_ms')}ms",
+    ]
+    if fields.get("codes"):
+        parts.append(f"codes={listed('codes')}")
+    if fields.get("client_request_id"):
+        parts.append(f"client_request_id={fields['client_request_id']}")
+    return " " + " ".join(parts)
 
 
 class JSONFormatter(logging.Formatter):

@@ -146,7 +146,14 @@ class Observer:
                 span.set_status(Status(StatusCode.ERROR, outcome))
             fields["trace_id"] = format(span.get_span_context().trace_id, "032x")
         if request_log.isEnabledFor(logging.INFO):
-            request_log.info(_text_line(fields), extra={REQUEST_FIELDS: fields})
+            request_log.info(
+                "request %s %s %s op=%s",
+                seen.method,
+                seen.status,
+                outcome,
+                fields["operation"] or "-",
+                extra={REQUEST_FIELDS: fields},
+            )
 
     def declare(self, agencies: Agencies) -> None:
         """The configured agencies' series, at 0 until they move."""
@@ -167,23 +174,6 @@ class Observer:
 
     def shutdown(self) -> None:
         self.tracing.shutdown()
-
-
-def _text_line(fields: Mapping[str, Any]) -> str:
-    parts = [  # the ids follow, from the formatter (gateway.logs.OWN_IDS)
-        f"request {fields['method']} {fields['status']} {fields['outcome']}",
-        f"op={fields['operation'] or '-'}",
-        f"roles={','.join(fields['roles']) or '-'}",
-        f"agency={fields['agency'] or '-'}",
-        f"purposes={','.join(fields['purposes']) or '-'}",
-        f"cost={fields['cost'] if fields['cost'] is not None else '-'}",
-        f"{fields['duration_ms']}ms",
-    ]
-    if fields["codes"]:
-        parts.append(f"codes={','.join(fields['codes'])}")
-    if fields["client_request_id"]:
-        parts.append(f"client_request_id={fields['client_request_id']}")
-    return " ".join(parts)
 
 
 class ObserveOperation(SchemaExtension):
