@@ -113,6 +113,10 @@ class Observer:
             ) as span:
                 try:
                     yield seen
+                except Exception:
+                    seen.codes.append("INTERNAL")  # escaped the view: the server answers 500
+                    seen.status = seen.status or 500
+                    raise
                 finally:
                     self._finish(seen, span)
         finally:

@@ -241,3 +241,19 @@ async def test_every_metric_is_documented(client: GatewayClient) -> None:
     assert len(families) >= 17
     missing = sorted(f for f in families if f"`{f}`" not in docs)
     assert not missing, f"not in docs/operations.md: {missing}"
+
+
+def test_an_exception_escaping_the_view_is_an_internal_error() -> None:
+    from prometheus_client import REGISTRY
+
+    from gateway.observe import Observer
+
+    def count() -> float:
+        labels = {"operation": "-", "code": "INTERNAL"}
+        return REGISTRY.get_sample_value("gateway_requests_total", labels) or 0.0
+
+    before = count()
+    observer = Observer(Config())
+    with pytest.raises(RuntimeError), observer.request({}, "POST", "0" * 32, None):
+        raise RuntimeError("a bug")
+    assert count() == before + 1
