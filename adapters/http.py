@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import httpx
+from opentelemetry import propagate
 
 from adapters.aggregates import AggregateQuery, Counts
 from adapters.base import Adapter, AgencyFailure
@@ -30,7 +31,8 @@ from adapters.trust import OAuth2ClientCredentials, TrustError, http_client_opti
 class HTTPClientAdapter(Adapter):
     """What every adapter over httpx shares: one client per agency with the trust settings
     of :mod:`adapters.trust`, a connection limit, and requests that are never cancelled in
-    flight (see :meth:`_send`). Subclasses add the protocol: ``fetch`` and ``ping``.
+    flight (see :meth:`_send`), and the W3C trace context of the gateway's span on every
+    request while tracing is on. Subclasses add the protocol: ``fetch`` and ``ping``.
 
     Settings: ``url`` (required), ``max_concurrency`` (connection limit, default 10),
     ``timeout_ms`` (socket timeouts, and the deadline of a whole exchange, default 2000),
@@ -69,14 +71,16 @@ class HTTPClientAdapter(Adapter):
         self._auth = options.get("auth")
         if self.url_is_base:
             options["base_url"] = self.url
+        hooks = self.bounds.event_hooks()
+        hooks["request"] = [_trace_context, *hooks.get("request", [])]
         self._client = httpx.AsyncClient(
             **options,
+            event_hooks=hooks,
             timeout=self.timeout,
             limits=httpx.Limits(
                 max_connections=self.connections, max_keepalive_connections=self.connections
             ),
             transport=self._transport,
-            event_hooks=self.bounds.event_hooks(),
         )
 
     async def close(self) -> None:
@@ -166,6 +170,12 @@ class HTTPAdapter(HTTPClientAdapter):
             return AgencyFailure(
                 f"{self.agency} sent a malformed {dataset.name} record ({problem})"
             )
+
+
+async def _trace_context(request: httpx.Request) -> None:
+    """The W3C ``traceparent`` of the current span (the gateway's span for this batch), so
+    the agency's own traces join the caller's. Nothing is added while tracing is off."""
+    propagate.inject(request.headers)
 
 
 def _forget(

@@ -68,6 +68,7 @@ class Access:
         self.audit_failed = False
         self.max_lookups = max_lookups
         self.lookups = 0  # residents named by root fields so far in this request
+        self.purposes: set[str] = set()  # views declared in this request (the request log)
 
     # Root operations -------------------------------------------------------------------
 
@@ -82,6 +83,7 @@ class Access:
         """The grant for a lookup's declared view; every lookup of named residents passes
         here first, and is counted against the request's budget before anything else."""
         self._count_lookups(_named(kwargs))
+        self.purposes.add(view)
         grant = self.policy.grant(self.principal.roles, view)
         if grant is None:
             self._refused_lookup(f"Query.{info.field_name}", info, kwargs)

@@ -17,7 +17,7 @@ from adapters.aggregates import AggregateQuery, check_answer
 from adapters.base import Adapter, AgencyFailure, supports_aggregates
 from adapters.records import Dataset
 from adapters.trust import TrustError, check_agency, redact
-from gateway import federation
+from gateway import federation, observe
 from gateway.breaker import CircuitBreaker
 from gateway.cache import AgencyCache, Entry
 from gateway.config import DEFAULT_DATASETS, AgencyConfig, Config, ConfigError, sources
@@ -166,6 +166,7 @@ class Agency:
                     pending.append(key)
             self.stats.cache_hits += len(keys) - len(pending)
             self.stats.cache_misses += len(pending)
+            observe.cache_lookup(self.code, dataset.name, len(keys) - len(pending), len(pending))
 
         # Single flight: a key another request is already fetching is awaited, not re-asked.
         waiting = {k: f for k in pending if (f := self._inflight.get((dataset.name, k)))}
@@ -224,6 +225,7 @@ class Agency:
 
     def _stale(self, entry: Entry) -> Sourced:
         self.stats.stale_served += 1
+        observe.agency_stale(self.code)
         return Sourced(entry.value, self.code, self.no_older_than(time.time(), stale=True), True)
 
     async def _coalesced(
@@ -261,6 +263,8 @@ class Agency:
                 await self.limit.acquire()
         except TimeoutError:
             self.stats.timeouts += 1
+            observe.agency_refused(self.code, dataset.name, len(waiting.keys), "AGENCY_TIMEOUT",
+                                   "queue_timeout")  # fmt: skip
             return [_Queued(self.code, self.config.timeout_ms)] * len(waiting.keys)
         del self._waiting[dataset.name]  # sealed: later arrivals start the next batch
         if waiting.requests > 1:
@@ -281,6 +285,8 @@ class Agency:
             if slot_held:
                 self.limit.release()
             self.stats.rejected += 1
+            observe.agency_refused(self.code, dataset.name, len(keys), "AGENCY_UNAVAILABLE",
+                                   "circuit_open")  # fmt: skip
             refusal = AgencyError(self.code, f"The {self.code} agency is failing; not asking it.")
             return [refusal] * len(keys)
         attempt = 0
@@ -300,6 +306,7 @@ class Agency:
             if attempt > self.config.retries or out_of_time or not self.breaker.allow():
                 return [error] * len(keys)
             self.stats.retries += 1
+            observe.agency_retry(self.code)
             await asyncio.sleep(backoff)
 
     async def _attempt(
@@ -319,13 +326,17 @@ class Agency:
             except TimeoutError:
                 # Our own queue was full for the whole timeout: not the agency's failure.
                 self.stats.timeouts += 1
+                observe.agency_refused(self.code, dataset.name, len(keys), "AGENCY_TIMEOUT",
+                                       "queue_timeout")  # fmt: skip
                 return _Queued(self.code, self.config.timeout_ms)
         try:
             # The agency gets its whole timeout once it is asked (within the deadline).
             if deadline is not None:
                 timeout = min(self.timeout, deadline - time.monotonic())
-            async with asyncio.timeout(max(timeout, 0.001)):
-                entries = await self.adapter.fetch(dataset, keys)
+            with observe.agency_call(self.code, dataset.name, len(keys)) as call:
+                async with asyncio.timeout(max(timeout, 0.001)):
+                    entries = await self.adapter.fetch(dataset, keys)
+                call.answered(entries, len(keys))
         except TimeoutError:
             self.stats.timeouts += 1
             self._failed("timeout")

@@ -8,6 +8,7 @@ import contextlib
 import gc
 import hashlib
 import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from importlib.resources import files
 from typing import Any
@@ -15,10 +16,11 @@ from typing import Any
 import asyncpg
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from gateway import graphiql
+from gateway import metrics as metrics_module
 from gateway import rrn as rrns
 from gateway import runtime as runtime_module
 from gateway.agencies import Agencies
@@ -34,7 +36,6 @@ from gateway.examples import examples_by_role
 from gateway.graphql_schema import schema_for
 from gateway.inputs import load_json
 from gateway.listener import ChangeListener
-from gateway.metrics import render_metrics
 from gateway.persisted import PersistedDocuments
 from gateway.view import GatewayView, error_response
 
@@ -96,6 +97,7 @@ def create_app(
     title = graphiql.TITLE + (" (demo)" if demo_roles is not None else "")
     view.ide_html = graphiql.page_html(title, demo_roles)
     view.persisted = PersistedDocuments.from_config(config, schema)
+    metrics_module.read_token(config.metrics)  # refuse to start with an unusable token file
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -123,6 +125,12 @@ def create_app(
                 stack.push_async_callback(listener.close)
             purger = asyncio.create_task(_purge_forever(rt.audit, config.audit.retention_days))
             stack.callback(purger.cancel)
+            # Observability: spans flushed and a worker's live gauges dropped on the way out.
+            stack.callback(metrics_module.worker_exited, os.getpid())
+            stack.callback(view.observer.shutdown)
+            view.observer.declare(rt.agencies)
+            circuits = asyncio.create_task(view.observer.refresh_forever(rt.agencies))
+            stack.callback(circuits.cancel)
             # Everything built so far lives as long as the process: keep it out of the
             # collector's way, and collect young objects less often (fewer pauses per request).
             gc.collect()
@@ -169,15 +177,18 @@ def create_app(
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
-        try:
-            principal = await rt.authenticate(request.headers.get("authorization"))
-            if not rt.policy.allows_operation(principal.roles, "Query.agencies"):
-                raise Forbidden("Metrics are for roles that may read agency status.")
-        except GatewayError as exc:
-            return error_response(exc)
-        return PlainTextResponse(
-            render_metrics(rt.agencies, rt.audit), media_type="text/plain; version=0.0.4"
-        )
+        """For Prometheus with ``[metrics] token_file``'s bearer token, or for a token of a
+        role that may read agency status (docs/operations.md)."""
+        authorization = request.headers.get("authorization")
+        if not metrics_module.token_matches(config.metrics, authorization):
+            try:
+                principal = await rt.authenticate(authorization)
+                if not rt.policy.allows_operation(principal.roles, "Query.agencies"):
+                    raise Forbidden("Metrics are for roles that may read agency status.")
+            except GatewayError as exc:
+                return error_response(exc)
+        view.observer.refresh_circuits(rt.agencies)
+        return Response(metrics_module.render(), media_type=metrics_module.CONTENT_TYPE)
 
     async def invalidate(request: Request) -> Response:
         """An agency tells us records changed: drop our cached copies."""
@@ -258,8 +269,9 @@ def app_from_env() -> Starlette:
     from gateway import config as config_module
     from gateway import logs
 
-    logs.configure()  # each worker process sets up its own (masked) logging
-    return create_app(config_module.load(config_module.find_file()))
+    config = config_module.load(config_module.find_file())
+    logs.configure(config.log)  # each worker process sets up its own (masked) logging
+    return create_app(config)
 
 
 def change_listeners(config: Config, agencies: Agencies) -> list[ChangeListener]:

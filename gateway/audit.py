@@ -27,11 +27,13 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
+from gateway import observe
 from gateway.audit_admin import Problem, purge, verify
 from gateway.audit_chain import (
     GENESIS,
@@ -204,9 +206,11 @@ class AuditLog:
             await self._commit(batch)
 
     async def _commit(self, batch: list[Pending]) -> None:
+        started = time.perf_counter()
         try:
             written = await self._write(batch)
         except AuditStoreRefused as exc:
+            observe.audit_failed()
             log.error("audit store refused: %s; resident data is withheld until an operator"
                       " runs `gateway audit repair`", exc)  # fmt: skip
             _fail(batch)
@@ -219,11 +223,15 @@ class AuditLog:
                     await self._commit([item])
                 return
             log.error("audit write failed (%s): %s", type(exc).__name__, exc)
+            observe.audit_failed()
             _fail(batch)
             return
         if written:
             self.commits += 1
             self.records_written += sum(len(item.records) for item in written)
+            observe.audit_committed(
+                time.perf_counter() - started, sum(len(item.records) for item in written)
+            )
         for item in written:
             if not item.done.done():
                 item.done.set_result(None)

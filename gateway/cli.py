@@ -315,12 +315,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from gateway import logs
+    from gateway import logs, metrics
     from gateway.app import create_app
 
     logs.configure()
     config = _load(args)
     if config is not None:
+        logs.configure(config.log)
         server = dataclasses.replace(
             config.server,
             **{k: v for k in ("host", "port", "workers") if (v := getattr(args, k)) is not None},
@@ -328,24 +329,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if server.workers > 1:
             assert config.source is not None
             os.environ[config_module.ENV_FILE] = str(config.source.resolve())
-            uvicorn.run(
-                "gateway.app:app_from_env",
-                factory=True,
-                host=server.host,
-                port=server.port,
-                workers=server.workers,
-                access_log=False,
-                log_config=None,  # our handler, with the RRN-masking filter
-            )
+            with metrics.serving(config, server.workers):  # before the workers start
+                uvicorn.run(
+                    "gateway.app:app_from_env",
+                    factory=True,
+                    host=server.host,
+                    port=server.port,
+                    workers=server.workers,
+                    access_log=False,
+                    log_config=None,  # our handler, with the RRN-masking filter
+                )
             return 0
         print(f"Resident Gateway on http://{server.host}:{server.port}/graphql", flush=True)
-        uvicorn.run(
-            create_app(config),
-            host=server.host,
-            port=server.port,
-            access_log=False,
-            log_config=None,
-        )
+        app = create_app(config)
+        with metrics.serving(config, 1):
+            uvicorn.run(app, host=server.host, port=server.port, access_log=False,
+                        log_config=None)  # fmt: skip
         return 0
 
     from gateway.demo.embedded import DEMO_RESIDENTS, data_dir, embedded_demo
@@ -390,8 +389,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         picker = demo_roles(tokens) if _loopback(host) else None
         if picker is None:
             print(f"GraphiQL has no role picker: {host} is reachable from other machines.\n")
+        logs.configure(demo_config.log)
         app = create_app(demo_config, demo_roles=picker, sample_rrn=rrn)
-        uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
+        with metrics.serving(demo_config, 1):
+            uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
     return 0
 
 

@@ -111,6 +111,33 @@ class AuditConfig:
     head_file: str = ""
 
 
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str = "text"  # "json": one JSON object per line (docs/operations.md)
+    level: str = "INFO"
+    requests: bool = True  # one line per request (logger gateway.request)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    #: A file holding the bearer token Prometheus sends (``authorization.credentials_file``).
+    token_file: str = ""
+    #: "HOST:PORT" of a listener serving only /metrics (an internal address).
+    listen: str = ""
+    #: Distinct operation names a process labels metrics with; later ones count as "other".
+    max_operations: int = 100
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    #: OTLP/HTTP traces endpoint (``http://collector:4318/v1/traces``); empty: tracing off.
+    otlp_endpoint: str = ""
+    service_name: str = "resident-gateway"
+
+
 @dataclass(frozen=True)
 class StatisticsConfig:
     #: Counts under k are suppressed (docs/statistics.md).
@@ -166,6 +193,9 @@ class Config:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
     certificates: CertificatesConfig = field(default_factory=CertificatesConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     agencies: Mapping[str, AgencyConfig] = field(default_factory=dict)
     source: Path | None = None
 
@@ -182,6 +212,9 @@ _SECTIONS: dict[str, type[Any]] = {
     "sources": SourcesConfig,
     "statistics": StatisticsConfig,
     "certificates": CertificatesConfig,
+    "log": LogConfig,
+    "metrics": MetricsConfig,
+    "tracing": TracingConfig,
 }
 
 
@@ -417,6 +450,7 @@ def validate(config: Config) -> None:
         raise ConfigError("[certificates] ttl_days must be between 1 and 3650")
     if not certificates.issuer.strip():
         raise ConfigError("[certificates] issuer must not be empty")
+    validate_observability(config)
     persisted = config.persisted
     if persisted.mode not in PERSISTED_MODES:
         raise ConfigError('[persisted] mode must be "off", "apq" or "trusted"')
@@ -455,6 +489,28 @@ def _check_agency_urls(agency: AgencyConfig, where: str) -> None:
     positive = isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1
     if agency.kind in ("http", "graphql") and cap is not None and not positive:
         raise ConfigError(f"{where}: max_response_bytes must be a positive integer (bytes)")
+
+
+def validate_observability(config: Config) -> None:
+    """[log], [metrics] and [tracing] (docs/operations.md)."""
+    if config.log.format not in LOG_FORMATS:
+        raise ConfigError('[log] format must be "text" or "json"')
+    if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("[log] level must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    metrics = config.metrics
+    if metrics.listen:
+        host, _, port = metrics.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError('[metrics] listen must be "HOST:PORT" (an internal address)')
+    if metrics.token_file:
+        path = Path(metrics.token_file)
+        if not path.is_file():
+            raise ConfigError(f"[metrics] token_file: {path} does not exist")
+    if metrics.max_operations < 1:
+        raise ConfigError("[metrics] max_operations must be at least 1")
+    endpoint = config.tracing.otlp_endpoint
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError("[tracing] otlp_endpoint must be an http:// or https:// URL")
 
 
 def cost_weights(config: Config) -> dict[str, int]:

@@ -35,6 +35,7 @@ from gateway.limits import (
     over_limit,
     parse_limited,
 )
+from gateway.observe import ObserveOperation
 from gateway.policy import ACCESS, SERVICE_TYPES, Policy
 from gateway.view import log_errors
 from schema import Mutation, Query
@@ -89,6 +90,7 @@ def build_schema(
         lambda: ValidationCache(maxsize=256),
         *([lambda: AddValidationRules(rules)] if rules else []),
         Authorize,
+        ObserveOperation,
     ]
     try:
         schema = GatewaySchema(

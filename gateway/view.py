@@ -36,6 +36,7 @@ from gateway.inputs import check_document, load_json
 from gateway.limits import request_cost
 from gateway.logs import mask_rrns
 from gateway.media import GRAPHQL_RESPONSE, JSON, content_type, negotiate, without_suggestions
+from gateway.observe import Observer, RequestSeen
 from gateway.principal import Principal
 from gateway.ratelimit import RateLimiter, address_key, principal_key
 
@@ -90,6 +91,7 @@ class GatewayView(GraphQL[Context, None]):
         self.runtime = runtime
         self.limits = runtime.config.limits
         self.persisted: PersistedDocuments | None = None  # set by create_app
+        self.observer = Observer(runtime.config)
         self.rate_limiter = RateLimiter(self.limits, runtime.config.cache)
         self.ide_html = ""  # set by create_app (gateway.graphiql.page_html)
 
@@ -107,6 +109,20 @@ class GatewayView(GraphQL[Context, None]):
         request = Request(scope, receive)
         request_id = _request_id(request)
         _per_request(request)["request_id"] = request_id
+        client_id = request.headers.get("x-request-id", "")
+        client_id = mask_rrns(client_id) if _REQUEST_ID.match(client_id) else ""
+        with self.observer.request(
+            request.headers, request.method, request_id, client_id or None
+        ) as seen:
+            _per_request(request)["seen"] = seen
+            response = await self._respond(request, request_id)
+            if client_id:
+                response.headers["X-Client-Request-ID"] = client_id
+            seen.status = response.status_code
+            await response(scope, receive, send)
+
+    async def _respond(self, request: Request, request_id: str) -> Response:
+        seen: RequestSeen = _per_request(request)["seen"]
         media_type = negotiate(request.headers.get("accept"))
         _per_request(request)["media_type"] = media_type or JSON
         try:
@@ -131,8 +147,10 @@ class GatewayView(GraphQL[Context, None]):
                 )
             response = await self.run(request)
         except GatewayError as exc:
+            seen.codes.append(exc.code)
             response = error_response(exc, request_id)
         except HTTPException as exc:
+            seen.codes.append(BadRequest.code)
             response = error_response(BadRequest(exc.reason), request_id)
             response.status_code = exc.status_code
             if isinstance(exc.__cause__, InvalidOperationTypeError):
@@ -143,10 +161,7 @@ class GatewayView(GraphQL[Context, None]):
                 response.headers["Allow"] = "GET, POST"
         _set_media_type(request, response)
         response.headers["X-Request-ID"] = request_id
-        client_id = request.headers.get("x-request-id", "")
-        if _REQUEST_ID.match(client_id):
-            response.headers["X-Client-Request-ID"] = mask_rrns(client_id)
-        await response(scope, receive, send)
+        return response
 
     async def charge_address(self, request: Request) -> None:
         """Charge a request no principal answers for to the client's address."""
@@ -161,6 +176,7 @@ class GatewayView(GraphQL[Context, None]):
             await self.charge_address(request)
             raise
         _per_request(request)["principal"] = principal
+        _per_request(request)["seen"].principal = principal
         return principal
 
     async def _before_execution(self, request: Request, principal: Principal) -> None:
@@ -328,6 +344,11 @@ class GatewayView(GraphQL[Context, None]):
             errors = _withhold(result.data, context.access.root_keys, errors)
         if errors:
             data["errors"] = errors
+        seen: RequestSeen = mine["seen"]
+        seen.errors(errors)  # type: ignore[arg-type]
+        seen.purposes |= context.access.purposes
+        if seen.cost is None:  # refused before executing (QUERY_TOO_COMPLEX): its measure
+            seen.cost = context.cost
         extensions = dict(result.extensions or {})
         if context.provenance.entries and not context.access.audit_failed:
             extensions["provenance"] = context.provenance.entries

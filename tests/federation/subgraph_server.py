@@ -95,6 +95,7 @@ class Subgraph:
     thread: threading.Thread
     entities: int = 0  # _entities requests answered
     queries: list[str] = field(default_factory=list)
+    traceparents: list[str | None] = field(default_factory=list)  # of _entities requests
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -109,6 +110,7 @@ def app(state: dict[str, Any]) -> Starlette:
         if "_entities" in query:
             subgraph.entities += 1
             subgraph.queries.append(query)
+            subgraph.traceparents.append(request.headers.get("traceparent"))
         result = await SCHEMA.execute(query, variable_values=body.get("variables"))
         out: dict[str, Any] = {"data": result.data}
         if result.errors:

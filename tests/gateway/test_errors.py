@@ -141,7 +141,7 @@ async def test_health_ready_metrics_and_graphiql(client: GatewayClient) -> None:
     assert ready.json()["database"] == "up"
     assert set(ready.json()["agencies"]) == {"registry", "nhis", "nts", "nps", "mma"}
     metrics = await client.http.get("/metrics", headers=client.headers)
-    assert 'gateway_agency_calls_total{agency="nhis"}' in metrics.text
+    assert 'gateway_agency_calls_total{agency="nhis",dataset="insurance"}' in metrics.text
     page = await client.http.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200
     assert "graphiql" in page.text.lower()

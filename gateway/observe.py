@@ -1,0 +1,308 @@
+"""What the gateway tells operators about its work. The request path (``gateway.view``), the
+agencies (``gateway.agencies``) and the audit writer call the hooks here; each hook feeds the
+metrics (``gateway.metrics``), the spans (``gateway.tracing``) and the request log line.
+
+Nothing here ever sees a resident's data: hooks take codes, names, counts and durations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from strawberry.extensions import SchemaExtension
+
+from gateway import metrics, tracing
+from gateway.logs import REQUEST_FIELDS, scrub
+
+if TYPE_CHECKING:
+    from gateway.agencies import Agencies
+    from gateway.config import Config
+    from gateway.principal import Principal
+
+request_log = logging.getLogger("gateway.request")
+
+#: Outcomes that are the gateway's (or an agency's) failure, not the caller's.
+FAILURES = frozenset({"INTERNAL", "AUDIT_UNAVAILABLE", "AGENCY_UNAVAILABLE", "AGENCY_TIMEOUT"})
+
+
+# --- requests ------------------------------------------------------------------------------
+
+
+class RequestSeen:
+    """What one /graphql request did, filled in as it runs."""
+
+    def __init__(self, request_id: str, method: str, client_request_id: str | None) -> None:
+        self.request_id = request_id
+        self.method = method
+        self.client_request_id = client_request_id
+        self.started = time.perf_counter()
+        self.status = 0
+        #: One entry per executed operation: its name (None: unnamed).
+        self.operations: list[str | None] = []
+        self.codes: list[str] = []
+        self.principal: Principal | None = None
+        self.purposes: set[str] = set()
+        self.cost: int | None = None
+
+    def errors(self, errors: Sequence[Mapping[str, Any]]) -> None:
+        """The errors of a response (the contract's shape), as the caller sees them."""
+        for error in errors:
+            extensions = error.get("extensions")
+            code = extensions.get("code") if isinstance(extensions, dict) else None
+            self.codes.append(code if isinstance(code, str) else "INTERNAL")
+
+    def fields(self, operation: str, outcome: str, duration_s: float) -> dict[str, Any]:
+        principal = self.principal
+        names = [name or "anonymous" for name in self.operations]
+        return {
+            "request_id": self.request_id,
+            "client_request_id": self.client_request_id,
+            "method": self.method,
+            "status": self.status,
+            "operation": ",".join(names)[:200] or None,
+            "operation_label": operation,
+            "roles": list(principal.roles) if principal else [],
+            "agency": principal.agency if principal else None,
+            "purposes": sorted(self.purposes),
+            "duration_ms": round(duration_s * 1000, 2),
+            "outcome": outcome,
+            "codes": sorted(set(self.codes)),
+            "cost": self.cost,
+        }
+
+
+class Observer:
+    """One app's observers: the operation-name label set, and its tracer."""
+
+    def __init__(self, config: Config) -> None:
+        self.names = metrics.OperationNames(config.metrics.max_operations)
+        self.tracing = tracing.Tracing(config.tracing)
+
+    @contextlib.contextmanager
+    def request(
+        self,
+        headers: Mapping[str, str],
+        method: str,
+        request_id: str,
+        client_request_id: str | None,
+    ) -> Iterator[RequestSeen]:
+        """Around one request: its span (a child of the caller's ``traceparent``), then its
+        metrics and its log line."""
+        tracer = self.tracing.tracer
+        token = tracing.current.set(tracer)
+        seen = RequestSeen(request_id, method, client_request_id)
+        try:
+            with tracer.start_as_current_span(
+                f"{method} /graphql",
+                context=propagate.extract(headers) if self.tracing.active else None,
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": method,
+                    "http.route": "/graphql",
+                    "gateway.request_id": request_id,
+                },
+                record_exception=False,  # an exception's text may quote anything
+                set_status_on_exception=False,
+            ) as span:
+                try:
+                    yield seen
+                except Exception:
+                    seen.codes.append("INTERNAL")  # escaped the view: the server answers 500
+                    seen.status = seen.status or 500
+                    raise
+                finally:
+                    self._finish(seen, span)
+        finally:
+            tracing.current.reset(token)
+
+    def _finish(self, seen: RequestSeen, span: trace.Span) -> None:
+        duration = time.perf_counter() - seen.started
+        outcome = metrics.outcome(seen.codes)
+        operation = self.names.label(seen.operations)
+        metrics.REQUESTS.labels(operation, outcome).inc()
+        metrics.REQUEST_DURATION.labels(operation, outcome).observe(duration)
+        for code in seen.codes:
+            if code in metrics.DENIALS:
+                metrics.DENIED.labels(code).inc()
+        fields = seen.fields(operation, outcome, duration)
+        if span.is_recording():
+            span.update_name(f"graphql {operation}")
+            span.set_attributes({
+                "http.response.status_code": seen.status,
+                "graphql.operation.name": scrub(operation),
+                "gateway.outcome": outcome,
+                "gateway.codes": fields["codes"],
+                "gateway.roles": fields["roles"],
+                "gateway.purposes": fields["purposes"],
+            })  # fmt: skip
+            if fields["agency"]:
+                span.set_attribute("gateway.agency", fields["agency"])
+            if seen.cost is not None:
+                span.set_attribute("gateway.cost", seen.cost)
+            if outcome in FAILURES or seen.status >= 500:
+                span.set_status(Status(StatusCode.ERROR, outcome))
+            fields["trace_id"] = format(span.get_span_context().trace_id, "032x")
+        if request_log.isEnabledFor(logging.INFO):
+            request_log.info(
+                "request %s %s %s op=%s",
+                seen.method,
+                seen.status,
+                outcome,
+                fields["operation"] or "-",
+                extra={REQUEST_FIELDS: fields},
+            )
+
+    def declare(self, agencies: Agencies) -> None:
+        """The configured agencies' series, at 0 until they move."""
+        for code in agencies.by_code:
+            metrics.declare_agency(code, agencies.datasets_of(code))
+        self.refresh_circuits(agencies)
+
+    def refresh_circuits(self, agencies: Agencies) -> None:
+        """This process's circuit states into the gauge (at each scrape, and every second)."""
+        for code, agency in agencies.by_code.items():
+            state = metrics.CIRCUIT_STATES.get(agency.breaker.state.value, 2)
+            metrics.CIRCUIT.labels(code).set(state)
+
+    async def refresh_forever(self, agencies: Agencies, every_s: float = 1.0) -> None:
+        while True:
+            self.refresh_circuits(agencies)
+            await asyncio.sleep(every_s)
+
+    def shutdown(self) -> None:
+        self.tracing.shutdown()
+
+
+class ObserveOperation(SchemaExtension):
+    """Notes the name of each operation that executes (``RequestSeen.operations``)."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context.context
+        request = getattr(context, "request", None)
+        seen = request.scope.get("gateway", {}).get("seen") if request is not None else None
+        if isinstance(seen, RequestSeen):
+            seen.operations.append(self.execution_context.operation_name)
+            cost = getattr(context, "cost", None)  # measured by QueryLimits just before
+            if isinstance(cost, int):
+                seen.cost = (seen.cost or 0) + cost
+        yield
+
+
+# --- agencies ------------------------------------------------------------------------------
+
+
+class AgencyCall:
+    """One batched call to an agency, as the gateway saw it (see :func:`agency_call`)."""
+
+    def __init__(self) -> None:
+        self.code = "OK"
+        self.reason = ""
+        self.failed_keys = 0
+
+    def answered(self, entries: Sequence[Any], expected: int) -> None:
+        """The adapter returned: a wrong count, or keys that failed, make it a failure."""
+        if len(entries) != expected:
+            self.code, self.reason = "AGENCY_UNAVAILABLE", "bad_answer"
+            return
+        self.failed_keys = sum(isinstance(entry, BaseException) for entry in entries)
+        if self.failed_keys:
+            self.code, self.reason = "AGENCY_UNAVAILABLE", "key_failure"
+
+
+@contextlib.contextmanager
+def agency_call(agency: str, dataset: str, size: int) -> Iterator[AgencyCall]:
+    """Around the adapter's ``fetch`` (and the timeout around it): a span, the call, batch and
+    latency metrics, and the error metric when it fails (a timeout is AGENCY_TIMEOUT)."""
+    metrics.AGENCY_CALLS.labels(agency, dataset).inc()
+    metrics.AGENCY_BATCH.labels(agency, dataset).observe(size)
+    call = AgencyCall()
+    started = time.perf_counter()
+    with tracing.tracer().start_as_current_span(
+        f"agency {agency} {dataset}",
+        kind=SpanKind.CLIENT,
+        attributes={
+            "gateway.agency": agency,
+            "gateway.dataset": dataset,
+            "gateway.batch_size": size,
+        },
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield call
+        except TimeoutError:
+            call.code, call.reason = "AGENCY_TIMEOUT", "timeout"
+            raise
+        except asyncio.CancelledError:
+            call.code = "CANCELLED"  # the request went away: not the agency's doing
+            raise
+        except Exception:
+            call.code, call.reason = "AGENCY_UNAVAILABLE", "failure"
+            raise
+        finally:
+            if call.code != "CANCELLED":
+                metrics.AGENCY_DURATION.labels(agency, dataset).observe(
+                    time.perf_counter() - started
+                )
+            if call.reason:
+                metrics.AGENCY_ERRORS.labels(agency, call.code, call.reason).inc()
+            span.set_attribute("gateway.outcome", call.code)
+            if call.failed_keys:
+                span.set_attribute("gateway.failed_keys", call.failed_keys)
+            if call.reason:
+                span.set_status(Status(StatusCode.ERROR, f"{call.code} ({call.reason})"))
+
+
+def agency_refused(agency: str, dataset: str, size: int, code: str, reason: str) -> None:
+    """A batch answered with errors without asking the agency: its circuit is open
+    (``circuit_open``), or no slot freed up in the gateway's own queue (``queue_timeout``)."""
+    metrics.AGENCY_ERRORS.labels(agency, code, reason).inc()
+    span = tracing.tracer().start_span(
+        f"agency {agency} {dataset}",
+        kind=SpanKind.CLIENT,
+        attributes={
+            "gateway.agency": agency,
+            "gateway.dataset": dataset,
+            "gateway.batch_size": size,
+            "gateway.outcome": code,
+            "gateway.refused": reason,
+        },
+    )
+    span.set_status(Status(StatusCode.ERROR, f"{code} ({reason})"))
+    span.end()
+
+
+def cache_lookup(agency: str, dataset: str, hits: int, misses: int) -> None:
+    if hits:
+        metrics.CACHE_HITS.labels(agency, dataset).inc(hits)
+    if misses:
+        metrics.CACHE_MISSES.labels(agency, dataset).inc(misses)
+
+
+def agency_retry(agency: str) -> None:
+    metrics.AGENCY_RETRIES.labels(agency).inc()
+
+
+def agency_stale(agency: str) -> None:
+    metrics.AGENCY_STALE.labels(agency).inc()
+
+
+# --- the audit writer ----------------------------------------------------------------------
+
+
+def audit_committed(duration_s: float, records: int) -> None:
+    metrics.AUDIT_COMMITS.inc()
+    metrics.AUDIT_RECORDS.inc(records)
+    metrics.AUDIT_DURATION.observe(duration_s)
+    metrics.AUDIT_BATCH.observe(records)
+
+
+def audit_failed() -> None:
+    metrics.AUDIT_FAILURES.inc()
