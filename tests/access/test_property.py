@@ -237,8 +237,10 @@ def check_object(
         got = value[sel.key]
         coordinate = sel.coordinate
         if coordinate == "Resident.rrn":
+            # Whole: a citizen's own; otherwise where the view says so (a citizen's household
+            # view included: docs/authorization.md, "What an RRN shows").
             whole = (case.citizen and own) or (
-                not case.citizen and grant is not None and grant.unmasked_rrn
+                grant is not None and grant.unmasked_rrn and view != SELF
             )
             assert mask_pattern(grant, whole).fullmatch(got), (view, got, grant)
             continue
@@ -369,6 +371,9 @@ async def test_no_denied_value_and_no_ungranted_digit_leaves_and_everything_is_a
     allowed = [mask_pattern(policy.grant(("tester",), v), whole=False) for v in views]
     if case.citizen:
         allowed.append(re.compile(re.escape(case.rrn)))
+        household = policy.grant(("tester",), SELF_HOUSEHOLD)
+        if household is not None and household.unmasked_rrn:
+            allowed.append(mask_pattern(household, whole=True))
     else:
         grant = policy.grant(("tester",), case.purpose)
         allowed.append(mask_pattern(grant, whole=grant is not None and grant.unmasked_rrn))
