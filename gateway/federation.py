@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -243,7 +243,7 @@ def add_fields(
             resident.fields[f.name] = GraphQLField(
                 graphql_type,
                 description=f.description,
-                resolve=_resolver(c.dataset, f.build),
+                resolve=_resolver(c.dataset, f.build, getattr(c, "part", None)),
                 extensions={DATASET_EXTENSION: c.dataset.name},
             )
 
@@ -253,12 +253,19 @@ def _type_names(c: Contribution) -> Iterator[str]:
         yield cls.__strawberry_definition__.name  # type: ignore[attr-defined]
 
 
-def _resolver(dataset: Dataset, build: Builder) -> Callable[..., Any]:
+#: What of each record a field occurrence needs fetched (``part(info, root)``), for sources
+#: asked for part of a record: a GraphQL subgraph forwards only what the request selects
+#: (``gateway.subgraph.SubgraphContribution.part``). Packages fetch whole records.
+Part = Callable[[GraphQLResolveInfo[Any], Any], Awaitable[str]]
+
+
+def _resolver(dataset: Dataset, build: Builder, part: Part | None) -> Callable[..., Any]:
     from resolvers.loading import load
 
     async def resolve(root: Any, info: GraphQLResolveInfo[Any]) -> Any:
         subject: str = root.record.rrn
-        value = await load(info, dataset.name, subject)  # type: ignore[arg-type]
+        wanted = "" if part is None else await part(info, root)
+        value = await load(info, dataset.name, subject, wanted)  # type: ignore[arg-type]
         try:
             if dataset.many:
                 return [build(record, root.view, subject) for record in value or ()]

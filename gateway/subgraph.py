@@ -27,7 +27,7 @@ import asyncio
 import concurrent.futures
 import keyword
 from collections.abc import Mapping
-from dataclasses import make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 import strawberry
@@ -35,6 +35,7 @@ from graphql import (
     DocumentNode,
     FieldDefinitionNode,
     GraphQLError,
+    GraphQLResolveInfo,
     ListTypeNode,
     NamedTypeNode,
     NonNullTypeNode,
@@ -50,13 +51,43 @@ from adapters.records import DATASETS, Dataset
 from adapters.subgraph import SubgraphAdapter
 from gateway.config import AgencyConfig, ConfigError
 from gateway.federation import Contribution, ResidentField
+from gateway.forwarding import Graph, render, selected
 
 KIND = "graphql"
 SCALARS: dict[str, type] = {"String": str, "Int": int, "Float": float, "Boolean": bool, "ID": str}
 #: Fields that are federation's own, never contributions.
 _FEDERATION_FIELDS = {"_service", "_entities"}
 
-_read: dict[tuple[str, str], Contribution] = {}
+_read: dict[tuple[str, str, str], Contribution] = {}
+
+
+@dataclass(frozen=True)
+class SubgraphContribution(Contribution):
+    """A subgraph's contribution: also knows the shape of its types (``graph``), to forward
+    only what a request selects and may read (``gateway.forwarding``)."""
+
+    graph: Graph = field(default_factory=dict)
+
+    async def part(self, info: GraphQLResolveInfo[Any], root: Any) -> str:
+        """The selection to forward for a field of ``root`` (a Resident): computed once per
+        request, view and consent (a ``Resident`` field needing consent is asked for only
+        for residents who gave it)."""
+        context = info.context
+        access = context.access
+        view: str = root.view
+        grant = access.policy.grant(access.principal.roles, view)
+        if grant is None:  # Authorize let the field through, so the view has a grant
+            return ""
+        gated = [f"Resident.{n}" for n in self.graph["Resident"]]
+        gated = [c for c in gated if c in grant.consent]
+        consented = not gated or await access.consented(root.record.rrn, view)
+        key = (self.dataset.name, view, consented)
+        found: str | None = context.loaders.parts.get(key)
+        if found is None:
+            tree = selected(info, self.graph)
+            found = render(tree, self.graph, grant, () if consented else gated)
+            context.loaders.parts[key] = found
+        return found
 
 
 def where(agency: AgencyConfig) -> str:
@@ -64,15 +95,16 @@ def where(agency: AgencyConfig) -> str:
 
 
 def contribution(agency: AgencyConfig, settings: Mapping[str, Any]) -> Contribution:
-    """The agency's contribution, read once per process (per code and url)."""
+    """The agency's contribution, read once per process (per code, url and settings)."""
     url = str(settings.get("url") or "")
-    found = _read.get((agency.code, url))
+    key = (agency.code, url, repr(sorted(settings.items())))
+    found = _read.get(key)
     if found is None:
         here = where(agency)
         if not url:
             raise ConfigError(f"{here}: a graphql agency needs url")
         sdl = read_sdl(agency.code, settings, here)
-        found = _read[(agency.code, url)] = from_sdl(agency.code, sdl, here)
+        found = _read[key] = from_sdl(agency.code, sdl, here)
     return found
 
 
@@ -117,6 +149,7 @@ def from_sdl(code: str, sdl: str, here: str) -> Contribution:
     built: dict[str, type] = {}
     selections: dict[str, str] = {}
     shapes: Shape = {}
+    graph: dict[str, dict[str, str | None]] = {"Resident": {}}
 
     def build(name: str, seen: tuple[str, ...]) -> type:
         if name in built:
@@ -135,6 +168,7 @@ def from_sdl(code: str, sdl: str, here: str) -> Contribution:
         namespace: dict[str, Any] = {"__annotations__": annotations}
         parts: list[str] = []
         shape: list[tuple[str, str, type | None]] = []
+        graph[name] = subfields = {}
         for f in (f for node in nodes for f in node.fields or ()):
             shown = f"{name}.{f.name.value}"
             if not f.description:
@@ -144,6 +178,7 @@ def from_sdl(code: str, sdl: str, here: str) -> Contribution:
             python, nested = _annotation(f.type, lambda n: build(n, (*seen, name)))
             attribute = _python_name(f.name.value)
             shape.append((attribute, f.name.value, None if nested is None else built[nested]))
+            subfields[f.name.value] = nested
             sub = "" if nested is None else f" {{ {selections[nested]} }}"
             annotations[attribute] = python
             namespace[attribute] = strawberry.field(
@@ -182,6 +217,7 @@ def from_sdl(code: str, sdl: str, here: str) -> Contribution:
         )
         record_fields.append((name, Any))
         selection.append(f"{name} {{ {selections[named]} }}")
+        graph["Resident"][name] = named
     if code in DATASETS:
         raise refuse(f"its dataset is named after the agency, and dataset {code} already exists")
     record = make_dataclass(
@@ -189,9 +225,10 @@ def from_sdl(code: str, sdl: str, here: str) -> Contribution:
     )
     record.__selection__ = " ".join(selection)  # type: ignore[attr-defined]
     record.__module__ = __name__
-    return Contribution(
-        dataset=Dataset(code, record), types=tuple(built.values()), fields=tuple(fields)
-    )
+    return SubgraphContribution(
+        dataset=Dataset(code, record), types=tuple(built.values()), fields=tuple(fields),
+        graph=graph,
+    )  # fmt: skip
 
 
 def _objects(document: DocumentNode) -> dict[str, list[ObjectTypeDefinitionNode]]:
