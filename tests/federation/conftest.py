@@ -19,7 +19,8 @@ operations = ["Query.resident", "Query.residents"]
 agencies = ["welfare"]
 [roles.vehicle_officer.views.WELFARE_ELIGIBILITY]
 fields = ["Resident.name", "Resident.household", "Household.*", "Resident.vehicles",
-          "Vehicle.*", "Inspection.*", "Resident.licence", "Licence.*"]
+          "Vehicle.*", "Inspection.*", "Resident.licence", "Licence.*",
+          "Resident.penaltyPoints", "Resident.licenceStatus"]
 [roles.vehicle_officer.views.CIVIL_PETITION]
 fields = ["Resident.vehicles", "Vehicle.*", "Resident.licence", "Licence.*"]
 consent = ["Resident.licence"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import enum
 import os
 import ssl
 import subprocess
@@ -43,12 +44,25 @@ class Inspection:
     odometer_km: int = strawberry.federation.field(description="Odometer reading, in km.")
 
 
+@strawberry.enum(description="What a vehicle runs on.")
+class Fuel(enum.Enum):
+    PETROL = strawberry.enum_value("PETROL", description="Petrol (gasoline).")
+    ELECTRIC = strawberry.enum_value("ELECTRIC", description="A battery.")
+
+
+@strawberry.enum(description="Whether a driving licence may be used.")
+class LicenceStatus(enum.Enum):
+    VALID = "VALID"
+    SUSPENDED = "SUSPENDED"
+
+
 @strawberry.federation.type(description="A motor vehicle registered to a resident.")
 class Vehicle:
     plate: str = strawberry.federation.field(description="The registration plate.")
     make: str = strawberry.federation.field(description="Maker and model.")
     year: int = strawberry.federation.field(description="Model year.")
     electric: bool = strawberry.federation.field(description="Whether it is electric.")
+    fuel: Fuel = strawberry.federation.field(description="What it runs on.")
     inspections: list[Inspection] = strawberry.federation.field(
         description="Inspections, oldest first."
     )
@@ -75,6 +89,7 @@ def vehicles_of(rrn: str) -> list[Vehicle]:
             make="Hyundai Ioniq" if n else "Kia Ray",
             year=2015 + n,
             electric=bool(n),
+            fuel=Fuel.ELECTRIC if n else Fuel.PETROL,
             inspections=[Inspection(passed_on=f"202{n}-03-0{index % 9 + 1}", odometer_km=n)],
         )
         for n in range(index % 3 + 1)
@@ -89,6 +104,12 @@ def licence_of(rrn: str) -> Licence | None:
     return Licence(number=f"11-{index:02d}-123456-0{index % 9}", expires_on="2031-12-31")
 
 
+def penalty_points_of(rrn: str) -> int | None:
+    """Licence holders have points: 0 for the head, more for the others."""
+    index = _index(rrn)
+    return None if index is None or licence_of(rrn) is None else 3 * index
+
+
 @strawberry.federation.type(keys=["rrn"], description="A resident, by RRN.")
 class Resident:
     rrn: str = strawberry.federation.field(description="Resident registration number.")
@@ -99,12 +120,25 @@ class Resident:
     licence: Licence | None = strawberry.federation.field(
         description="The resident's driving licence."
     )
+    penalty_points: int | None = strawberry.federation.field(
+        description="Penalty points on the resident's licence."
+    )
+    licence_status: LicenceStatus | None = strawberry.federation.field(
+        description="Whether the resident's licence may be used."
+    )
 
     @classmethod
     def resolve_reference(cls, rrn: str) -> Resident:
         if rrn == FAILING:
             raise RuntimeError("register offline for this resident")
-        return cls(rrn=rrn, vehicles=vehicles_of(rrn) or None, licence=licence_of(rrn))
+        licence = licence_of(rrn)
+        return cls(
+            rrn=rrn,
+            vehicles=vehicles_of(rrn) or None,
+            licence=licence,
+            penalty_points=penalty_points_of(rrn),
+            licence_status=None if licence is None else LicenceStatus.VALID,
+        )
 
 
 @strawberry.type(description="The vehicle registry's own queries.")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from graphql import GraphQLList, GraphQLObjectType, get_named_type
+from graphql import GraphQLEnumType, GraphQLInt, GraphQLList, GraphQLObjectType, get_named_type
 
 from adapters.records import Dataset
 from adapters.subgraph import SubgraphAdapter
@@ -27,20 +27,23 @@ from tests.federation.subgraph_server import (
     SCHEMA,
     Subgraph,
     licence_of,
+    penalty_points_of,
     serving,
     vehicles_of,
 )
 
 QUERY = """query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_ELIGIBILITY) {
-    vehicles { plate make year electric inspections { passedOn odometerKm } }
-    licence { number expiresOn } } }"""
+    vehicles { plate make year electric fuel inspections { passedOn odometerKm } }
+    licence { number expiresOn } penaltyPoints licenceStatus } }"""
 ABSENT = "900101-1234568"
+NOTHING = {"vehicles": None, "licence": None, "penaltyPoints": None, "licenceStatus": None}
 
 
 def expected(rrn: str) -> dict[str, Any]:
     """The answer to QUERY."""
     vehicles = [
         {"plate": v.plate, "make": v.make, "year": v.year, "electric": v.electric,
+         "fuel": v.fuel.value,
          "inspections": [{"passedOn": i.passed_on, "odometerKm": i.odometer_km}
                          for i in v.inspections]}
         for v in vehicles_of(rrn)
@@ -50,6 +53,8 @@ def expected(rrn: str) -> dict[str, Any]:
         "vehicles": vehicles or None,
         "licence": None if licence is None else
         {"number": licence.number, "expiresOn": licence.expires_on},
+        "penaltyPoints": penalty_points_of(rrn),
+        "licenceStatus": None if licence is None else "VALID",
     }  # fmt: skip
 
 
@@ -72,10 +77,23 @@ def test_sdl_fields_join_the_schema_with_their_descriptions(
     assert {n: f.description for n, f in vehicle.fields.items()} == {
         "plate": "The registration plate.", "make": "Maker and model.", "year": "Model year.",
         "electric": "Whether it is electric.", "inspections": "Inspections, oldest first.",
+        "fuel": "What it runs on.",
     }  # fmt: skip
     inspection = schema.type_map["Inspection"]
     assert isinstance(inspection, GraphQLObjectType)
     assert inspection.fields["odometerKm"].description == "Odometer reading, in km."
+    # Enums, with their descriptions, and scalar and enum fields on Resident.
+    fuel = schema.type_map["Fuel"]
+    assert isinstance(fuel, GraphQLEnumType)
+    assert fuel.description == "What a vehicle runs on."
+    assert {n: v.description for n, v in fuel.values.items()} == {
+        "PETROL": "Petrol (gasoline).", "ELECTRIC": "A battery."
+    }  # fmt: skip
+    points = resident.fields["penaltyPoints"]
+    assert (points.type, points.description) == (
+        GraphQLInt, "Penalty points on the resident's licence."
+    )  # fmt: skip
+    assert resident.fields["licenceStatus"].type is schema.type_map["LicenceStatus"]
 
 
 async def test_end_to_end(gateway: GatewayClient) -> None:
@@ -140,7 +158,7 @@ async def test_subgraph_down_is_agency_unavailable(
         async with gateway_client(config, bearer) as client:
             doomed.stop()
             body = await client.query(QUERY, {"rrn": HEAD_RRN})
-    assert body["data"]["resident"] == {"vehicles": None, "licence": None}
+    assert body["data"]["resident"] == NOTHING
     assert {(e["extensions"]["code"], e["extensions"]["agency"]) for e in body["errors"]} == {
         ("AGENCY_UNAVAILABLE", "vehicle")
     }
@@ -160,7 +178,7 @@ async def test_slow_subgraph_is_agency_timeout(
             body = await client.query(QUERY, {"rrn": HEAD_RRN})
             elapsed = time.monotonic() - started
         assert slow.entities == 1  # it was asked, once (retries = 0)
-    assert body["data"]["resident"] == {"vehicles": None, "licence": None}
+    assert body["data"]["resident"] == NOTHING
     assert {(e["extensions"]["code"], e["extensions"]["agency"]) for e in body["errors"]} == {
         ("AGENCY_TIMEOUT", "vehicle")
     }
@@ -222,6 +240,60 @@ def test_undescribed_field_stops_start_up() -> None:
     sdl = _sdl().replace('"""A motor vehicle registered to a resident."""\n', "")
     with pytest.raises(ConfigError, match=r": type Vehicle has no description$"):
         from_sdl("vehicle", sdl, HERE)
+
+
+VEHICLE = '"""A motor vehicle registered to a resident."""\ntype Vehicle {'
+UNSUPPORTED = [
+    # (what the subgraph's SDL has, the line start-up prints after the agency's name)
+    (
+        VEHICLE + '\n  """Its VIN."""\n  vin: VIN!',
+        "scalar VIN\n",
+        "field Vehicle.vin is of custom scalar VIN (not supported)",
+    ),
+    (
+        VEHICLE + '\n  """Its owner."""\n  owner: Owner',
+        '"""Who owns it."""\ninterface Owner {\n  """Name."""\n  name: String\n}\n',
+        "field Vehicle.owner is of interface Owner (not supported)",
+    ),
+    (
+        VEHICLE + '\n  """A document."""\n  paper: Paper',
+        '"""A paper."""\nunion Paper = Inspection | Licence\n',
+        "field Vehicle.paper is of union Paper (not supported)",
+    ),
+    (
+        VEHICLE + '\n  """Plates issued, by year."""\n  plates(year: Int): [String!]',
+        "",
+        "field Vehicle.plates takes arguments (not supported)",
+    ),
+    (
+        VEHICLE + '\n  """The vehicle towing it."""\n  towedBy: Vehicle',
+        "",
+        "type Vehicle is recursive (not supported)",
+    ),
+    (
+        '"""What a vehicle runs on."""\nenum Fuel {',
+        "",
+        "enum Fuel has no description",
+    ),
+    (
+        '"""Vehicles registered to the resident."""\n  vehicles: [Vehicle!]',
+        "",
+        "field Resident.vehicles has no description",
+    ),
+]
+
+
+@pytest.mark.parametrize(("find", "add", "line"), UNSUPPORTED)
+def test_what_is_not_supported_stops_start_up_in_one_line(find: str, add: str, line: str) -> None:
+    sdl = _sdl()
+    assert find.split("\n")[0] in sdl
+    if find.startswith(VEHICLE):  # a field added to Vehicle
+        changed = sdl.replace(VEHICLE, find)
+    else:  # a description taken away
+        changed = sdl.replace(find, find.split("\n", 1)[1])
+    with pytest.raises(ConfigError) as refused:
+        from_sdl("vehicle", add + changed, HERE)
+    assert str(refused.value) == f"{HERE}: {line}"
 
 
 def test_collision_stops_start_up(

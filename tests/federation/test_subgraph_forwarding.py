@@ -48,6 +48,21 @@ async def test_only_the_selected_subfields_are_forwarded(
     assert body["data"]["resident"]["licence"] == {"expiresOn": licence_of(HEAD_RRN).expires_on}  # type: ignore[union-attr]
 
 
+async def test_scalar_and_enum_fields_are_forwarded_as_leaves(
+    gateway: GatewayClient, subgraph: Subgraph
+) -> None:
+    body, selections = await asked(
+        gateway, subgraph, "penaltyPoints licenceStatus vehicles { fuel }"
+    )
+    assert "errors" not in body, body
+    assert selections == ["licenceStatus penaltyPoints vehicles { fuel }"]
+    assert body["data"]["resident"] == {
+        "penaltyPoints": 0,  # a value, though falsy: not "no record"
+        "licenceStatus": "VALID",
+        "vehicles": [{"fuel": v.fuel.value} for v in vehicles_of(HEAD_RRN)],
+    }
+
+
 async def test_aliases_and_fragments_are_merged_into_one_call(
     gateway: GatewayClient, subgraph: Subgraph
 ) -> None:
