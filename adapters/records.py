@@ -100,7 +100,7 @@ class Dataset:
 
     def narrowed(self, part: str) -> Dataset:
         """This dataset asked for ``part`` only, named ``<name>@<digest of part>``."""
-        digest = hashlib.sha256(part.encode()).hexdigest()[:16]
+        digest = hashlib.sha256(part.encode()).hexdigest()[:32]
         return Dataset(f"{self.base}@{digest}", self.record, self.many, part)
 
     @property

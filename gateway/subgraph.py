@@ -9,16 +9,15 @@ types carrying the subgraph's descriptions, and the ``Resident`` fields. From th
 ordinary contribution (``gateway.federation``): same batching, cache, breaker, provenance,
 policy, consent, audit and cost.
 
-What is forwarded: the record is the whole selection of the contributed fields, every
-subfield of every object type they reach, fixed at start-up, so one cache entry per resident
-serves any query. "Only the selected subfields" is thus approximated by "only the
-contributed fields' known subfields": the subgraph never sees a field it did not contribute,
-but may be asked for a subfield this query did not select.
+What is forwarded: only what a request selects and the caller may read, per view
+(:meth:`SubgraphContribution.part`, ``gateway.forwarding``); each selection is a part of the
+records, fetched and cached apart (``adapters.records.Dataset.narrowed``). The record class
+also carries the whole selection (``__selection__``), for the dataset asked as a whole.
 
-Supported: object types, lists, non-null, and the scalars String, Int, Float, Boolean and ID.
-A subgraph using other scalars, enums, interfaces, unions or arguments on contributed fields,
-a type or field without a description, a name the schema already has, or a recursive type
-stops start-up with one line naming the agency.
+Supported: object types, enums, lists, non-null, the scalars String, Int, Float, Boolean and ID,
+and Resident fields of any of them. A subgraph using custom scalars, interfaces, unions or
+arguments, a type, enum or field without a description, a name the schema already has, or a
+recursive type stops start-up with one line naming the agency, the field and the reason.
 """
 
 from __future__ import annotations
