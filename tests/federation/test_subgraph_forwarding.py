@@ -171,3 +171,26 @@ async def test_a_field_awaiting_consent_is_never_forwarded(
         {"plate": v.plate} for v in vehicles_of(HEAD_RRN)
     ]
     assert [forwarded(r) for r in subgraph.received[before:]] == ["vehicles { plate }"]
+
+
+async def test_each_view_forwards_only_what_it_grants(
+    gateway: GatewayClient, subgraph: Subgraph
+) -> None:
+    # Adversarial: one request, two purposes. vehicle_officer reads Inspection.* for
+    # WELFARE_ELIGIBILITY but not for CIVIL_PETITION; a union across the request must not
+    # carry odometer readings into the CIVIL_PETITION lookup's call.
+    before = subgraph.entities
+    body = await gateway.query(
+        """query($rrn: String!) {
+          w: resident(rrn: $rrn, purpose: WELFARE_ELIGIBILITY) {
+            vehicles { inspections { odometerKm } } }
+          c: resident(rrn: $rrn, purpose: CIVIL_PETITION) {
+            vehicles { plate inspections { odometerKm } } } }""",
+        {"rrn": HEAD_RRN},
+    )
+    received = sorted(forwarded(r) for r in subgraph.received[before:])
+    assert received == [
+        "vehicles { inspections { __typename } plate }",  # CIVIL_PETITION
+        "vehicles { inspections { odometerKm } plate }",  # WELFARE_ELIGIBILITY
+    ]
+    assert {(e["extensions"]["code"], e["path"][0]) for e in body["errors"]} == {("FORBIDDEN", "c")}
