@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import types
 import typing
 from dataclasses import dataclass
@@ -90,6 +91,22 @@ class Dataset:
     name: str
     record: type[Any]
     many: bool = False
+    #: For a source that can be asked for part of each record (a GraphQL subgraph forwards
+    #: only the subfields a request selects): the part to ask for; empty for whole records.
+    #: Made by :meth:`narrowed`, which also names the part apart, so the gateway fetches,
+    #: shares in flight and caches each part separately: a narrow part never answers a wider
+    #: request.
+    part: str = ""
+
+    def narrowed(self, part: str) -> Dataset:
+        """This dataset asked for ``part`` only, named ``<name>@<digest of part>``."""
+        digest = hashlib.sha256(part.encode()).hexdigest()[:32]
+        return Dataset(f"{self.base}@{digest}", self.record, self.many, part)
+
+    @property
+    def base(self) -> str:
+        """The configured dataset's name (without a part's digest)."""
+        return self.name.partition("@")[0]
 
 
 RESIDENT = Dataset("resident", ResidentRecord)

@@ -3,9 +3,10 @@
 ``[agencies.<code>] kind = "graphql"``, ``url = "https://vehicles.example/graphql"``. The
 gateway reads the subgraph's SDL at start-up (``gateway.subgraph``) and makes one dataset,
 named after the agency code, whose record holds the ``Resident`` fields the subgraph
-contributes. Its record class carries the fixed selection of those fields (every field of
-every object type they reach, computed from the SDL) as ``__selection__``; a batch is one
-request::
+contributes. A batch asks for ``dataset.part``, the selection the request forwards
+(``gateway.forwarding``; Resident fields it leaves out are None in the record), or, for the
+whole dataset, every field of every object type reached (``__selection__`` of the record
+class, computed from the SDL). A batch is one request::
 
     POST {url}   {"query": "query($representations: [_Any!]!) { _entities(representations:
                   $representations) { ... on Resident { <selection> } } }",
@@ -21,6 +22,7 @@ Like every adapter this module imports neither graphql-core nor strawberry: it s
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,9 +79,9 @@ class SubgraphAdapter(HTTPClientAdapter):
     async def fetch(self, dataset: Dataset, keys: Sequence[str]) -> Sequence[Any]:
         if not keys:
             return []
-        selection = getattr(dataset.record, "__selection__", None)
-        if not isinstance(selection, str) or dataset.name not in self.datasets:
-            raise AgencyFailure(f"{self.agency} does not serve {dataset.name}")
+        selection = dataset.part or getattr(dataset.record, "__selection__", None)
+        if not isinstance(selection, str) or dataset.base not in self.datasets:
+            raise AgencyFailure(f"{self.agency} does not serve {dataset.base}")
         representations = [{"__typename": "Resident", "rrn": key} for key in keys]
         body = await self._post(ENTITIES % selection, {"representations": representations})
         failed: dict[int, str] = {}
@@ -107,8 +109,8 @@ class SubgraphAdapter(HTTPClientAdapter):
             return AgencyFailure(f"{self.agency} sent a malformed {dataset.name} entity")
         if all(value in (None, []) for value in entity.values()):
             return None  # the subgraph knows nothing about this resident
-        try:
-            return record_from_mapping(dataset.record, entity)
+        try:  # the Resident fields this part did not select are None
+            return record_from_mapping(dataset.record, defaultdict(lambda: None, entity))
         except (KeyError, TypeError, ValueError) as exc:
             problem = type(exc).__name__  # never the values: this text reaches operators
             return AgencyFailure(

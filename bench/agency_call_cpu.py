@@ -3,10 +3,11 @@
 Two local agencies serve the same records (an insurance enrolment per key, five fields), each
 in a uvicorn child process: one speaks our JSON batch protocol (``adapters.http``), the other
 is an Apollo Federation v2 subgraph (strawberry) read through ``_entities``
-(``adapters.subgraph``). The gateway side (this process) makes ``--calls`` batched fetches
-of ``--keys`` keys through each adapter; ``time.process_time`` counts this process's CPU
-only (the agencies run elsewhere), so the figure is what one call costs the gateway:
-request encoding, HTTP, JSON decoding and record building. Run::
+(``adapters.subgraph``), asked for the whole record and, as a request selecting two of the
+five fields forwards, for those two (``graphql-2``). The gateway side (this process) makes
+``--calls`` batched fetches of ``--keys`` keys through each adapter; ``time.process_time``
+counts this process's CPU only (the agencies run elsewhere), so the figure is what one call
+costs the gateway: request encoding, HTTP, JSON decoding and record building. Run::
 
     .venv/bin/python -m bench.agency_call_cpu --calls 2000 --keys 20
 """
@@ -171,6 +172,15 @@ def main() -> None:
                     args.keys,
                 )
             ),
+            # What a request selecting two of the five fields forwards (gateway.forwarding).
+            "graphql-2": asyncio.run(
+                measure(
+                    SubgraphAdapter("nhis", {"url": sub_url + "/graphql"}),
+                    dataset.narrowed("insurance { insuredType monthlyPremium }"),
+                    args.calls,
+                    args.keys,
+                )
+            ),
         }
     finally:
         for process in (http, sub):
@@ -179,7 +189,8 @@ def main() -> None:
     print(f"{args.calls} calls of {args.keys} keys each, CPU of the gateway process per call:")
     for name, seconds in results.items():
         print(f"  {name:8} {seconds * 1e6:8.0f} µs/call  {seconds * 1e6 / args.keys:6.1f} µs/key")
-    print(f"  graphql/http: {results['graphql'] / results['http']:.2f}x")
+    print(f"  graphql/http: {results['graphql'] / results['http']:.2f}x", end="")
+    print(f"  (2 of 5 fields forwarded: {results['graphql-2'] / results['http']:.2f}x)")
 
 
 if __name__ == "__main__":

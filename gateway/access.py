@@ -187,9 +187,7 @@ class Access:
     ) -> Any:
         subject: str = root.record.rrn
         view: str = root.view
-        consents = await self.consents.load(self.keys.subject(subject))
-        now = dt.datetime.now(dt.UTC)
-        if not any(c.covers(view, self.principal.agency, now) for c in consents):
+        if not await self.consented(subject, view):
             entry.denied.add(coordinate)
             agency = self.principal.agency or "your agency"
             raise ConsentRequired(
@@ -201,6 +199,12 @@ class Access:
             result = await result
         entry.disclosed.add(coordinate)  # null ("no record") is an answer too
         return result
+
+    async def consented(self, subject: str, view: str) -> bool:
+        """Whether a consent of ``subject`` lets the caller's agency read for ``view`` now."""
+        consents = await self.consents.load(self.keys.subject(subject))
+        now = dt.datetime.now(dt.UTC)
+        return any(c.covers(view, self.principal.agency, now) for c in consents)
 
     # Audit -------------------------------------------------------------------------------
 

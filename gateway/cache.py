@@ -134,8 +134,11 @@ class AgencyCache:
         if not keys:
             return []
         names = [self.key(agency, dataset.name, k) for k in keys]
+        # Invalidations name configured datasets: a part's entries (Dataset.narrowed) obey
+        # the tombstones of the dataset they are a part of.
+        tombs = [f"{self.key(agency, dataset.base, k)}{TOMBSTONE}" for k in keys]
         try:
-            raw = await self._cache.multi_get(names + [f"{n}{TOMBSTONE}" for n in names])
+            raw = await self._cache.multi_get(names + tombs)
         except Exception as exc:
             self._failed(exc)
             return [None] * len(keys)

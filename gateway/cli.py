@@ -655,11 +655,18 @@ def _check_token_claims(
     from gateway import policy as policy_module
     from gateway.auth import principal_from_claims
     from gateway.errors import GatewayError
-    from gateway.graphql_schema import PURPOSES, build_schema, resident_types, schema_fields
+    from gateway.graphql_schema import (
+        PURPOSES,
+        build_schema,
+        resident_types,
+        schema_fields,
+        schema_for,
+    )
     from gateway.runtime import DEMO_POLICY, policy_path
 
     path = DEMO_POLICY if config is None else policy_path(config)
-    schema = build_schema()
+    # The configuration's schema, contributed fields included: its policy may grant them.
+    schema = build_schema() if config is None else schema_for(config)
     policy = policy_module.load(
         path, schema_fields(schema), PURPOSES, resident_types=resident_types(schema)
     )

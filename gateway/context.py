@@ -29,15 +29,22 @@ class Loaders:
     def __init__(self, agencies: Agencies, deadline: float | None = None) -> None:
         self._agencies = agencies
         self.deadline = deadline
-        self._loaders: dict[str, DataLoader[str, Any]] = {}
+        self._loaders: dict[tuple[str, str], DataLoader[str, Any]] = {}
+        #: What a request forwards to each GraphQL subgraph, per view (``gateway.subgraph``).
+        self.parts: dict[tuple[str, str, bool], str] = {}
 
     def __getitem__(self, dataset: str) -> DataLoader[str, Any]:
-        loader = self._loaders.get(dataset)
+        return self.get(dataset)
+
+    def get(self, dataset: str, part: str = "") -> DataLoader[str, Any]:
+        """The loader of ``dataset``, or of only ``part`` of its records (a GraphQL
+        subgraph's selection, see ``adapters.records.Dataset.narrowed``)."""
+        loader = self._loaders.get((dataset, part))
         if loader is None:
-            loader = self._loaders[dataset] = self._make(dataset)
+            loader = self._loaders[(dataset, part)] = self._make(dataset, part)
         return loader
 
-    def _make(self, dataset: str) -> DataLoader[str, Any]:
+    def _make(self, dataset: str, part: str) -> DataLoader[str, Any]:
         found = self._agencies.for_dataset(dataset)
         if found is None:
             # Only for datasets listed in [sources] unserved: start-up refuses any other
@@ -52,6 +59,8 @@ class Loaders:
 
             return DataLoader(load_fn=unconfigured)
         agency_client, spec = found
+        if part:
+            spec = spec.narrowed(part)
 
         async def load(keys: Sequence[str]) -> list[Any]:
             return await agency_client.fetch(spec, keys, self.deadline)

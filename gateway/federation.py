@@ -23,20 +23,26 @@ from __future__ import annotations
 import logging
 import re
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
+    GraphQLBoolean,
     GraphQLField,
+    GraphQLFloat,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
+    GraphQLScalarType,
+    GraphQLString,
 )
+from strawberry.types.enum import StrawberryEnumDefinition
 from strawberry.types.private import is_private
 
 from adapters.records import DATASETS, Dataset
@@ -53,6 +59,11 @@ ENTRY_POINT_GROUP = "gateway.datasets"
 API_VERSION = 1
 #: Key in a contributed ``GraphQLField.extensions`` naming the dataset it reads (cost model).
 DATASET_EXTENSION = "gateway.dataset"
+
+#: Scalars a ``Resident`` field may have, and their GraphQL types.
+LEAVES: dict[type, GraphQLScalarType] = {
+    str: GraphQLString, int: GraphQLInt, float: GraphQLFloat, bool: GraphQLBoolean
+}  # fmt: skip
 
 _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _FIELD_NAME = re.compile(r"^[a-z][A-Za-z0-9]{0,62}$")
@@ -94,7 +105,8 @@ class Contribution:
       equals the entry point's name and is unique among all datasets. Keys are RRNs.
     * ``types``: strawberry object types (``@strawberry.type(description=...)``), each with
       ``view: strawberry.Private[str]`` and ``subject: strawberry.Private[str]``, every field
-      described; their names must not exist in the schema already. Policies name them as
+      described, and strawberry enums (``strawberry.enum(..., description=...)``); their
+      names must not exist in the schema already. Policies name object types' fields as
       ``Type.field`` like any resident data type (``LandParcel.*``).
     * ``fields``: the ``Resident`` fields; policies grant them as ``Resident.<name>``, and may
       require consent for them.
@@ -188,6 +200,10 @@ def _check(c: Contribution, name: str, where: str) -> None:
         raise refuse("contributes no types or no fields")
     for cls in c.types:
         definition = getattr(cls, "__strawberry_definition__", None)
+        if isinstance(definition, StrawberryEnumDefinition):
+            if not definition.description:
+                raise refuse(f"enum {definition.name} has no description")
+            continue
         if definition is None or definition.is_input or definition.is_interface:
             raise refuse(f"{getattr(cls, '__name__', cls)!r} is not a strawberry object type")
         if not definition.description:
@@ -211,14 +227,14 @@ def _check(c: Contribution, name: str, where: str) -> None:
             raise refuse(f"Resident field name {f.name!r} is not camelCase")
         if not f.description:
             raise refuse(f"field Resident.{f.name} has no description")
-        if f.type not in c.types:
+        if f.type not in c.types and f.type not in LEAVES:
             raise refuse(f"field Resident.{f.name} has a type the contribution does not list")
         if not callable(f.build):
             raise refuse(f"field Resident.{f.name}: build is not callable")
 
 
 def object_types(contributions: Sequence[tuple[str, Contribution]]) -> list[type]:
-    """The strawberry types to build into the schema."""
+    """The strawberry types (objects and enums) to build into the schema."""
     return [cls for _, c in contributions for cls in c.types]
 
 
@@ -234,16 +250,20 @@ def add_fields(
         for f in c.fields:
             if f.name in resident.fields:
                 raise ConfigError(f"{where}: field Resident.{f.name} already exists")
-            name = f.type.__strawberry_definition__.name  # type: ignore[attr-defined]
-            if name not in _type_names(c):
-                raise ConfigError(f"{where}: type {name} is not its own")
-            graphql_type: GraphQLOutputType = schema._schema.type_map[name]  # type: ignore[assignment]
+            graphql_type: GraphQLOutputType
+            if f.type in LEAVES:
+                graphql_type = LEAVES[f.type]
+            else:
+                name = f.type.__strawberry_definition__.name  # type: ignore[attr-defined]
+                if name not in _type_names(c):
+                    raise ConfigError(f"{where}: type {name} is not its own")
+                graphql_type = schema._schema.type_map[name]  # type: ignore[assignment]
             if c.dataset.many if f.many is None else f.many:
                 graphql_type = GraphQLList(GraphQLNonNull(graphql_type))
             resident.fields[f.name] = GraphQLField(
                 graphql_type,
                 description=f.description,
-                resolve=_resolver(c.dataset, f.build),
+                resolve=_resolver(c.dataset, f.build, getattr(c, "part", None)),
                 extensions={DATASET_EXTENSION: c.dataset.name},
             )
 
@@ -253,12 +273,19 @@ def _type_names(c: Contribution) -> Iterator[str]:
         yield cls.__strawberry_definition__.name  # type: ignore[attr-defined]
 
 
-def _resolver(dataset: Dataset, build: Builder) -> Callable[..., Any]:
+#: What of each record a field occurrence needs fetched (``part(info, root)``), for sources
+#: asked for part of a record: a GraphQL subgraph forwards only what the request selects
+#: (``gateway.subgraph.SubgraphContribution.part``). Packages fetch whole records.
+Part = Callable[[GraphQLResolveInfo[Any], Any], Awaitable[str]]
+
+
+def _resolver(dataset: Dataset, build: Builder, part: Part | None) -> Callable[..., Any]:
     from resolvers.loading import load
 
     async def resolve(root: Any, info: GraphQLResolveInfo[Any]) -> Any:
         subject: str = root.record.rrn
-        value = await load(info, dataset.name, subject)  # type: ignore[arg-type]
+        wanted = "" if part is None else await part(info, root)
+        value = await load(info, dataset.name, subject, wanted)  # type: ignore[arg-type]
         try:
             if dataset.many:
                 return [build(record, root.view, subject) for record in value or ()]

@@ -45,6 +45,7 @@ def scaffold(name: str, directory: Path, installed: frozenset[str] = frozenset()
         "__DIST__": f"gateway-adapter-{name.replace('_', '-')}",
         "__CLASS__": camel(name, upper=True),
         "__FIELD__": camel(name, upper=False),
+        "__HOST__": name.replace("_", "-"),
     }
     files = {
         "pyproject.toml": PYPROJECT,
@@ -156,10 +157,11 @@ from adapters.records import Dataset
 
 from __PACKAGE__.records import DATASET, __CLASS__Record
 
-#: Stand-in data until the adapter talks to the agency: what the tests look up.
+#: Stand-in data until the adapter talks to the agency: what the tests look up, and the
+#: embedded demo's sample resident (810413-1009948, in every `gateway seed`).
 SAMPLE = {
     "940812-1001751": __CLASS__Record("940812-1001751", "REF-0001", dt.date(2021, 3, 4)),
-    "850315-2000003": __CLASS__Record("850315-2000003", "REF-0002", dt.date(2019, 11, 30)),
+    "810413-1009948": __CLASS__Record("810413-1009948", "REF-0002", dt.date(2019, 11, 30)),
 }
 
 
@@ -203,8 +205,10 @@ class __CLASS__Adapter(Adapter):
 '''
 
 CONTRIBUTION = '''\
-"""What the __NAME__ agency adds to the gateway's schema: the type __CLASS__ and the field
-Resident.__FIELD__ (see gateway.federation). Describe every type and field: analysts read it."""
+"""What the __NAME__ agency adds to the gateway's schema: the type __CLASS__
+and the field Resident.__FIELD__ (see gateway.federation).
+
+Describe every type and field: analysts read it."""
 
 from __future__ import annotations
 
@@ -237,7 +241,12 @@ CONTRIBUTION = Contribution(
     dataset=DATASET,
     types=(__CLASS__,),
     fields=(
-        ResidentField("__FIELD__", __CLASS__, "The __NAME__ agency's record.", build),
+        ResidentField(
+            "__FIELD__",
+            __CLASS__,
+            "The __NAME__ agency's record.",
+            build,
+        ),
     ),
 )
 '''
@@ -259,7 +268,7 @@ from __PACKAGE__ import DATASET, __CLASS__Adapter
 
 class Test__CLASS__Adapter(AdapterCompliance):
     dataset = DATASET
-    present = ["940812-1001751"]
+    present = ["940812-1001751", "810413-1009948"]
     absent = ["900101-1234568"]
 
     def make_adapter(self) -> __CLASS__Adapter:
@@ -293,7 +302,8 @@ POLICY = """\
 [roles.__NAME___reader]
 description = "Reads the __NAME__ agency's records (example role: adapt or remove)."
 operations = ["Query.resident", "Query.residents"]
-agencies = ["__NAME__"]
+# The agencies whose officials hold this role (their tokens' `agency` claim), not the source.
+agencies = ["welfare"]
 
 [roles.__NAME___reader.views.CIVIL_PETITION]
 fields = ["Resident.name", "Resident.__FIELD__", "__CLASS__.reference", "__CLASS__.registeredOn"]
@@ -325,13 +335,21 @@ none for (`absent`).
 
 ## Use
 
-Install the package next to the gateway, then configure an agency of this kind in
-`gateway.toml`:
+1. Install the package next to the gateway (`pip install .` in the gateway's environment).
+2. Configure an agency of this kind in `gateway.toml` (the agency code is yours to choose;
+   the dataset is this package's):
 
-    [agencies.__NAME__]
-    kind = "__NAME__"
-    url = "https://__NAME__.example.invalid"
-    datasets = ["__NAME__"]
+       [agencies.__NAME__]
+       kind = "__NAME__"
+       url = "https://__HOST__.example.invalid"
+       datasets = ["__NAME__"]
 
-and grant its fields in the policy (`policy.toml` here shows how).
+3. Merge `policy.toml` here into the gateway's policy (it adds the role `__NAME___reader`).
+4. `gateway check-config` says `ok`; restart the gateway, then with
+   `gateway token --role __NAME___reader --agency welfare` as the bearer token:
+
+       { resident(rrn: "810413-1009948", purpose: CIVIL_PETITION) {
+           name __FIELD__ { reference registeredOn } } }
+
+   answers the sample record (`REF-0002`) until `_lookup` asks the agency.
 """

@@ -9,39 +9,45 @@ types carrying the subgraph's descriptions, and the ``Resident`` fields. From th
 ordinary contribution (``gateway.federation``): same batching, cache, breaker, provenance,
 policy, consent, audit and cost.
 
-What is forwarded: the record is the whole selection of the contributed fields, every
-subfield of every object type they reach, fixed at start-up, so one cache entry per resident
-serves any query. "Only the selected subfields" is thus approximated by "only the
-contributed fields' known subfields": the subgraph never sees a field it did not contribute,
-but may be asked for a subfield this query did not select.
+What is forwarded: only what a request selects and the caller may read, per view
+(:meth:`SubgraphContribution.part`, ``gateway.forwarding``); each selection is a part of the
+records, fetched and cached apart (``adapters.records.Dataset.narrowed``). The record class
+also carries the whole selection (``__selection__``), for the dataset asked as a whole.
 
-Supported: object types, lists, non-null, and the scalars String, Int, Float, Boolean and ID.
-A subgraph using other scalars, enums, interfaces, unions or arguments on contributed fields,
-a type or field without a description, a name the schema already has, or a recursive type
-stops start-up with one line naming the agency.
+Supported: object types, enums, lists, non-null, the scalars String, Int, Float, Boolean and ID,
+and Resident fields of any of them. A subgraph using custom scalars, interfaces, unions or
+arguments, a type, enum or field without a description, a name the schema already has, or a
+recursive type stops start-up with one line naming the agency, the field and the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import enum
 import keyword
 from collections.abc import Mapping
-from dataclasses import make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 import strawberry
 from graphql import (
     DocumentNode,
+    EnumTypeDefinitionNode,
     FieldDefinitionNode,
     GraphQLError,
+    GraphQLResolveInfo,
+    InputObjectTypeDefinitionNode,
+    InterfaceTypeDefinitionNode,
     ListTypeNode,
     NamedTypeNode,
     NonNullTypeNode,
     ObjectTypeDefinitionNode,
     ObjectTypeExtensionNode,
+    ScalarTypeDefinitionNode,
     StringValueNode,
     TypeNode,
+    UnionTypeDefinitionNode,
     parse,
 )
 
@@ -50,13 +56,43 @@ from adapters.records import DATASETS, Dataset
 from adapters.subgraph import SubgraphAdapter
 from gateway.config import AgencyConfig, ConfigError
 from gateway.federation import Contribution, ResidentField
+from gateway.forwarding import Graph, render, selected
 
 KIND = "graphql"
 SCALARS: dict[str, type] = {"String": str, "Int": int, "Float": float, "Boolean": bool, "ID": str}
 #: Fields that are federation's own, never contributions.
 _FEDERATION_FIELDS = {"_service", "_entities"}
 
-_read: dict[tuple[str, str], Contribution] = {}
+_read: dict[tuple[str, str, str], Contribution] = {}
+
+
+@dataclass(frozen=True)
+class SubgraphContribution(Contribution):
+    """A subgraph's contribution: also knows the shape of its types (``graph``), to forward
+    only what a request selects and may read (``gateway.forwarding``)."""
+
+    graph: Graph = field(default_factory=dict)
+
+    async def part(self, info: GraphQLResolveInfo[Any], root: Any) -> str:
+        """The selection to forward for a field of ``root`` (a Resident): computed once per
+        request, view and consent (a ``Resident`` field needing consent is asked for only
+        for residents who gave it)."""
+        context = info.context
+        access = context.access
+        view: str = root.view
+        grant = access.policy.grant(access.principal.roles, view)
+        if grant is None:  # Authorize let the field through, so the view has a grant
+            return ""
+        gated = [f"Resident.{n}" for n in self.graph["Resident"]]
+        gated = [c for c in gated if c in grant.consent]
+        consented = not gated or await access.consented(root.record.rrn, view)
+        key = (self.dataset.name, view, consented)
+        found: str | None = context.loaders.parts.get(key)
+        if found is None:
+            tree = selected(info, self.graph)
+            found = render(tree, self.graph, grant, () if consented else gated)
+            context.loaders.parts[key] = found
+        return found
 
 
 def where(agency: AgencyConfig) -> str:
@@ -64,15 +100,16 @@ def where(agency: AgencyConfig) -> str:
 
 
 def contribution(agency: AgencyConfig, settings: Mapping[str, Any]) -> Contribution:
-    """The agency's contribution, read once per process (per code and url)."""
+    """The agency's contribution, read once per process (per code, url and settings)."""
     url = str(settings.get("url") or "")
-    found = _read.get((agency.code, url))
+    key = (agency.code, url, repr(sorted(settings.items())))
+    found = _read.get(key)
     if found is None:
         here = where(agency)
         if not url:
             raise ConfigError(f"{here}: a graphql agency needs url")
         sdl = read_sdl(agency.code, settings, here)
-        found = _read[(agency.code, url)] = from_sdl(agency.code, sdl, here)
+        found = _read[key] = from_sdl(agency.code, sdl, here)
     return found
 
 
@@ -114,18 +151,44 @@ def from_sdl(code: str, sdl: str, here: str) -> Contribution:
     if not contributed:
         raise refuse("it contributes no Resident field")
 
+    enums = _enums(document)
+    kinds = _kinds(document)
     built: dict[str, type] = {}
     selections: dict[str, str] = {}
     shapes: Shape = {}
+    graph: dict[str, dict[str, str | None]] = {"Resident": {}}
+
+    def named_type(name: str, seen: tuple[str, ...], used_by: str) -> type:
+        """The strawberry class for a named type a field uses: an object type or an enum."""
+        if name in enums:
+            return enum_type(name)
+        if name in objects:
+            return build(name, seen)
+        kind = kinds.get(name, "an unknown type")
+        raise refuse(f"field {used_by} is of {kind} {name} (not supported)")
+
+    def enum_type(name: str) -> type:
+        if name not in built:
+            node = enums[name]
+            if not node.description:
+                raise refuse(f"enum {name} has no description")
+            members = {
+                v.name.value: strawberry.enum_value(
+                    v.name.value, description=v.description.value if v.description else None
+                )
+                for v in node.values or ()
+            }
+            python = enum.Enum(name, members)  # type: ignore[misc]
+            python.__module__ = __name__
+            built[name] = strawberry.enum(python, name=name, description=node.description.value)
+        return built[name]
 
     def build(name: str, seen: tuple[str, ...]) -> type:
         if name in built:
             return built[name]
         if name in seen:
             raise refuse(f"type {name} is recursive (not supported)")
-        nodes = objects.get(name)
-        if not nodes:
-            raise refuse(f"type {name} is not an object type of its SDL (not supported)")
+        nodes = objects[name]
         description = _description(nodes)
         if not description:
             raise refuse(f"type {name} has no description")
@@ -135,16 +198,21 @@ def from_sdl(code: str, sdl: str, here: str) -> Contribution:
         namespace: dict[str, Any] = {"__annotations__": annotations}
         parts: list[str] = []
         shape: list[tuple[str, str, type | None]] = []
+        graph[name] = subfields = {}
         for f in (f for node in nodes for f in node.fields or ()):
             shown = f"{name}.{f.name.value}"
             if not f.description:
                 raise refuse(f"field {shown} has no description")
             if f.arguments:
                 raise refuse(f"field {shown} takes arguments (not supported)")
-            python, nested = _annotation(f.type, lambda n: build(n, (*seen, name)))
+            python, nested = _annotation(
+                f.type, lambda n, shown=shown: named_type(n, (*seen, name), shown)
+            )
             attribute = _python_name(f.name.value)
             shape.append((attribute, f.name.value, None if nested is None else built[nested]))
-            sub = "" if nested is None else f" {{ {selections[nested]} }}"
+            nested_object = None if nested is None or nested in enums else nested
+            subfields[f.name.value] = nested_object
+            sub = "" if nested_object is None else f" {{ {selections[nested_object]} }}"
             annotations[attribute] = python
             namespace[attribute] = strawberry.field(
                 name=f.name.value, description=f.description.value
@@ -173,15 +241,23 @@ def from_sdl(code: str, sdl: str, here: str) -> Contribution:
             raise refuse(f"field {shown}: its name cannot be a record field")
         named, many = _resident_field_type(f.type)
         if named is None:
-            raise refuse(f"field {shown} is not an object type or a list of one (not supported)")
-        if named in SCALARS:
-            raise refuse(f"field {shown} is a scalar; only object types can be contributed")
-        cls = build(named, ())
-        fields.append(
-            ResidentField(name, cls, f.description.value, _builder(name, cls, many, shapes), many)
-        )
+            raise refuse(f"field {shown} is a list of lists (not supported)")
         record_fields.append((name, Any))
-        selection.append(f"{name} {{ {selections[named]} }}")
+        if named in SCALARS:  # a leaf: served as the matching scalar (ID as String)
+            leaf = SCALARS[named]
+            fields.append(ResidentField(name, leaf, f.description.value, _leaf(name), many))
+            selection.append(name)
+            graph["Resident"][name] = None
+            continue
+        cls = named_type(named, (), shown)
+        builder = _leaf(name, cls) if named in enums else _builder(name, cls, many, shapes)
+        fields.append(ResidentField(name, cls, f.description.value, builder, many))
+        if named in enums:
+            selection.append(name)
+            graph["Resident"][name] = None
+        else:
+            selection.append(f"{name} {{ {selections[named]} }}")
+            graph["Resident"][name] = named
     if code in DATASETS:
         raise refuse(f"its dataset is named after the agency, and dataset {code} already exists")
     record = make_dataclass(
@@ -189,9 +265,10 @@ def from_sdl(code: str, sdl: str, here: str) -> Contribution:
     )
     record.__selection__ = " ".join(selection)  # type: ignore[attr-defined]
     record.__module__ = __name__
-    return Contribution(
-        dataset=Dataset(code, record), types=tuple(built.values()), fields=tuple(fields)
-    )
+    return SubgraphContribution(
+        dataset=Dataset(code, record), types=tuple(built.values()), fields=tuple(fields),
+        graph=graph,
+    )  # fmt: skip
 
 
 def _objects(document: DocumentNode) -> dict[str, list[ObjectTypeDefinitionNode]]:
@@ -200,6 +277,26 @@ def _objects(document: DocumentNode) -> dict[str, list[ObjectTypeDefinitionNode]
         if isinstance(node, ObjectTypeDefinitionNode | ObjectTypeExtensionNode):
             found.setdefault(node.name.value, []).append(node)
     return found
+
+
+def _enums(document: DocumentNode) -> dict[str, EnumTypeDefinitionNode]:
+    return {
+        node.name.value: node
+        for node in document.definitions
+        if isinstance(node, EnumTypeDefinitionNode)
+    }
+
+
+def _kinds(document: DocumentNode) -> dict[str, str]:
+    """What each named type of the SDL is, in words, for refusals."""
+    words: dict[type, str] = {
+        ScalarTypeDefinitionNode: "custom scalar",
+        InterfaceTypeDefinitionNode: "interface",
+        UnionTypeDefinitionNode: "union",
+        InputObjectTypeDefinitionNode: "input type",
+    }
+    named: list[Any] = [node for node in document.definitions if type(node) in words]
+    return {node.name.value: words[type(node)] for node in named}
 
 
 def _keyed_by_rrn(node: Any) -> bool:
@@ -264,6 +361,20 @@ def _resident_field_type(node: TypeNode) -> tuple[str | None, bool]:
 Shape = dict[type, list[tuple[str, str, type | None]]]
 
 
+def _leaf(name: str, convert: type | None = None) -> Any:
+    """The builder of a scalar or enum ``Resident`` field: the value (an enum's member)."""
+
+    def build(record: Any, view: str, subject: str) -> Any:
+        value = getattr(record, name)
+        if value is None or convert is None:
+            return list(value) if isinstance(value, tuple) else value
+        if isinstance(value, list | tuple):
+            return [convert(item) for item in value]
+        return convert(value)
+
+    return build
+
+
 def _builder(name: str, cls: type, many: bool, shapes: Shape) -> Any:
     def build(record: Any, view: str, subject: str) -> Any:
         return _value(getattr(record, name), cls, view, subject, shapes)
@@ -277,6 +388,8 @@ def _value(value: Any, cls: type | None, view: str, subject: str, shapes: Shape)
         return value
     if isinstance(value, list | tuple):
         return [_value(item, cls, view, subject, shapes) for item in value]
+    if isinstance(cls, enum.EnumMeta):
+        return cls(value)
     values = {
         attribute: _value(value.get(graphql), nested, view, subject, shapes)
         for attribute, graphql, nested in shapes[cls]

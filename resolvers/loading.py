@@ -12,8 +12,8 @@ from gateway.context import Context
 Info = strawberry.Info[Context, None]
 
 
-async def load(info: Info, dataset: str, key: str) -> Any:
-    sourced: Sourced = await info.context.loaders[dataset].load(key)
+async def load(info: Info, dataset: str, key: str, part: str = "") -> Any:
+    sourced: Sourced = await info.context.loaders.get(dataset, part).load(key)
     info.context.provenance.note(info.path.as_list(), sourced)
     return sourced.value
 

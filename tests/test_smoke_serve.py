@@ -6,54 +6,19 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+from tests.demo_serve import serving_demo
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_serve_without_config_runs_the_demo(tmp_path: Path, stop: signal.Signals) -> None:
-    port = free_port()
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    env.pop("GATEWAY_CONFIG", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--demo-residents", "300"],
-        cwd=tmp_path,  # no gateway.toml here
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    reader = threading.Thread(
-        target=lambda: output.extend(process.stdout),  # type: ignore[arg-type]
-        daemon=True,
-    )
-    reader.start()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "".join(output)
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        printed = "".join(output)
+    with serving_demo(tmp_path, stop) as demo:
+        url, printed = demo.url, demo.printed
         assert f"GraphiQL: {url}/graphql" in printed
         rrn = re.search(r'resident\(rrn: "(\d{6}-\d{7})"', printed)
         assert rrn, printed
@@ -103,15 +68,6 @@ def test_serve_without_config_runs_the_demo(tmp_path: Path, stop: signal.Signals
         ).json()["examples"]
         assert examples[0]["variables"] == {"rrn": rrn.group(1)}  # the sample resident
         assert (tmp_path / "cache" / "resident-gateway" / "postgres").is_dir()
-    finally:
-        process.send_signal(stop)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    reader.join(5)
-    process.stdout.close()  # type: ignore[union-attr]
     # Ctrl-C (or SIGTERM, as a service manager sends) stops everything it started: no demo
     # agency or postgres is left behind.
     leftover = subprocess.run(

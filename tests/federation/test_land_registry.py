@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -12,6 +13,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import strawberry
 
@@ -25,6 +27,7 @@ from gateway.graphql_schema import build_schema
 from tests.access.conftest import fetch
 from tests.conftest import GatewayClient, ScratchDatabase, gateway_client, make_config, token
 from tests.data import HEAD_RRN, members
+from tests.demo_serve import serving_demo
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "land_registry"
 POLICY = """
@@ -289,3 +292,41 @@ class TestLandRegistryCompliance(AdapterCompliance):
         adapter_module = importlib.import_module("land_registry.adapter")
         adapter: Adapter = adapter_module.LandRegistryAdapter("land", self.table)
         return adapter
+
+
+def test_gateway_serve_shows_the_installed_agency(land_registry: Any, tmp_path: Path) -> None:
+    # Issue 8 item 7, through the real CLI: with the package installed, `gateway serve`
+    # without a config starts its demo source and serves it as a sixth agency.
+    with serving_demo(tmp_path) as demo:
+        ready = httpx.get(f"{demo.url}/readyz", timeout=10).json()
+        tokens = dict(re.findall(r"^  (\w+) +(\S+\.\S+\.\S+)$", demo.printed, re.M))
+        response = httpx.post(
+            f"{demo.url}/graphql",
+            json={"query": "{ agencies { code kind } }"},
+            headers={"Authorization": f"Bearer {tokens['operator']}"},
+            timeout=10,
+        )
+        rrn = re.search(r'resident\(rrn: "(\d{6}-\d{7})"', demo.printed)
+        assert rrn, demo.printed
+        refused = httpx.post(
+            f"{demo.url}/graphql",
+            json={
+                "query": "query($rrn: String!) { resident(rrn: $rrn, purpose: "
+                "WELFARE_ELIGIBILITY) { name landParcels { parcelId } } }",
+                "variables": {"rrn": rrn.group(1)},
+            },
+            headers={"Authorization": f"Bearer {tokens['welfare_officer']}"},
+            timeout=10,
+        ).json()
+    # Whether each answered its health check within /readyz's second is the machine's
+    # business (a loaded CI box may miss it); which agencies there are is the point.
+    assert set(ready["agencies"]) == {"registry", "nhis", "nps", "nts", "mma", "land"}
+    agencies = response.json()["data"]["agencies"]
+    assert sorted((a["code"], a["kind"]) for a in agencies) == [
+        ("land", "landregistry"), ("mma", "http"), ("nhis", "sql"), ("nps", "sql"),
+        ("nts", "http"), ("registry", "sql"),
+    ]  # fmt: skip
+    # The field is in the schema, and FORBIDDEN until a policy grants it (the demo's does not).
+    assert refused["data"]["resident"]["name"]
+    assert refused["data"]["resident"]["landParcels"] is None
+    assert [e["extensions"]["code"] for e in refused["errors"]] == ["FORBIDDEN"]

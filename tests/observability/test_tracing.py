@@ -27,9 +27,10 @@ from gateway.config import Config, PolicyConfig, TracingConfig
 from gateway.tracing import Tracing
 from tests.conftest import ScratchDatabase, gateway_client, make_config, token
 from tests.data import HEAD_RRN
+from tests.federation.conftest import POLICY, vehicle_agency
 from tests.federation.subgraph_server import Subgraph
 from tests.federation.subgraph_server import serving as serving_subgraph
-from tests.federation.test_subgraph import POLICY, QUERY, vehicle_agency
+from tests.federation.test_subgraph import QUERY
 from tests.resilience.conftest import TAXES, http_agency
 from tests.rrn_watch import RRN_SHAPED
 

@@ -5,6 +5,7 @@ and the memory cache stays bounded."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from typing import Any
 
@@ -235,3 +236,30 @@ async def test_cache_ttl_holds_when_stale_ttl_is_shorter(
         asked = await nts.calls() - before
     assert second == first
     assert asked == 1, f"the agency was asked {asked} times within cache_ttl_s = 60"
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_parts_are_cached_apart_and_invalidated_with_their_dataset(
+    backend: str, machine_redis: aioredis.Redis
+) -> None:
+    # A GraphQL subgraph's records are fetched in parts (the selection a request forwards):
+    # each part is its own entry, and an invalidation of the dataset reaches every part.
+    config = CacheConfig(backend=backend, url=MACHINE_REDIS, namespace=namespace())
+    cache = AgencyCache(config)
+    dataset = DATASETS["insurance"]
+    narrow, wide = dataset.narrowed("insuredType"), dataset.narrowed("insuredType dependents")
+    assert narrow.base == wide.base == "insurance" != narrow.name != wide.name
+    record = dataset.record("k", "EMPLOYEE", dt.date(2020, 1, 1), 1, 2, None)
+    try:
+        await cache.set_many("nhis", narrow, [("k", record)], ttl_s=60, asked_at=time.time())
+        [found] = await cache.get_many("nhis", narrow, ["k"], max_age_s=60)
+        [other] = await cache.get_many("nhis", wide, ["k"], max_age_s=60)
+        await cache.invalidate("nhis", ["insurance"], ["k"], ttl_s=60)
+        [after] = await cache.get_many("nhis", narrow, ["k"], max_age_s=60)
+    finally:
+        await cache.close()
+        await drop_namespace(machine_redis, config.namespace)
+    assert found is not None
+    assert found.value == record
+    assert other is None  # the narrow part never answers the wide one
+    assert after is None
