@@ -25,9 +25,8 @@ fields = ["Resident.name", "Resident.household", "Household.*", "Resident.vehicl
           "Resident.penaltyPoints", "Resident.licenceStatus"]
 [roles.vehicle_officer.views.CIVIL_PETITION]
 fields = ["Resident.vehicles", "Vehicle.plate", "Vehicle.make", "Vehicle.year",
-          "Vehicle.electric", "Vehicle.fuel", "Vehicle.inspections", "Inspection.passedOn",
-          "Inspection.odometerKm", "Resident.licence", "Licence.number",
-          "Licence.expiresOn"]
+          "Vehicle.electric", "Vehicle.fuel", "Vehicle.inspections", "Resident.licence",
+          "Licence.number", "Licence.expiresOn"]
 consent = ["Resident.licence"]
 
 [roles.plate_officer]
