@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import operator
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -9,10 +11,12 @@ import strawberry
 from graphql import (
     DocumentNode,
     GraphQLError,
+    GraphQLField,
     GraphQLInterfaceType,
     GraphQLNamedType,
     GraphQLObjectType,
     GraphQLUnionType,
+    default_field_resolver,
     get_named_type,
     specified_rules,
     validate,
@@ -22,9 +26,17 @@ from strawberry.exceptions import DuplicatedTypeName
 from strawberry.extensions import AddValidationRules, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
+from strawberry.types.field import StrawberryField
 
 from gateway import federation
-from gateway.access import ROOT_TYPES, Authorize
+from gateway.access import (
+    ROOT_TYPES,
+    Authorize,
+    planned_resolver,
+    refused_resolver,
+    root_resolver,
+    rrn_resolver,
+)
 from gateway.config import Config, ConfigError, LimitsConfig, cost_weights
 from gateway.errors import GatewayError, QueryTooComplex
 from gateway.limits import (
@@ -35,6 +47,7 @@ from gateway.limits import (
     over_limit,
     parse_limited,
 )
+from gateway.plans import Planned
 from gateway.policy import SERVICE_TYPES
 from gateway.view import log_errors
 from schema import Mutation, Query
@@ -63,13 +76,17 @@ def build_schema(
     query: type = Query,
     mutation: type | None = Mutation,
     contributions: Sequence[tuple[str, Contribution]] = (),
+    planned: bool | None = None,
 ) -> GatewaySchema:
     """The schema, with every object type classified (see ``resident_types``).
 
     ``weights``: dataset -> cost of one read (the ``cost_weight`` of the agency serving it,
     ``gateway.config.cost_weights``); datasets not named cost the default weight.
     ``contributions``: installed agency packages' types and ``Resident`` fields to merge in
-    (``gateway.federation.enabled``)."""
+    (``gateway.federation.enabled``).
+    ``planned``: authorize from operation plans (``gateway.plans``; the default, see
+    ``PLANNED``) or, the old path kept until it is retired, per field in a schema extension."""
+    planned = PLANNED if planned is None else planned
     limits = limits or LimitsConfig()
     weights = dict(weights or {})
     measured = MeasureCache()
@@ -85,7 +102,7 @@ def build_schema(
         lambda: QueryLimits(limits, weights, measured),
         lambda: ValidationCache(maxsize=256),
         *([lambda: AddValidationRules(rules)] if rules else []),
-        Authorize,
+        Planned if planned else Authorize,
     ]
     try:
         schema = GatewaySchema(
@@ -103,8 +120,53 @@ def build_schema(
     schema.limits = limits
     schema.weights = weights
     schema.measured = measured
-    resident_types(schema)  # refuse a schema with an unclassified type
+    found = resident_types(schema)  # refuse a schema with an unclassified type
+    if planned:
+        install_plans(schema, found)
     return schema
+
+
+#: Authorize from operation plans (True) or per field (False, the old path).
+PLANNED = True
+
+
+def install_plans(schema: strawberry.Schema, found: frozenset[str]) -> None:
+    """Put every field of a resident data type and every root field behind the plan's
+    decisions (``gateway.access.planned_resolver``): built once, here, so nothing runs per
+    field but the field's own resolver."""
+    for name, graphql_type in schema._schema.type_map.items():
+        if not isinstance(graphql_type, GraphQLObjectType) or name.startswith("__"):
+            continue
+        for field_name, graphql_field in graphql_type.fields.items():
+            resolve = graphql_field.resolve or default_field_resolver
+            if name in found:
+                if (name, field_name) == ("Resident", "rrn"):
+                    graphql_field.resolve = rrn_resolver(resolve)
+                    continue
+                graphql_field.resolve = planned_resolver(
+                    name, field_name, resolve, _direct(graphql_field, resolve)
+                )
+            elif name in ROOT_TYPES:
+                graphql_field.resolve = root_resolver(f"{name}.{field_name}", resolve)
+            elif name not in SERVICE_TYPES:
+                graphql_field.resolve = refused_resolver(f"{name}.{field_name}")
+
+
+def _direct(graphql_field: GraphQLField, resolve: Any) -> Any:
+    """For a strawberry field that only reads its object, a function doing just that:
+    a plain attribute, or a resolver taking nothing but ``root``. None otherwise."""
+    definition = (graphql_field.extensions or {}).get("strawberry-definition")
+    if not isinstance(definition, StrawberryField) or definition.extensions:
+        return None
+    if getattr(resolve, "_is_default", False):
+        return operator.attrgetter(definition.python_name)
+    resolver = definition.base_resolver
+    if resolver is None or resolver.is_async:
+        return None
+    function = resolver.wrapped_func
+    if not callable(function) or list(inspect.signature(function).parameters) != ["root"]:
+        return None
+    return function
 
 
 def schema_for(config: Config) -> GatewaySchema:
