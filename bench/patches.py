@@ -6,7 +6,7 @@ Each patch prototypes one suggestion from BENCHMARKS.md by monkeypatching the ru
 * ``stable-rules``: build the QueryDepthLimiter / MaxAliasesLimiter rule classes once, so
   strawberry's ValidationCache key is the same for every request and validation is cached.
 * ``per-field``: authorization per field in a schema extension, as before operation plans
-  (``gateway.graphql_schema.PLANNED = False``), to measure plans side by side.
+  (the reference kept in ``tests/access/per_field.py``), to measure plans side by side.
 * ``quiet-httpx``: httpx logs every agency call at INFO (two lines per resident lookup);
   raise its logger to WARNING.
 * ``streams-http``: the HTTP agency adapter on a small keep-alive client over asyncio streams
@@ -231,9 +231,16 @@ def _streams_http() -> None:
 
 
 def _per_field() -> None:
-    import gateway.graphql_schema
+    import gateway.app
+    from tests.access.per_field import per_field_schema
 
-    gateway.graphql_schema.PLANNED = False
+    create_app = gateway.app.create_app
+
+    @functools.wraps(create_app)
+    def per_field_app(config: Any, schema: Any = None) -> Any:
+        return create_app(config, schema or per_field_schema(config))
+
+    gateway.app.create_app = per_field_app
 
 
 PATCHES: dict[str, Patch] = {

@@ -18,13 +18,12 @@ from typing import Any, Protocol
 from graphql import GraphQLResolveInfo, OperationDefinitionNode
 from graphql.pyutils import Path
 from strawberry.dataloader import DataLoader
-from strawberry.extensions import SchemaExtension
 
 from gateway.audit import AuditKeys, AuditRecord
 from gateway.consent import ConsentRecord
 from gateway.errors import ConsentRequired, Forbidden, QueryTooComplex
 from gateway.plans import Action, OperationPlan, ViewPlan, planner, response_path
-from gateway.policy import SELF, SERVICE_TYPES, Grant, Policy
+from gateway.policy import SELF, Grant, Policy
 from gateway.principal import Principal
 from gateway.rrn import InvalidRRN, mask, parse
 
@@ -51,7 +50,8 @@ class Disclosure:
 
 
 class Access:
-    """One request's decisions. Holds no data across requests: decisions are never cached."""
+    """One request's decisions and disclosures. Holds no data across requests; decisions
+    come from plans keyed by the whole authorization input (see ``gateway.plans``)."""
 
     def __init__(
         self,
@@ -194,36 +194,6 @@ class Access:
 
     # Resident data fields --------------------------------------------------------------
 
-    def resolve_field(
-        self, resolve: Callable[..., Any], root: Any, info: Info, *args: Any, **kwargs: Any
-    ) -> Any:
-        type_name = info.parent_type.name
-        coordinate = f"{type_name}.{info.field_name}"
-        subject: str | None = (
-            root.record.rrn if type_name == "Resident" else getattr(root, "subject", None)
-        )
-        view: str | None = getattr(root, "view", None)
-        if subject is None or view is None:  # a data type that cannot say whose data it is
-            raise Forbidden(f"You may not read {coordinate}.")
-        entry = self._entry(subject, view)
-        if coordinate == "Resident.rrn":  # always readable; masking decides how much
-            entry.disclosed.add(coordinate)
-            return resolve(root, info, *args, **kwargs)
-        grant = self.policy.grant(self.principal.roles, view)
-        if grant is None or coordinate not in grant.fields:
-            entry.denied.add(coordinate)
-            raise Forbidden(f"You may not read {coordinate} for {view}.")
-        if coordinate in grant.consent:
-            return self._with_consent(resolve, root, info, args, kwargs, entry, coordinate)
-        result = resolve(root, info, *args, **kwargs)
-        if inspect.isawaitable(result):
-            return _track(result, entry, coordinate)
-        entry.disclosed.add(coordinate)
-        if coordinate == "HealthInsurance.insuredBy" and root.insured_by_rrn is not None:
-            # It names another resident: that resident's access log must show it too.
-            self._entry(root.insured_by_rrn, view).disclosed.add(coordinate)
-        return result
-
     async def _with_consent(
         self,
         resolve: Callable[..., Any],
@@ -310,22 +280,22 @@ def planned_resolver(
         action = access.view(view).actions.get(coordinate)
         if action is grant:
             if direct is not None:
-                value = direct(root)
-                entry.disclosed.add(coordinate)
-                if names_another and root.insured_by_rrn is not None:
-                    # It names another resident: that resident's access log must show it too.
-                    access._entry(root.insured_by_rrn, view).disclosed.add(coordinate)
-                return value
-            result = resolve(root, info, **kwargs)
-            if inspect.isawaitable(result):
-                return _track(result, entry, coordinate)
+                result = direct(root)
+            else:
+                result = resolve(root, info, **kwargs)
+                if inspect.isawaitable(result):
+                    return _track(result, entry, coordinate)
             entry.disclosed.add(coordinate)
+            if names_another and root.insured_by_rrn is not None:
+                # It names another resident: that resident's access log must show it too.
+                access._entry(root.insured_by_rrn, view).disclosed.add(coordinate)
             return result
         if action is consent:
             return access._with_consent(resolve, root, info, (), kwargs, entry, coordinate)
         entry.denied.add(coordinate)
         raise Forbidden(f"You may not read {coordinate} for {view}.")
 
+    resolved.__wrapped__ = resolve  # type: ignore[attr-defined]
     return resolved
 
 
@@ -337,6 +307,7 @@ def rrn_resolver(resolve: Callable[..., Any]) -> Callable[..., Any]:
         info.context.access._entry(record.rrn, root.view).disclosed.add("Resident.rrn")
         return resolve(root, info, **kwargs)
 
+    resolved.__wrapped__ = resolve  # type: ignore[attr-defined]
     return resolved
 
 
@@ -347,6 +318,7 @@ def root_resolver(coordinate: str, resolve: Callable[..., Any]) -> Callable[...,
         info.context.access.require_operation(coordinate, info, kwargs)
         return resolve(root, info, **kwargs)
 
+    resolved.__wrapped__ = resolve  # type: ignore[attr-defined]
     return resolved
 
 
@@ -378,24 +350,3 @@ def _root_key(info: Located) -> str:
     while path.prev is not None:
         path = path.prev
     return str(path.key)
-
-
-class Authorize(SchemaExtension):
-    """Runs the request's Access in front of every resolver that needs a decision."""
-
-    def resolve(
-        self, _next: Callable[..., Any], root: Any, info: Info, *args: Any,
-        **kwargs: Any,
-    ) -> Any:  # fmt: skip
-        type_name = info.parent_type.name
-        if info.field_name.startswith("__"):  # the object's existence is already recorded
-            return _next(root, info, *args, **kwargs)
-        access = info.context.access
-        if type_name in access.policy.resident_types:
-            return access.resolve_field(_next, root, info, *args, **kwargs)
-        if type_name in ROOT_TYPES:
-            access.require_operation(f"{type_name}.{info.field_name}", info, kwargs)
-        elif type_name not in SERVICE_TYPES and not type_name.startswith("__"):
-            # Unclassified: start-up refuses such a schema; this is the fail-closed backstop.
-            raise Forbidden(f"{type_name}.{info.field_name} is not classified; refused.")
-        return _next(root, info, *args, **kwargs)

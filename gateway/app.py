@@ -25,7 +25,7 @@ from gateway.breaker import State
 from gateway.config import Config
 from gateway.consent import Consents
 from gateway.errors import BadRequest, CacheUnavailableError, Forbidden, GatewayError
-from gateway.graphql_schema import schema_for
+from gateway.graphql_schema import GatewaySchema, schema_for
 from gateway.inputs import load_json
 from gateway.listener import ChangeListener
 from gateway.metrics import render_metrics
@@ -58,8 +58,10 @@ async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
     return pool
 
 
-def create_app(config: Config) -> Starlette:
-    schema = schema_for(config)
+def create_app(config: Config, schema: GatewaySchema | None = None) -> Starlette:
+    """The app serving ``config``; ``schema`` replaces the one it would build (tests and
+    benchmarks compare variants of the schema this way)."""
+    schema = schema or schema_for(config)
     rt = runtime_module.build(config, schema)
     view = GatewayView(schema, runtime=rt, graphql_ide="graphiql")
     view.persisted = PersistedDocuments.from_config(config, schema)

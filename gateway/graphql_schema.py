@@ -31,7 +31,6 @@ from strawberry.types.field import StrawberryField
 from gateway import federation
 from gateway.access import (
     ROOT_TYPES,
-    Authorize,
     planned_resolver,
     refused_resolver,
     root_resolver,
@@ -76,17 +75,14 @@ def build_schema(
     query: type = Query,
     mutation: type | None = Mutation,
     contributions: Sequence[tuple[str, Contribution]] = (),
-    planned: bool | None = None,
 ) -> GatewaySchema:
     """The schema, with every object type classified (see ``resident_types``).
 
     ``weights``: dataset -> cost of one read (the ``cost_weight`` of the agency serving it,
     ``gateway.config.cost_weights``); datasets not named cost the default weight.
     ``contributions``: installed agency packages' types and ``Resident`` fields to merge in
-    (``gateway.federation.enabled``).
-    ``planned``: authorize from operation plans (``gateway.plans``; the default, see
-    ``PLANNED``) or, the old path kept until it is retired, per field in a schema extension."""
-    planned = PLANNED if planned is None else planned
+    (``gateway.federation.enabled``). Authorization runs from operation plans
+    (``gateway.plans``, ``install_plans``)."""
     limits = limits or LimitsConfig()
     weights = dict(weights or {})
     measured = MeasureCache()
@@ -102,7 +98,7 @@ def build_schema(
         lambda: QueryLimits(limits, weights, measured),
         lambda: ValidationCache(maxsize=256),
         *([lambda: AddValidationRules(rules)] if rules else []),
-        Planned if planned else Authorize,
+        Planned,  # once per operation: its plan (decisions made once; see gateway/plans.py)
     ]
     try:
         schema = GatewaySchema(
@@ -121,13 +117,8 @@ def build_schema(
     schema.weights = weights
     schema.measured = measured
     found = resident_types(schema)  # refuse a schema with an unclassified type
-    if planned:
-        install_plans(schema, found)
+    install_plans(schema, found)
     return schema
-
-
-#: Authorize from operation plans (True) or per field (False, the old path).
-PLANNED = True
 
 
 def install_plans(schema: strawberry.Schema, found: frozenset[str]) -> None:

@@ -1,5 +1,6 @@
 """Differential: planned execution (``gateway.plans``) answers exactly as per-field
-authorization did. Random documents from the schema (aliases, fragments, @skip/@include,
+authorization did (kept as the reference in ``tests/access/per_field.py``). Random documents
+from the schema (aliases, fragments, @skip/@include,
 households, ``residents`` batches, citizens' ``me``), random policies of one or two roles,
 purposes as literals or variables, random residents (some with consents in force): the same
 request goes to a gateway of each kind, and the response bytes, the audit rows and the keys
@@ -19,16 +20,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import graphql_schema
 from gateway import policy as policy_module
+from gateway.app import create_app
 from gateway.config import LimitsConfig
 from gateway.graphql_schema import PURPOSES
 from gateway.policy import SELF, SELF_HOUSEHOLD
 from tests.access.conftest import KEYS, demo_config, fetch, scratch_store
+from tests.access.per_field import per_field_schema
 from tests.access.test_property import (
     AGENCY,
     FIELDS,
@@ -38,7 +42,7 @@ from tests.access.test_property import (
     grants,
     tomllib_dumps,
 )
-from tests.conftest import GatewayClient, ScratchDatabase, gateway_client, token
+from tests.conftest import GatewayClient, ScratchDatabase, token
 from tests.data import HEAD_RRN
 
 AGENCIES = ("registry", "nhis", "nps", "nts", "mma")
@@ -55,19 +59,13 @@ class Side:
 async def side(
     admin_dsn: str, agency_db: ScratchDatabase, urls: dict[str, str], *, planned: bool
 ) -> AsyncIterator[Side]:
-    saved = graphql_schema.PLANNED
     async with scratch_store(admin_dsn) as store:
-        graphql_schema.PLANNED = planned
-        try:
-            config = demo_config(agency_db, urls, store.dsn, limits=LimitsConfig(max_cost=200_000))
-            clients = gateway_client(config)
-            client = await clients.__aenter__()
-        finally:
-            graphql_schema.PLANNED = saved
-        try:
-            yield Side(client, store)
-        finally:
-            await clients.__aexit__(None, None, None)
+        config = demo_config(agency_db, urls, store.dsn, limits=LimitsConfig(max_cost=200_000))
+        app = create_app(config, None if planned else per_field_schema(config))
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+                yield Side(GatewayClient(http, app, token("tester")), store)
 
 
 @pytest.fixture(scope="module")
