@@ -150,7 +150,7 @@ async def graphql_measurements(rrn: str) -> list[Measurement]:
         *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
     )
-    from gateway.access import Authorize
+    from gateway.plans import Planned
 
     fixed = GatewaySchema(
         query=Query,
@@ -160,7 +160,7 @@ async def graphql_measurements(rrn: str) -> list[Measurement]:
             lambda: ValidationCache(maxsize=256),
             lambda: AddValidationRules(list(stable)),
             lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-            Authorize,
+            Planned,
         ],
         config=StrawberryConfig(scalar_map=SCALARS),
     )

@@ -5,6 +5,8 @@ Each patch prototypes one suggestion from BENCHMARKS.md by monkeypatching the ru
 
 * ``stable-rules``: build the QueryDepthLimiter / MaxAliasesLimiter rule classes once, so
   strawberry's ValidationCache key is the same for every request and validation is cached.
+* ``per-field``: authorization per field in a schema extension, as before operation plans
+  (the reference kept in ``tests/access/per_field.py``), to measure plans side by side.
 * ``quiet-httpx``: httpx logs every agency call at INFO (two lines per resident lookup);
   raise its logger to WARNING.
 * ``streams-http``: the HTTP agency adapter on a small keep-alive client over asyncio streams
@@ -224,11 +226,29 @@ def _streams_http() -> None:
     gateway.agencies.adapter_classes = adapter_classes
 
 
+# --------------------------------------------------------------------------------------------
+# per-field
+
+
+def _per_field() -> None:
+    import gateway.app
+    from tests.access.per_field import per_field_schema
+
+    create_app = gateway.app.create_app
+
+    @functools.wraps(create_app)
+    def per_field_app(config: Any, schema: Any = None, **options: Any) -> Any:
+        return create_app(config, schema or per_field_schema(config), **options)
+
+    gateway.app.create_app = per_field_app
+
+
 PATCHES: dict[str, Patch] = {
     p.name: p
     for p in (
         Patch("stable-rules", "validation rule classes built once", _stable_rules),
         Patch("quiet-httpx", "httpx logger at WARNING", _quiet_httpx),
+        Patch("per-field", "authorization per field, no operation plans", _per_field),
         Patch("streams-http", "HTTP agencies over asyncio streams, not httpx", _streams_http),
         Patch(
             "listen-nodelay", "TCP_NODELAY on listening sockets (demo agencies)", _listen_nodelay

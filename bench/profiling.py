@@ -23,7 +23,7 @@ LANDMARKS: tuple[tuple[str, str], ...] = (
     ("parse (graphql-core)", r"graphql/language/parser\.py:parse$"),
     ("validate (graphql-core)", r"graphql/validation/validate\.py:validate$"),
     ("execute_operation (graphql-core)", r"graphql/execution/execute\.py:execute_operation$"),
-    ("Authorize.resolve (every field)", r"gateway/access\.py:resolve$"),
+    ("planned field resolvers (every field)", r"gateway/access\.py:resolved$"),
     ("process_result (audit wait, errors)", r"gateway/view\.py:process_result$"),
     ("AuditLog._write (group commit)", r"gateway/audit\.py:_write$"),
     ("DataLoader dispatch_batch", r"strawberry/dataloader\.py:dispatch_batch$"),

@@ -394,8 +394,8 @@ class Bench:
         Path(args.results_dir).mkdir(parents=True, exist_ok=True)  # profiles are written there
         stack.setup(args.residents, agency_nodelay=args.agency_nodelay)
         self.token = stack.token()
-        sample, household = stack.keys(args.keys)
-        keys = Keys(sample=sample, household=household)
+        sample, household, households = stack.keys(args.keys)
+        keys = Keys(sample=sample, household=household, households=households)
         bodies = {s.name: s.bodies(keys) for s in self.scenarios}
         ceiling: ServerProcess | None = None
         wanted = {t for s in self.scenarios for t in s.targets if t in self.targets}

@@ -54,6 +54,8 @@ class Keys:
 
     sample: Sequence[str]  # many seeded residents, in a fixed pseudo-random order
     household: Sequence[str]  # the fixture household of 20, head (940812-1001751) first
+    #: One member of each of ~300 households of 20 regrouped from seeded residents.
+    households: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,18 @@ HOUSEHOLD = Scenario(
 )
 
 
+HOUSEHOLD_ROTATING = Scenario(
+    name="household-rotating",
+    description=(
+        "the household query over ~300 different households of 20 (seeded residents "
+        "regrouped at set-up), one member of each in turn; agency cache off, audit on"
+    ),
+    query=HOUSEHOLD_QUERY,
+    keys=lambda keys: keys.households,
+    gateway=CACHE_OFF,
+)
+
+
 def _variant(base: Scenario, suffix: str, description: str, **changes: Any) -> Scenario:
     return replace(
         base, name=f"{base.name}-{suffix}", description=f"{base.name}, {description}", **changes
@@ -147,6 +161,21 @@ VARIANTS = [
     )
 ]
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (FULL, HOUSEHOLD, *VARIANTS)}
+#: The same gateway with authorization per field (the path before operation plans), gateway
+#: only: measured side by side with the planned default.
+PER_FIELD = [
+    _variant(
+        base,
+        "perfield",
+        "authorization per field (the pre-plan path, bench.patches per-field)",
+        patches=("per-field",),
+        targets=("gateway",),
+    )
+    for base in (FULL, HOUSEHOLD_ROTATING, *(v for v in VARIANTS if v.name == "full-warm"))
+]
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s for s in (FULL, HOUSEHOLD, HOUSEHOLD_ROTATING, *VARIANTS, *PER_FIELD)
+}
 #: What ``python -m bench.run`` runs without ``--scenarios``.
 DEFAULT_SCENARIOS = ("full", "household")

@@ -234,22 +234,60 @@ async def _admin(admin_dsn: str, statement: str) -> None:
         await conn.close()
 
 
+#: Households of 20 regrouped from seeded residents, for the rotating household scenario.
+BIG_HOUSEHOLDS = 300
+BIG_SIZE = 20
+
+
 async def _prepare(dsn: str, residents: int) -> dict[str, float]:
     summary = await seed(dsn, residents, progress=False)
     await insert_fixtures(dsn)
     conn = await asyncpg.connect(dsn)
     try:
+        regrouped = await _regroup(conn)
         await conn.execute("analyze")
     finally:
         await conn.close()
     return {
         "residents": summary.residents + 20,
-        "households": summary.households + 1,
+        "households": summary.households + 1 + regrouped,
         "seconds": round(summary.seconds, 1),
     }
 
 
-async def _fetch_keys(dsn: str, sample: int) -> tuple[list[str], list[str]]:
+async def _regroup(conn: asyncpg.Connection) -> int:
+    """Up to BIG_HOUSEHOLDS households of BIG_SIZE (ids R00000000...), regrouped from
+    seeded residents taken from the far end of the md5 order the ``sample`` keys start
+    from, so the two overlap only when fewer than about 8,000 residents are seeded.
+    The households they leave keep their other members."""
+    count = min(BIG_HOUSEHOLDS, (await conn.fetchval("select count(*) from registry.residents")
+                                 - 2 * 2000) // (2 * BIG_SIZE))  # fmt: skip
+    if count <= 0:
+        return 0
+    async with conn.transaction():
+        await conn.execute(
+            """with picked as (
+                 select rrn, row_number() over (order by md5(rrn) desc) - 1 as i
+                 from registry.residents where household_id is distinct from $1
+                 order by md5(rrn) desc limit $2)
+               update registry.residents r
+               set household_id = 'R' || lpad((p.i / $3)::text, 8, '0'),
+                   relationship = case when p.i % $3 = 0 then 'HEAD' else 'OTHER' end
+               from picked p where r.rrn = p.rrn""",
+            BIG_HOUSEHOLD, count * BIG_SIZE, BIG_SIZE,
+        )  # fmt: skip
+        await conn.execute(
+            """insert into registry.households
+                 (id, head_rrn, region, city, street, postal_code, registered_on)
+               select r.household_id, r.rrn, 'Seoul', 'Jongno-gu', 'Sejong-daero 209',
+                      '03171', date '2020-01-01'
+               from registry.residents r
+               where r.household_id like 'R%' and r.relationship = 'HEAD'"""
+        )
+    return int(count)
+
+
+async def _fetch_keys(dsn: str, sample: int) -> tuple[list[str], list[str], list[str]]:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
@@ -263,9 +301,19 @@ async def _fetch_keys(dsn: str, sample: int) -> tuple[list[str], list[str]]:
                order by relationship <> 'HEAD', birth_date, rrn""",
             BIG_HOUSEHOLD,
         )
+        # One member per regrouped household, each a different position in it.
+        rotating = await conn.fetch(
+            """select rrn from (
+                 select rrn, household_id,
+                        row_number() over (partition by household_id order by rrn) as n,
+                        dense_rank() over (order by household_id) as h
+                 from registry.residents where household_id like 'R%') m
+               where n = 1 + (h % $1) order by md5(household_id)""",
+            BIG_SIZE,
+        )
     finally:
         await conn.close()
-    return [r["rrn"] for r in rows], [r["rrn"] for r in members]
+    return [r["rrn"] for r in rows], [r["rrn"] for r in members], [r["rrn"] for r in rotating]
 
 
 class BenchStack:
@@ -341,8 +389,9 @@ class BenchStack:
         else:
             self.say(f"dropped database {self.db_name}")
 
-    def keys(self, sample: int) -> tuple[list[str], list[str]]:
-        """``sample`` seeded RRNs (deterministic), and the fixture household's 20 members."""
+    def keys(self, sample: int) -> tuple[list[str], list[str], list[str]]:
+        """``sample`` seeded RRNs (deterministic), the fixture household's 20 members, and
+        one member of each regrouped household of 20."""
         return asyncio.run(_fetch_keys(self.dsn, sample))
 
     def gateway_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -1,28 +1,29 @@
-"""Field-level authorization, decided per request and per field, and what it disclosed.
+"""Field-level authorization, decided from the operation's plan, and what it disclosed.
 
-``Authorize`` runs before every field's resolver. Root fields need the operation in one of
-the caller's roles; fields of resident data types need the coordinate granted for the view
-the lookup declared (its purpose), and resident consent where the policy asks for it. A denied
-field raises before its resolver runs, so its agency is never called.
+Root fields need the operation in one of the caller's roles; fields of resident data types
+need the coordinate granted for the view the lookup declared (its purpose), and resident
+consent where the policy asks for it. The decisions come from ``gateway.plans`` (made once
+per roles, view and document); the resolvers built by ``planned_resolver`` apply them. A
+denied field raises before its resolver runs, so its agency is never called.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from graphql import GraphQLResolveInfo
+from graphql import GraphQLResolveInfo, OperationDefinitionNode
 from graphql.pyutils import Path
 from strawberry.dataloader import DataLoader
-from strawberry.extensions import SchemaExtension
 
 from gateway.audit import AuditKeys, AuditRecord
 from gateway.consent import ConsentRecord
 from gateway.errors import ConsentRequired, Forbidden, QueryTooComplex
-from gateway.policy import SELF, SERVICE_TYPES, Grant, Policy
+from gateway.plans import Action, OperationPlan, ViewPlan, planner, response_path
+from gateway.policy import SELF, Grant, Policy
 from gateway.principal import Principal
 from gateway.rrn import InvalidRRN, mask, parse
 
@@ -49,7 +50,8 @@ class Disclosure:
 
 
 class Access:
-    """One request's decisions. Holds no data across requests: decisions are never cached."""
+    """One request's decisions and disclosures. Holds no data across requests; decisions
+    come from plans keyed by the whole authorization input (see ``gateway.plans``)."""
 
     def __init__(
         self,
@@ -69,11 +71,38 @@ class Access:
         self.max_lookups = max_lookups
         self.lookups = 0  # residents named by root fields so far in this request
         self.purposes: set[str] = set()  # views declared in this request (the request log)
+        self._planner = planner(policy)
+        self._views: dict[str, ViewPlan] = {}
+        self._operations: dict[str, bool] = {}
+        # Per executing operation (by its node: a batch may run several at once): the
+        # datasets each Resident path selects, and the nodes themselves, kept alive.
+        self._selected: dict[int, Mapping[tuple[str, ...], frozenset[str]]] = {}
+        self._nodes: list[OperationDefinitionNode] = []
+
+    # Plans -----------------------------------------------------------------------------
+
+    def adopt(self, operation: OperationDefinitionNode, plan: OperationPlan) -> None:
+        """The plan of an operation about to run in this request (all of a request's
+        operations share its principal, so their views and root decisions agree)."""
+        self._views.update(plan.views)
+        self._operations.update(plan.operations)
+        self._selected[id(operation)] = plan.selected
+        self._nodes.append(operation)
+
+    def view(self, view: str) -> ViewPlan:
+        """The decisions for ``view``: from the operation's plan, or planned now."""
+        found = self._views.get(view)
+        if found is None:
+            found = self._views[view] = self._planner.view(self.principal.roles, view)
+        return found
 
     # Root operations -------------------------------------------------------------------
 
     def require_operation(self, coordinate: str, info: Located, kwargs: dict[str, Any]) -> None:
-        if not self.policy.allows_operation(self.principal.roles, coordinate):
+        allowed = self._operations.get(coordinate)
+        if allowed is None:
+            allowed = self.policy.allows_operation(self.principal.roles, coordinate)
+        if not allowed:
             self._count_lookups(_named(kwargs))
             self._refused_lookup(coordinate, info, kwargs)
             roles = ", ".join(self.principal.roles) or "no role"
@@ -115,15 +144,37 @@ class Access:
             self.root_keys.add(_root_key(info))
             self._entry(subject, view).denied.add(coordinate)
 
-    def returned(self, subject: str, view: str, info: Located) -> None:
+    def returned(self, subject: str, view: str, info: Located, record: Any = None) -> None:
         """A resident object is in the response: its existence is a disclosure, even when
         every field under it is skipped (@skip/@include) or only __typename is asked.
 
         Every resident object enters the response here, so its response key is noted here
         (every alias, not only the first per resident): all of them are withheld if the
-        audit cannot be written. Fields below it need not note it again."""
+        audit cannot be written. Fields below it need not note it again.
+
+        With its ``record`` (a ``ResidentRecord``), every agency dataset the operation's
+        plan selects for this object, granted without consent, is requested now, in one
+        wave: the loads share the request's DataLoaders, so a household's members still
+        make one call per agency, and the field resolvers find their values loading."""
         self.root_keys.add(_root_key(info))
         self._entry(subject, view)
+        if record is not None:
+            self._prefetch(record, view, info)
+
+    def _prefetch(self, record: Any, view: str, info: Located) -> None:
+        selected = self._selected.get(id(getattr(info, "operation", None)))
+        if not selected:
+            return
+        wanted = selected.get(response_path(info))
+        if not wanted:
+            return
+        loaders = getattr(getattr(info, "context", None), "loaders", None)
+        if loaders is None:
+            return
+        for dataset in sorted(wanted & self.view(view).prefetch):
+            key = record.household_id if dataset == "household" else record.rrn
+            if key is not None:
+                loaders[dataset].load(key).add_done_callback(_retrieved)
 
     def _entry(self, subject: str, view: str) -> Disclosure:
         entry = self.disclosures.get((subject, view))
@@ -136,44 +187,14 @@ class Access:
         otherwise masked down to what the view grants (see ``Grant.shows_*``)."""
         if whole_allowed and view == SELF and rrn == self.principal.rrn:
             return rrn
-        grant = self.policy.grant(self.principal.roles, view)
-        if grant is None:
+        plan = self.view(view)
+        if not plan.granted:
             return mask(rrn, birth_date=False, seventh_digit=False)
-        if whole_allowed and grant.unmasked_rrn and view != SELF:
+        if whole_allowed and plan.unmasked_rrn and view != SELF:
             return rrn
-        return mask(rrn, birth_date=grant.shows_birth_date, seventh_digit=grant.shows_seventh_digit)
+        return mask(rrn, birth_date=plan.shows_birth_date, seventh_digit=plan.shows_seventh_digit)
 
     # Resident data fields --------------------------------------------------------------
-
-    def resolve_field(
-        self, resolve: Callable[..., Any], root: Any, info: Info, *args: Any, **kwargs: Any
-    ) -> Any:
-        type_name = info.parent_type.name
-        coordinate = f"{type_name}.{info.field_name}"
-        subject: str | None = (
-            root.record.rrn if type_name == "Resident" else getattr(root, "subject", None)
-        )
-        view: str | None = getattr(root, "view", None)
-        if subject is None or view is None:  # a data type that cannot say whose data it is
-            raise Forbidden(f"You may not read {coordinate}.")
-        entry = self._entry(subject, view)
-        if coordinate == "Resident.rrn":  # always readable; masking decides how much
-            entry.disclosed.add(coordinate)
-            return resolve(root, info, *args, **kwargs)
-        grant = self.policy.grant(self.principal.roles, view)
-        if grant is None or coordinate not in grant.fields:
-            entry.denied.add(coordinate)
-            raise Forbidden(f"You may not read {coordinate} for {view}.")
-        if coordinate in grant.consent:
-            return self._with_consent(resolve, root, info, args, kwargs, entry, coordinate)
-        result = resolve(root, info, *args, **kwargs)
-        if inspect.isawaitable(result):
-            return _track(result, entry, coordinate)
-        entry.disclosed.add(coordinate)
-        if coordinate == "HealthInsurance.insuredBy" and root.insured_by_rrn is not None:
-            # It names another resident: that resident's access log must show it too.
-            self._entry(root.insured_by_rrn, view).disclosed.add(coordinate)
-        return result
 
     async def _with_consent(
         self,
@@ -229,6 +250,93 @@ class Access:
         ]
 
 
+def _retrieved(future: Any) -> None:
+    """A prefetched load's failure is reported by the field that awaits it; if none does
+    (its object was dropped), asyncio must not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
+
+
+def planned_resolver(
+    type_name: str,
+    field_name: str,
+    resolve: Callable[..., Any],
+    direct: Callable[[Any], Any] | None,
+) -> Callable[..., Any]:
+    """The resolver of one field of a resident data type: the field's own ``resolve``
+    behind the plan's decision for the view of the object it is read from.
+
+    ``direct``: for a field that only reads its object (no arguments, no info), the
+    function that does so, called without strawberry's resolver machinery."""
+    coordinate = f"{type_name}.{field_name}"
+    is_resident = type_name == "Resident"
+    names_another = coordinate == "HealthInsurance.insuredBy"
+    unreadable = f"You may not read {coordinate}."
+    grant, consent = Action.GRANT, Action.CONSENT
+
+    def resolved(root: Any, info: Info, **kwargs: Any) -> Any:
+        access: Access = info.context.access
+        subject: str | None = (
+            root.record.rrn if is_resident else getattr(root, "subject", None)
+        )
+        view: str | None = getattr(root, "view", None)
+        if subject is None or view is None:  # a data type that cannot say whose data it is
+            raise Forbidden(unreadable)
+        entry = access._entry(subject, view)
+        action = access.view(view).actions.get(coordinate)
+        if action is grant:
+            if direct is not None:
+                result = direct(root)
+            else:
+                result = resolve(root, info, **kwargs)
+                if inspect.isawaitable(result):
+                    return _track(result, entry, coordinate)
+            entry.disclosed.add(coordinate)
+            if names_another and root.insured_by_rrn is not None:
+                # It names another resident: that resident's access log must show it too.
+                access._entry(root.insured_by_rrn, view).disclosed.add(coordinate)
+            return result
+        if action is consent:
+            return access._with_consent(resolve, root, info, (), kwargs, entry, coordinate)
+        entry.denied.add(coordinate)
+        raise Forbidden(f"You may not read {coordinate} for {view}.")
+
+    resolved.__wrapped__ = resolve  # type: ignore[attr-defined]
+    return resolved
+
+
+def rrn_resolver(resolve: Callable[..., Any]) -> Callable[..., Any]:
+    """``Resident.rrn``: always readable; masking decides how much of it shows."""
+
+    def resolved(root: Any, info: Info, **kwargs: Any) -> Any:
+        record = root.record
+        info.context.access._entry(record.rrn, root.view).disclosed.add("Resident.rrn")
+        return resolve(root, info, **kwargs)
+
+    resolved.__wrapped__ = resolve  # type: ignore[attr-defined]
+    return resolved
+
+
+def root_resolver(coordinate: str, resolve: Callable[..., Any]) -> Callable[..., Any]:
+    """A root field: the roles must hold the operation (decided by the plan)."""
+
+    def resolved(root: Any, info: Info, **kwargs: Any) -> Any:
+        info.context.access.require_operation(coordinate, info, kwargs)
+        return resolve(root, info, **kwargs)
+
+    resolved.__wrapped__ = resolve  # type: ignore[attr-defined]
+    return resolved
+
+
+def refused_resolver(coordinate: str) -> Callable[..., Any]:
+    """Unclassified: start-up refuses such a schema; this is the fail-closed backstop."""
+
+    def resolved(root: Any, info: Info, **kwargs: Any) -> Any:
+        raise Forbidden(f"{coordinate} is not classified; refused.")
+
+    return resolved
+
+
 async def _track(result: Any, entry: Disclosure, coordinate: str) -> Any:
     value = await result
     # An agency's "no record" is a disclosure too (insurance: null says "uninsured"); only a
@@ -248,24 +356,3 @@ def _root_key(info: Located) -> str:
     while path.prev is not None:
         path = path.prev
     return str(path.key)
-
-
-class Authorize(SchemaExtension):
-    """Runs the request's Access in front of every resolver that needs a decision."""
-
-    def resolve(
-        self, _next: Callable[..., Any], root: Any, info: Info, *args: Any,
-        **kwargs: Any,
-    ) -> Any:  # fmt: skip
-        type_name = info.parent_type.name
-        if info.field_name.startswith("__"):  # the object's existence is already recorded
-            return _next(root, info, *args, **kwargs)
-        access = info.context.access
-        if type_name in access.policy.resident_types:
-            return access.resolve_field(_next, root, info, *args, **kwargs)
-        if type_name in ROOT_TYPES:
-            access.require_operation(f"{type_name}.{info.field_name}", info, kwargs)
-        elif type_name not in SERVICE_TYPES and not type_name.startswith("__"):
-            # Unclassified: start-up refuses such a schema; this is the fail-closed backstop.
-            raise Forbidden(f"{type_name}.{info.field_name} is not classified; refused.")
-        return _next(root, info, *args, **kwargs)

@@ -33,7 +33,7 @@ from gateway.config import Config
 from gateway.consent import Consents
 from gateway.errors import BadRequest, CacheUnavailableError, Forbidden, GatewayError
 from gateway.examples import examples_by_role
-from gateway.graphql_schema import schema_for
+from gateway.graphql_schema import GatewaySchema, schema_for
 from gateway.inputs import load_json
 from gateway.listener import ChangeListener
 from gateway.persisted import PersistedDocuments
@@ -84,14 +84,16 @@ async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
 
 def create_app(
     config: Config,
+    schema: GatewaySchema | None = None,
     *,
     demo_roles: Sequence[graphiql.DemoRole] | None = None,
     sample_rrn: str | None = None,
 ) -> Starlette:
-    """The gateway. ``demo_roles`` (the embedded demo only: ``gateway serve`` without a
-    config) puts those roles' tokens on the GraphiQL page; ``sample_rrn`` fills the page's
-    example operations."""
-    schema = schema_for(config)
+    """The gateway. ``schema`` replaces the one it would build (tests and benchmarks compare
+    variants of the schema this way). ``demo_roles`` (the embedded demo only: ``gateway
+    serve`` without a config) puts those roles' tokens on the GraphiQL page; ``sample_rrn``
+    fills the page's example operations."""
+    schema = schema or schema_for(config)
     rt = runtime_module.build(config, schema)
     view = GatewayView(schema, runtime=rt, graphql_ide="graphiql")
     title = graphiql.TITLE + (" (demo)" if demo_roles is not None else "")

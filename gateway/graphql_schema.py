@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import operator
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -9,10 +11,12 @@ import strawberry
 from graphql import (
     DocumentNode,
     GraphQLError,
+    GraphQLField,
     GraphQLInterfaceType,
     GraphQLNamedType,
     GraphQLObjectType,
     GraphQLUnionType,
+    default_field_resolver,
     get_named_type,
     specified_rules,
     validate,
@@ -22,9 +26,16 @@ from strawberry.exceptions import DuplicatedTypeName
 from strawberry.extensions import AddValidationRules, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
+from strawberry.types.field import StrawberryField
 
 from gateway import federation
-from gateway.access import ROOT_TYPES, Authorize
+from gateway.access import (
+    ROOT_TYPES,
+    planned_resolver,
+    refused_resolver,
+    root_resolver,
+    rrn_resolver,
+)
 from gateway.config import Config, ConfigError, LimitsConfig, cost_weights
 from gateway.errors import GatewayError, QueryTooComplex
 from gateway.limits import (
@@ -36,6 +47,7 @@ from gateway.limits import (
     parse_limited,
 )
 from gateway.observe import ObserveOperation
+from gateway.plans import Planned
 from gateway.policy import ACCESS, SERVICE_TYPES, Policy
 from gateway.view import log_errors
 from schema import Mutation, Query
@@ -73,7 +85,8 @@ def build_schema(
     ``weights``: dataset -> cost of one read (the ``cost_weight`` of the agency serving it,
     ``gateway.config.cost_weights``); datasets not named cost the default weight.
     ``contributions``: installed agency packages' types and ``Resident`` fields to merge in
-    (``gateway.federation.enabled``)."""
+    (``gateway.federation.enabled``). Authorization runs from operation plans
+    (``gateway.plans``, ``install_plans``)."""
     limits = limits or LimitsConfig()
     weights = dict(weights or {})
     measured = MeasureCache()
@@ -89,7 +102,7 @@ def build_schema(
         lambda: QueryLimits(limits, weights, measured),
         lambda: ValidationCache(maxsize=256),
         *([lambda: AddValidationRules(rules)] if rules else []),
-        Authorize,
+        Planned,  # once per operation: its plan (decisions made once; see gateway/plans.py)
         ObserveOperation,
     ]
     try:
@@ -109,8 +122,48 @@ def build_schema(
     schema.limits = limits
     schema.weights = weights
     schema.measured = measured
-    resident_types(schema)  # refuse a schema with an unclassified type
+    found = resident_types(schema)  # refuse a schema with an unclassified type
+    install_plans(schema, found)
     return schema
+
+
+def install_plans(schema: strawberry.Schema, found: frozenset[str]) -> None:
+    """Put every field of a resident data type and every root field behind the plan's
+    decisions (``gateway.access.planned_resolver``): built once, here, so nothing runs per
+    field but the field's own resolver."""
+    for name, graphql_type in schema._schema.type_map.items():
+        if not isinstance(graphql_type, GraphQLObjectType) or name.startswith("__"):
+            continue
+        for field_name, graphql_field in graphql_type.fields.items():
+            resolve = graphql_field.resolve or default_field_resolver
+            if name in found:
+                if (name, field_name) == ("Resident", "rrn"):
+                    graphql_field.resolve = rrn_resolver(resolve)
+                    continue
+                graphql_field.resolve = planned_resolver(
+                    name, field_name, resolve, _direct(graphql_field, resolve)
+                )
+            elif name in ROOT_TYPES:
+                graphql_field.resolve = root_resolver(f"{name}.{field_name}", resolve)
+            elif name not in SERVICE_TYPES:
+                graphql_field.resolve = refused_resolver(f"{name}.{field_name}")
+
+
+def _direct(graphql_field: GraphQLField, resolve: Any) -> Any:
+    """For a strawberry field that only reads its object, a function doing just that:
+    a plain attribute, or a resolver taking nothing but ``root``. None otherwise."""
+    definition = (graphql_field.extensions or {}).get("strawberry-definition")
+    if not isinstance(definition, StrawberryField) or definition.extensions:
+        return None
+    if getattr(resolve, "_is_default", False):
+        return operator.attrgetter(definition.python_name)
+    resolver = definition.base_resolver
+    if resolver is None or resolver.is_async:
+        return None
+    function = resolver.wrapped_func
+    if not callable(function) or list(inspect.signature(function).parameters) != ["root"]:
+        return None
+    return function
 
 
 def schema_for(config: Config) -> GatewaySchema:

@@ -46,7 +46,7 @@ async def me(info: Info) -> Resident | None:
     record = await load(info, "resident", own_rrn(info))
     if record is None:
         return None
-    info.context.access.returned(record.rrn, SELF, info)
+    info.context.access.returned(record.rrn, SELF, info, record)
     return Resident(record=record, view=SELF)
 
 

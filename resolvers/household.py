@@ -40,7 +40,7 @@ async def head(root: Household, info: Info) -> Resident | None:
     if record is None:
         return None
     view = member_view(root, record.rrn)
-    info.context.access.returned(record.rrn, view, info)
+    info.context.access.returned(record.rrn, view, info, record)
     return Resident(record=record, view=view)
 
 
@@ -54,6 +54,6 @@ async def members(root: Household, info: Info) -> list[Resident | None]:
             out.append(None)
             continue
         view = member_view(root, record.rrn)
-        info.context.access.returned(record.rrn, view, info)
+        info.context.access.returned(record.rrn, view, info, record)
         out.append(Resident(record=record, view=view))
     return out

@@ -50,7 +50,7 @@ async def _resident(info: Info, rrn: str, purpose: Purpose) -> Resident | None:
     record = await load(info, "resident", parse_rrn(rrn))
     if record is None:
         return None
-    info.context.access.returned(record.rrn, purpose.name, info)
+    info.context.access.returned(record.rrn, purpose.name, info, record)
     return Resident(record=record, view=purpose.name)
 
 

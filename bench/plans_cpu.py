@@ -1,0 +1,102 @@
+"""CPU per request of execution with operation plans against per-field authorization, in
+one process, interleaved: the gateway app in-process (httpx ASGI transport, no sockets, no
+load generator), the agency cache on and primed, so what is left is the gateway's own work
+per request (token check, parse/validate caches, execution and authorization, audit).
+
+    .venv/bin/python -m bench.plans_cpu --rounds 7 --requests 300
+
+Prints, per scenario and variant, the median over rounds of this process's CPU time per
+request (``time.process_time``): a figure that a busy machine disturbs much less than
+throughput. The per-field variant is the reference kept in ``tests/access/per_field.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from bench.scenarios import FULL_QUERY, HOUSEHOLD_QUERY
+from bench.stack import BenchStack, to_toml
+from gateway.app import create_app
+from gateway.config import from_dict
+from gateway.graphql_schema import schema_for
+from tests.access.per_field import per_field_schema
+
+VARIANTS: dict[str, Callable[..., Any]] = {"planned": schema_for, "per-field": per_field_schema}
+
+
+async def measure(
+    app: Any, token: str, bodies: list[bytes], rounds: int, n: int
+) -> list[float]:
+    out = []
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            for body in bodies:  # prime the agency cache
+                response = await http.post("/graphql", content=body, headers=headers)
+                assert response.status_code == 200, response.text
+                assert "errors" not in response.json(), response.text
+            for _ in range(rounds):
+                started = time.process_time()
+                for i in range(n):
+                    await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
+                out.append((time.process_time() - started) / n * 1000)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--residents", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args(argv)
+    results: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory() as workdir, BenchStack(
+        args.admin_dsn, Path(workdir), lambda text: print(text, file=sys.stderr)
+    ) as stack:  # fmt: skip
+        stack.setup(args.residents)
+        sample, _, households = stack.keys(100)
+        scenarios = {
+            "full-warm": (FULL_QUERY, sample),
+            "household-rotating-warm": (HOUSEHOLD_QUERY, households[:50]),
+        }
+        warm = stack.gateway_config({"cache": {"backend": "memory"}})
+        config = from_dict(tomllib.loads(to_toml(warm)))
+        token = stack.token()
+        for name, (query, keys) in scenarios.items():
+            bodies = [
+                json.dumps({"query": query, "variables": {"rrn": k}}).encode() for k in keys
+            ]
+            for _ in range(args.rounds):
+                for variant, build in VARIANTS.items():
+                    app = create_app(config, build(config))
+                    got = asyncio.run(measure(app, token, bodies, 1, args.requests))
+                    results.setdefault(name, {}).setdefault(variant, []).extend(got)
+                    print(f"{name} {variant}: {got[0]:.2f} ms CPU/request", file=sys.stderr)
+    print("| scenario | planned ms CPU/req | per-field ms CPU/req | per-field / planned |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, by in results.items():
+        planned, per_field = statistics.median(by["planned"]), statistics.median(by["per-field"])
+        print(f"| {name} | {planned:.2f} | {per_field:.2f} | {per_field / planned:.2f} |")
+    print(
+        f"\n`python -m bench.plans_cpu --rounds {args.rounds} --requests {args.requests}`: "
+        "medians over rounds; each round primes a fresh app, then times the requests."
+    )
+
+
+if __name__ == "__main__":
+    main()
