@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 from starlette.applications import Starlette
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -251,6 +252,10 @@ def create_app(
     app.state.config = config
     app.state.runtime = rt
     app.state.agencies = rt.agencies
+    if demo_roles is not None:
+        # The page carries the demo's tokens: answer only requests addressed to this machine,
+        # so a page elsewhere cannot read them by rebinding its DNS name to 127.0.0.1.
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
     return app
 
 

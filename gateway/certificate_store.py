@@ -51,6 +51,15 @@ class CertificateStore:
             raise Forbidden("You have no certificate with that id.")
         return IssuedCertificate(**dict(row))
 
+    async def issued_since(self, subject: str, since: dt.datetime) -> int:
+        """How many certificates ``subject`` was issued since ``since``."""
+        count: int = await self.pool.fetchval(
+            "select count(*) from gateway.certificates where subject = $1 and issued_at >= $2",
+            subject,
+            since,
+        )
+        return count
+
     async def of(self, subject: str) -> list[IssuedCertificate]:
         rows = await self.pool.fetch(
             "select * from gateway.certificates where subject = $1 order by issued_at desc",

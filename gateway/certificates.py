@@ -37,6 +37,8 @@ KINDS = ("RESIDENT_REGISTRATION", "HOUSEHOLD_COMPOSITION", "TAX_PAYMENT", "HEALT
 #: Clock difference tolerated between issuer and verifier (an iat this far ahead is fine).
 LEEWAY_S = 300
 #: Audit purposes of the chain rows written when a certificate is issued or revoked.
+#: The signed revocation list is rebuilt at most this often (it is open to anyone).
+REVOCATIONS_TTL_S = 5.0
 ISSUE_PURPOSE = "CERTIFICATE_ISSUE"
 REVOKE_PURPOSE = "CERTIFICATE_REVOKE"
 
@@ -194,11 +196,18 @@ def verify(
 class Certificates:
     """What a running gateway issues with: its keys, issuer, lifetime and metadata store."""
 
-    def __init__(self, keys: CertificateKeys, issuer: str, ttl_days: int) -> None:
+    def __init__(
+        self, keys: CertificateKeys, issuer: str, ttl_days: int, issues_per_day: int = 10
+    ) -> None:
         self.keys = keys
+        #: Certificates one citizen may be issued in 24 hours: each may later be revoked and
+        #: then sits in the public revocation list until it expires, so this bounds what one
+        #: citizen can add to it.
+        self.issues_per_day = issues_per_day
         self.issuer = issuer
         self.ttl = dt.timedelta(days=ttl_days)
         self.store: CertificateStore | None = None  # opened in the app's lifespan
+        self._revocations: tuple[float, str] | None = None  # (built at, signed list)
 
     @property
     def enabled(self) -> bool:
@@ -229,7 +238,18 @@ class Certificates:
         return sign(key, claims)
 
     async def revocation_list(self) -> str | None:
+        """The signed list, rebuilt at most every REVOCATIONS_TTL_S (it is open to anyone:
+        a flood of requests signs once a few seconds, not once each); a revocation through
+        this process rebuilds it at once, other replicas' within that time."""
         key = self.keys.current
         if key is None or self.store is None:
             return None
-        return revocation_list(key, self.issuer, await self.store.revoked())
+        now = time.monotonic()
+        if self._revocations is None or now - self._revocations[0] >= REVOCATIONS_TTL_S:
+            listed = revocation_list(key, self.issuer, await self.store.revoked())
+            self._revocations = (now, listed)
+        return self._revocations[1]
+
+    def revoked(self) -> None:
+        """A certificate was revoked here: the next list is rebuilt."""
+        self._revocations = None

@@ -129,6 +129,10 @@ class MetricsConfig:
     listen: str = ""
     #: Distinct operation names a process labels metrics with; later ones count as "other".
     max_operations: int = 100
+    #: The operation names metrics are labelled with; others count as "other". Empty: the
+    #: first ``max_operations`` names seen, which any caller can fill with names of its own
+    #: (docs/operations.md): list your clients' operations in production.
+    operations: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,8 @@ class CertificatesConfig:
     keys: Sequence[str] = ()
     ttl_days: int = 90
     issuer: str = "resident-gateway"
+    #: Certificates one citizen may be issued in 24 hours (RATE_LIMITED past it).
+    issues_per_day: int = 10
 
 
 @dataclass(frozen=True)
@@ -448,6 +454,8 @@ def validate(config: Config) -> None:
         )
     if not 1 <= certificates.ttl_days <= 3650:
         raise ConfigError("[certificates] ttl_days must be between 1 and 3650")
+    if not 1 <= certificates.issues_per_day <= 1000:
+        raise ConfigError("[certificates] issues_per_day must be between 1 and 1000")
     if not certificates.issuer.strip():
         raise ConfigError("[certificates] issuer must not be empty")
     validate_observability(config)

@@ -102,3 +102,4 @@ class Context:
     cost: int | None = None  # measured before execution (gateway.limits); rate limits charge it
     statistics: StatisticsConfig = field(default_factory=StatisticsConfig)
     audit_enabled: bool = True  # [audit] enabled
+    certificate_mutations: int = 0  # certificates issued or revoked by this request (one)

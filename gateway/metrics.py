@@ -165,8 +165,11 @@ class OperationNames:
     for names that do not look like GraphQL names, "other". Requests that never executed
     (refused, malformed) are "-", unnamed documents "anonymous", batches "batch"."""
 
-    def __init__(self, limit: int = 100) -> None:
+    def __init__(self, limit: int = 100, allowed: Iterable[str] = ()) -> None:
         self.limit = limit
+        #: ``[metrics] operations``: when given, only these names are labelled (no caller
+        #: can crowd the real operations out of the label set with names of its own).
+        self.allowed = frozenset(allowed)
         self._seen: set[str] = set()
         self._lock = threading.Lock()
 
@@ -180,6 +183,8 @@ class OperationNames:
             return "anonymous"
         if not _NAME.match(name) or _has_rrn_digits(name):
             return "other"
+        if self.allowed:
+            return name if name in self.allowed else "other"
         with self._lock:
             if name in self._seen:
                 return name

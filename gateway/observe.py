@@ -82,7 +82,9 @@ class Observer:
     """One app's observers: the operation-name label set, and its tracer."""
 
     def __init__(self, config: Config) -> None:
-        self.names = metrics.OperationNames(config.metrics.max_operations)
+        self.names = metrics.OperationNames(
+            config.metrics.max_operations, config.metrics.operations
+        )
         self.tracing = tracing.Tracing(config.tracing)
 
     @contextlib.contextmanager

@@ -128,4 +128,6 @@ def build(config: Config, schema: strawberry.Schema) -> Runtime:
 def certificates_of(config: Config) -> Certificates:
     """The issuing service, its keys resolved (ConfigError naming a reference that fails)."""
     cfg = config.certificates
-    return Certificates(CertificateKeys.from_references(cfg.keys), cfg.issuer, cfg.ttl_days)
+    return Certificates(
+        CertificateKeys.from_references(cfg.keys), cfg.issuer, cfg.ttl_days, cfg.issues_per_day
+    )

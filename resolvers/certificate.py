@@ -20,7 +20,7 @@ from gateway.agencies import Sourced
 from gateway.audit import AuditRecord
 from gateway.certificate_store import CertificateStore, IssuedCertificate
 from gateway.context import Context
-from gateway.errors import AgencyError, BadRequest, Forbidden
+from gateway.errors import AgencyError, BadRequest, Forbidden, RateLimited
 from gateway.policy import SELF, SELF_HOUSEHOLD
 from resolvers.citizen import own_rrn
 from schema.certificate import Certificate
@@ -36,8 +36,12 @@ async def issue_certificate(
     context = info.context
     rrn = own_rrn(info)
     subject = context.keys.subject(rrn)
+    _once_per_request(info)
     _require_grant(info, SELF, contents.FIELDS[kind.name])
     issued = context.certificates.prepare(kind.name, subject)
+    day_ago = issued.issued_at - dt.timedelta(days=1)
+    if await _store(info).issued_since(subject, day_ago) >= context.certificates.issues_per_day:
+        raise RateLimited(3600)
     record = await _read(info, "resident", rrn)
     if record is None:
         raise BadRequest("The registry holds no record for you: there is nothing to certify.")
@@ -77,7 +81,9 @@ async def revoke_certificate(
     id: Annotated[strawberry.ID, strawberry.argument(description="The certificate's id.")],
 ) -> Certificate:
     subject = info.context.keys.subject(own_rrn(info))
+    _once_per_request(info)
     issued = await _store(info).revoke(subject, str(id))
+    info.context.certificates.revoked()
     note = json.dumps({"certificate": str(issued.id), "kind": issued.kind}, sort_keys=True)
     await info.context.audit.record([_audit(info, certs.REVOKE_PURPOSE, subject, (), note)])
     return _certificate(issued)
@@ -86,6 +92,15 @@ async def revoke_certificate(
 async def my_certificates(info: Info) -> list[Certificate]:
     subject = info.context.keys.subject(own_rrn(info))
     return [_certificate(c) for c in await _store(info).of(subject)]
+
+
+def _once_per_request(info: Info) -> None:
+    """One certificate issued or revoked per request: aliases cannot multiply them (nor the
+    rows a household certificate writes into every member's access log)."""
+    done = info.context.certificate_mutations
+    if done:
+        raise BadRequest("One certificate may be issued or revoked per request.")
+    info.context.certificate_mutations = done + 1
 
 
 def _require_grant(info: Info, view: str, fields: Iterable[str]) -> None:

@@ -68,8 +68,10 @@ def demo_secrets() -> tuple[str, str]:
         return stored["auth_secret"], stored["audit_key"]
     path.parent.mkdir(parents=True, exist_ok=True)
     created = {"auth_secret": secrets.token_urlsafe(48), "audit_key": secrets.token_urlsafe(48)}
-    path.write_text(json.dumps(created))
-    path.chmod(0o600)
+    # Created private (0600), never readable by others for an instant.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(created))
     return created["auth_secret"], created["audit_key"]
 
 

@@ -31,7 +31,10 @@ def key_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def cert_config(key_files: tuple[Path, Path]) -> CertificatesConfig:
     current, older = key_files
-    return CertificatesConfig(keys=(f"file:{current}", f"file:{older}"), issuer="gw-test")
+    # The suite issues many certificates to the same citizens within a day.
+    return CertificatesConfig(
+        keys=(f"file:{current}", f"file:{older}"), issuer="gw-test", issues_per_day=1000
+    )
 
 
 @pytest.fixture(scope="session")

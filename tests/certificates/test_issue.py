@@ -231,3 +231,38 @@ async def test_nothing_is_issued_when_the_issue_cannot_be_audited(
         assert error_codes(body) == {("issueCertificate",): "AUDIT_UNAVAILABLE"}
         rows = await fetch(db.dsn, "select kind from gateway.certificates")
         assert [r["kind"] for r in rows] == ["TAX_PAYMENT"]  # the control's only
+
+
+async def test_one_certificate_per_request_and_a_daily_cap(
+    admin_dsn: str,
+    agency_db: ScratchDatabase,
+    http_agencies: dict[str, str],
+    cert_config: CertificatesConfig,
+) -> None:
+    """Aliases cannot multiply issues or revocations (each revoked id sits in the public list
+    until it expires, and a household certificate writes into every member's access log);
+    past `[certificates] issues_per_day` a citizen is RATE_LIMITED."""
+    capped = CertificatesConfig(keys=cert_config.keys, issuer="gw-test", issues_per_day=3)
+    async with (
+        scratch_store(admin_dsn) as db,
+        demo_gateway(agency_db, http_agencies, db, certificates=capped) as gateway,
+    ):
+        many = await citizen(gateway).query(
+            """mutation { a: issueCertificate(kind: TAX_PAYMENT) { id }
+                          b: issueCertificate(kind: TAX_PAYMENT) { id } }"""
+        )
+        assert many["data"] is None  # the second fails a non-null field: nothing returned
+        assert error_codes(many) == {("b",): "BAD_REQUEST"}
+        first = await issue(gateway, "TAX_PAYMENT")
+        second = await issue(gateway, "TAX_PAYMENT")
+        both = await citizen(gateway).query(
+            "mutation($a: ID!, $b: ID!) { a: revokeCertificate(id: $a) { id }"
+            " b: revokeCertificate(id: $b) { id } }",
+            {"a": first["id"], "b": second["id"]},
+        )
+        assert error_codes(both) == {("b",): "BAD_REQUEST"}
+        over = await citizen(gateway).query(ISSUE, {"kind": "TAX_PAYMENT"})
+        assert error_codes(over) == {("issueCertificate",): "RATE_LIMITED"}
+        rows = await fetch(db.dsn, "select revoked_at from gateway.certificates")
+        assert len(rows) == 3  # the aliased pair's first, then two: the cap
+        assert sum(r["revoked_at"] is not None for r in rows) == 1

@@ -43,7 +43,7 @@ async def serve(config: Config, **options: Any) -> AsyncIterator[httpx.AsyncClie
     app = create_app(config, **options)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             yield http
 
 
@@ -160,3 +160,17 @@ async def test_token_guessing_at_the_examples_is_limited_by_address(
 )  # fmt: skip
 def test_demo_offers_its_tokens_only_on_a_loopback_address(host: str, picker: bool) -> None:
     assert _loopback(host) is picker
+
+
+async def test_the_demo_page_answers_only_requests_addressed_to_this_machine(
+    demo_policy_config: Config,
+) -> None:
+    """Its tokens never go to a page elsewhere that rebinds its DNS name to 127.0.0.1."""
+    roles = [DemoRole(r, f"about {r}", t) for r, t in TOKENS.items()]
+    async with serve(demo_policy_config, demo_roles=roles, sample_rrn=HEAD_RRN) as http:
+        rebound = await http.get("/graphql", headers={**HTML, "Host": "attacker.example:8000"})
+        local = await http.get("/graphql", headers=HTML)
+    assert rebound.status_code == 400
+    assert not any(t in rebound.text for t in TOKENS.values())
+    assert local.status_code == 200
+    assert all(t in local.text for t in TOKENS.values())

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from gateway.config import Config, DatabaseConfig, MetricsConfig, PolicyConfig
+from gateway.metrics import OperationNames
 from gateway.runtime import DEMO_POLICY
 from tests.conftest import (
     GatewayClient,
@@ -257,3 +258,12 @@ def test_an_exception_escaping_the_view_is_an_internal_error() -> None:
     with pytest.raises(RuntimeError), observer.request({}, "POST", "0" * 32, None):
         raise RuntimeError("a bug")
     assert count() == before + 1
+
+
+def test_listed_operation_names_alone_label_metrics() -> None:
+    """With `[metrics] operations`, no caller can crowd the real names out of the label set."""
+    names = OperationNames(limit=2, allowed=["ResidentCard"])
+    assert [names.label([f"Junk{n}"]) for n in range(5)] == ["other"] * 5
+    assert names.label(["ResidentCard"]) == "ResidentCard"
+    unlisted = OperationNames(limit=2)
+    assert [unlisted.label([n]) for n in ("A", "B", "ResidentCard")] == ["A", "B", "other"]
