@@ -113,9 +113,15 @@ class HTTPAdapter(HTTPClientAdapter):
                 self.client.post(f"/v1/{dataset.name}:batch", json={"keys": list(keys)})
             )
         except httpx.TransportError as exc:
-            raise AgencyFailure(f"{self.agency}: {_transport_problem(exc)}") from exc
+            # Not reached, or the connection broke: worth one more try. A timeout is not.
+            transient = not isinstance(exc, httpx.TimeoutException)
+            problem = _transport_problem(exc)
+            raise AgencyFailure(f"{self.agency}: {problem}", transient=transient) from exc
         if response.status_code != 200:
-            raise AgencyFailure(f"{self.agency} answered HTTP {response.status_code}")
+            raise AgencyFailure(
+                f"{self.agency} answered HTTP {response.status_code}",
+                transient=response.status_code >= 500,
+            )
         try:
             entries = response.json()["records"]
         except (ValueError, KeyError, TypeError) as exc:
