@@ -32,17 +32,19 @@ from adapters.trust import OAuth2ClientCredentials, TrustError, http_client_opti
 T = TypeVar("T")
 
 
-class HTTPClientAdapter(Adapter):
-    """What every adapter over httpx shares: one client per agency with the trust settings
-    of :mod:`adapters.trust`, a connection limit, and requests that are never cancelled in
-    flight (see :meth:`_send`), and the W3C trace context of the gateway's span on every
-    request while tracing is on. Subclasses add the protocol: ``fetch`` and ``ping``.
+class BoundedHTTP(Adapter):
+    """What both HTTP clients share (httpx: :class:`HTTPClientAdapter`; aiohttp:
+    :class:`HTTPAdapter`): the settings, the bounds on answers (:mod:`adapters.bounded`),
+    and requests in tasks of their own that a cancelled caller abandons (:meth:`_shielded`)
+    and ``close`` ends.
 
     Settings: ``url`` (required), ``max_concurrency`` (connection limit, default 10),
     ``timeout_ms`` (socket timeouts, and the deadline of a whole exchange, default 2000),
     ``max_response_bytes`` (cap on an answer's body, default 16 MiB), and ``ca_file``,
     ``client_cert``, ``client_key``, ``client_key_password``, ``oauth2_token_url``,
-    ``oauth2_client_id``, ``oauth2_client_secret``, ``oauth2_scope``, ``auth_header``."""
+    ``oauth2_client_id``, ``oauth2_client_secret``, ``oauth2_scope``, ``auth_header``.
+    ``transport``: an httpx transport (tests); for :class:`HTTPAdapter` it carries the
+    OAuth2 token endpoint's requests only."""
 
     #: Whether ``url`` is the client's base URL (paths below it) or the one endpoint itself.
     url_is_base = True
@@ -61,11 +63,12 @@ class HTTPClientAdapter(Adapter):
         max_bytes = int(settings.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
         self.bounds = AnswerBounds(agency, max_bytes, self.timeout)
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
-        self._requests: set[asyncio.Task[httpx.Response]] = set()
+        self._requests: set[asyncio.Task[Any]] = set()
         self._auth: OAuth2ClientCredentials | None = None
 
-    async def start(self) -> None:
+    def _options(self) -> dict[str, Any]:
+        """The client options of :func:`adapters.trust.http_client_options` (and the
+        OAuth2 auth kept, to close); a trust problem is an AgencyFailure."""
         try:
             options = http_client_options(
                 self.agency, self.settings, timeout=self.timeout, token_transport=self._transport
@@ -73,6 +76,39 @@ class HTTPClientAdapter(Adapter):
         except TrustError as exc:
             raise AgencyFailure(str(exc)) from None
         self._auth = options.get("auth")
+        return options
+
+    async def _shielded(self, work: Coroutine[Any, Any, T], *, armed: bool = False) -> T:
+        """``work`` (one request) in a task of its own, within ``bounds``: a cancelled caller
+        abandons it, and it still ends within its deadline, having read at most
+        ``max_response_bytes``. ``armed``: see :meth:`AnswerBounds.run`."""
+        task = asyncio.ensure_future(self.bounds.run(work, armed=armed))
+        self._requests.add(task)
+        task.add_done_callback(_forget(self._requests))
+        return await asyncio.shield(task)
+
+    async def _end_requests(self) -> None:
+        """Before the client closes: the requests still running end (nothing left to leak
+        into), and the token endpoint's client closes."""
+        for request in list(self._requests):
+            request.cancel()
+        await asyncio.gather(*self._requests, return_exceptions=True)
+        if self._auth is not None:
+            await self._auth.aclose()
+            self._auth = None
+
+
+class HTTPClientAdapter(BoundedHTTP):
+    """What every adapter over httpx shares: one client per agency with the trust settings
+    of :mod:`adapters.trust`, a connection limit, and requests that are never cancelled in
+    flight (see :meth:`_send`), and the W3C trace context of the gateway's span on every
+    request while tracing is on. Subclasses add the protocol: ``fetch`` and ``ping``.
+    Settings: those of :class:`BoundedHTTP`."""
+
+    _client: httpx.AsyncClient | None = None  # from start() to close()
+
+    async def start(self) -> None:
+        options = self._options()
         if self.url_is_base:
             options["base_url"] = self.url
         hooks = self.bounds.event_hooks()
@@ -88,15 +124,10 @@ class HTTPClientAdapter(Adapter):
         )
 
     async def close(self) -> None:
-        for request in list(self._requests):
-            request.cancel()  # the pool closes next: nothing left to leak into
-        await asyncio.gather(*self._requests, return_exceptions=True)
+        await self._end_requests()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-        if self._auth is not None:
-            await self._auth.aclose()
-            self._auth = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -110,13 +141,10 @@ class HTTPClientAdapter(Adapter):
         # timeouts every call fails with PoolTimeout. So a request is never cancelled by its
         # caller: a cancelled fetch abandons it. It ends within its own deadline and reads at
         # most max_response_bytes (adapters.bounded), whether or not anyone still waits.
-        task = asyncio.ensure_future(self.bounds.run(request))
-        self._requests.add(task)
-        task.add_done_callback(_forget(self._requests))
-        return await asyncio.shield(task)
+        return await self._shielded(request)
 
 
-class HTTPAdapter(Adapter):
+class HTTPAdapter(BoundedHTTP):
     """Our JSON batch protocol (above), over aiohttp's client with orjson: measured at about a
     quarter of httpx's CPU per call (``bench/http_clients.py``, BENCHMARKS.md). Settings and
     guarantees: those of :class:`HTTPClientAdapter`, with the same trust features (private
@@ -131,35 +159,10 @@ class HTTPAdapter(Adapter):
     #: Bytes read from an answer at a time (each counted against the cap).
     CHUNK_BYTES = 64 << 10
 
-    def __init__(
-        self,
-        agency: str,
-        settings: Mapping[str, Any],
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        """``transport``: for the OAuth2 token endpoint only (httpx, ``adapters.trust``)."""
-        super().__init__(agency, settings)
-        self.url = str(settings["url"]).rstrip("/")
-        self.connections = int(settings.get("max_concurrency", 10))
-        self.timeout = int(settings.get("timeout_ms", 2000)) / 1000
-        max_bytes = int(settings.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
-        self.bounds = AnswerBounds(agency, max_bytes, self.timeout)
-        self._token_transport = transport
-        self._session: aiohttp.ClientSession | None = None
-        self._requests: set[asyncio.Task[tuple[int, bytes]]] = set()
-        self._auth: OAuth2ClientCredentials | None = None
+    _session: aiohttp.ClientSession | None = None  # from start() to close()
 
     async def start(self) -> None:
-        try:
-            options = http_client_options(
-                self.agency,
-                self.settings,
-                timeout=self.timeout,
-                token_transport=self._token_transport,
-            )
-        except TrustError as exc:
-            raise AgencyFailure(str(exc)) from None
-        self._auth = options.get("auth")
+        options = self._options()
         context: ssl.SSLContext | None = options.get("verify")
         headers = {
             "Content-Type": "application/json",
@@ -182,15 +185,10 @@ class HTTPAdapter(Adapter):
         )
 
     async def close(self) -> None:
-        for request in list(self._requests):
-            request.cancel()  # the session closes next: nothing left to leak into
-        await asyncio.gather(*self._requests, return_exceptions=True)
+        await self._end_requests()
         if self._session is not None:
             await self._session.close()
             self._session = None
-        if self._auth is not None:
-            await self._auth.aclose()
-            self._auth = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -255,11 +253,9 @@ class HTTPAdapter(Adapter):
         propagate.inject(headers)  # the W3C trace context of the current span, if any
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        request = self._request(method, self.url + path, body, headers)
-        task = asyncio.ensure_future(self.bounds.run(request, armed=True))
-        self._requests.add(task)
-        task.add_done_callback(_forget(self._requests))
-        return await asyncio.shield(task)
+        return await self._shielded(
+            self._request(method, self.url + path, body, headers), armed=True
+        )
 
     async def _request(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str]
