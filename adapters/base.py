@@ -12,7 +12,16 @@ from adapters.records import Dataset
 
 
 class AgencyFailure(Exception):
-    """An agency could not answer for a key (or for a whole batch)."""
+    """An agency could not answer for a key (or for a whole batch).
+
+    ``transient=True`` says asking again may work: the agency could not be reached (connection
+    refused or reset) or answered a server error (HTTP 5xx). The gateway retries only those
+    (and connection errors raised as ``OSError``); anything else, a timeout included, is
+    answered at once."""
+
+    def __init__(self, *args: object, transient: bool = False) -> None:
+        super().__init__(*args)
+        self.transient = transient
 
 
 class AggregatesNotSupported(AgencyFailure):

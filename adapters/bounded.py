@@ -11,6 +11,10 @@ sends, whether the caller streams or not:
   that are not compressed (a compressed one is refused: its size would not be its size);
 * ``await bounds.run(client.post(...))`` runs a request under the deadline.
 
+A client of another library (``adapters.http.HTTPAdapter``, aiohttp) uses the same parts:
+``run(..., armed=True)`` (the deadline counts at once: no pool slot can leak),
+:meth:`AnswerBounds.check_headers` and :meth:`AnswerBounds.read`.
+
 The deadline counts from the moment the request holds a connection (the first httpcore trace
 event, or the answer's headers): a request cancelled while it waits for a pool slot leaks
 the slot for ever (encode/httpcore#1093), so that wait is bounded by httpx's pool timeout
@@ -25,7 +29,7 @@ a ``TimeoutError`` (AGENCY_TIMEOUT).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -89,13 +93,17 @@ class AnswerBounds:
         """``event_hooks`` for the agency's ``httpx.AsyncClient``."""
         return {"request": [self._on_request], "response": [self._on_response]}
 
-    async def run(self, work: Coroutine[Any, Any, T]) -> T:
+    async def run(self, work: Coroutine[Any, Any, T], *, armed: bool = False) -> T:
         """``await work`` (a request of a client with :meth:`event_hooks`) within the
-        deadline; raises :class:`AnswerTimeout` when it passes."""
+        deadline; raises :class:`AnswerTimeout` when it passes. ``armed``: the deadline
+        counts from now, not from when the request holds a connection."""
         scope = asyncio.timeout(None)
         try:
             async with scope:
-                token = _current.set(_Deadline(scope, self.timeout))
+                deadline = _Deadline(scope, self.timeout)
+                if armed:
+                    deadline.arm()
+                token = _current.set(deadline)
                 try:
                     return await work
                 finally:
@@ -114,15 +122,32 @@ class AnswerBounds:
 
     async def _on_response(self, response: httpx.Response) -> None:
         _arm()
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        self.check_headers(response.headers)
+        response.stream = _Capped(response.stream, self)
+
+    def check_headers(self, headers: Mapping[str, str]) -> None:
+        """Refuse an answer that is compressed or says it is longer than the cap."""
+        encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise AgencyFailure(
                 f"{self.agency} answered compressed content ({encoding[:20]}) though asked not to"
             )
-        length = response.headers.get("content-length", "")
+        length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
             raise self._too_large()
-        response.stream = _Capped(response.stream, self)
+
+    async def capped(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """``chunks``, failing once they pass the cap (stop reading then: close the answer)."""
+        seen = 0
+        async for chunk in chunks:
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                raise self._too_large()
+            yield chunk
+
+    async def read(self, chunks: AsyncIterable[bytes]) -> bytes:
+        """A whole body of at most ``max_bytes``."""
+        return b"".join([chunk async for chunk in self.capped(chunks)])
 
     def _too_large(self) -> AgencyFailure:
         shown = f" ({self.setting})" if self.setting else ""
@@ -136,11 +161,7 @@ class _Capped(httpx.AsyncByteStream):
         self._stream, self._bounds = stream, bounds
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        seen = 0
-        async for chunk in self._stream:
-            seen += len(chunk)
-            if seen > self._bounds.max_bytes:
-                raise self._bounds._too_large()
+        async for chunk in self._bounds.capped(self._stream):
             yield chunk
 
     async def aclose(self) -> None:

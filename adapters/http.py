@@ -1,4 +1,4 @@
-"""An agency read over HTTP through httpx: one client per agency, many keys per request.
+"""An agency read over HTTP: one client per agency, many keys per request.
 
 The wire protocol (what the demo agencies in ``gateway.demo.agencies`` serve)::
 
@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 import httpx
+import orjson
 from opentelemetry import propagate
 
 from adapters.aggregates import AggregateQuery, Counts
@@ -27,18 +29,22 @@ from adapters.bounded import DEFAULT_MAX_RESPONSE_BYTES, AnswerBounds
 from adapters.records import Dataset, record_from_mapping
 from adapters.trust import OAuth2ClientCredentials, TrustError, http_client_options
 
+T = TypeVar("T")
 
-class HTTPClientAdapter(Adapter):
-    """What every adapter over httpx shares: one client per agency with the trust settings
-    of :mod:`adapters.trust`, a connection limit, and requests that are never cancelled in
-    flight (see :meth:`_send`), and the W3C trace context of the gateway's span on every
-    request while tracing is on. Subclasses add the protocol: ``fetch`` and ``ping``.
+
+class BoundedHTTP(Adapter):
+    """What both HTTP clients share (httpx: :class:`HTTPClientAdapter`; aiohttp:
+    :class:`HTTPAdapter`): the settings, the bounds on answers (:mod:`adapters.bounded`),
+    and requests in tasks of their own that a cancelled caller abandons (:meth:`_shielded`)
+    and ``close`` ends.
 
     Settings: ``url`` (required), ``max_concurrency`` (connection limit, default 10),
     ``timeout_ms`` (socket timeouts, and the deadline of a whole exchange, default 2000),
     ``max_response_bytes`` (cap on an answer's body, default 16 MiB), and ``ca_file``,
     ``client_cert``, ``client_key``, ``client_key_password``, ``oauth2_token_url``,
-    ``oauth2_client_id``, ``oauth2_client_secret``, ``oauth2_scope``, ``auth_header``."""
+    ``oauth2_client_id``, ``oauth2_client_secret``, ``oauth2_scope``, ``auth_header``.
+    ``transport``: an httpx transport (tests); for :class:`HTTPAdapter` it carries the
+    OAuth2 token endpoint's requests only."""
 
     #: Whether ``url`` is the client's base URL (paths below it) or the one endpoint itself.
     url_is_base = True
@@ -57,11 +63,12 @@ class HTTPClientAdapter(Adapter):
         max_bytes = int(settings.get("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES))
         self.bounds = AnswerBounds(agency, max_bytes, self.timeout)
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
-        self._requests: set[asyncio.Task[httpx.Response]] = set()
+        self._requests: set[asyncio.Task[Any]] = set()
         self._auth: OAuth2ClientCredentials | None = None
 
-    async def start(self) -> None:
+    def _options(self) -> dict[str, Any]:
+        """The client options of :func:`adapters.trust.http_client_options` (and the
+        OAuth2 auth kept, to close); a trust problem is an AgencyFailure."""
         try:
             options = http_client_options(
                 self.agency, self.settings, timeout=self.timeout, token_transport=self._transport
@@ -69,6 +76,39 @@ class HTTPClientAdapter(Adapter):
         except TrustError as exc:
             raise AgencyFailure(str(exc)) from None
         self._auth = options.get("auth")
+        return options
+
+    async def _shielded(self, work: Coroutine[Any, Any, T], *, armed: bool = False) -> T:
+        """``work`` (one request) in a task of its own, within ``bounds``: a cancelled caller
+        abandons it, and it still ends within its deadline, having read at most
+        ``max_response_bytes``. ``armed``: see :meth:`AnswerBounds.run`."""
+        task = asyncio.ensure_future(self.bounds.run(work, armed=armed))
+        self._requests.add(task)
+        task.add_done_callback(_forget(self._requests))
+        return await asyncio.shield(task)
+
+    async def _end_requests(self) -> None:
+        """Before the client closes: the requests still running end (nothing left to leak
+        into), and the token endpoint's client closes."""
+        for request in list(self._requests):
+            request.cancel()
+        await asyncio.gather(*self._requests, return_exceptions=True)
+        if self._auth is not None:
+            await self._auth.aclose()
+            self._auth = None
+
+
+class HTTPClientAdapter(BoundedHTTP):
+    """What every adapter over httpx shares: one client per agency with the trust settings
+    of :mod:`adapters.trust`, a connection limit, and requests that are never cancelled in
+    flight (see :meth:`_send`), and the W3C trace context of the gateway's span on every
+    request while tracing is on. Subclasses add the protocol: ``fetch`` and ``ping``.
+    Settings: those of :class:`BoundedHTTP`."""
+
+    _client: httpx.AsyncClient | None = None  # from start() to close()
+
+    async def start(self) -> None:
+        options = self._options()
         if self.url_is_base:
             options["base_url"] = self.url
         hooks = self.bounds.event_hooks()
@@ -84,15 +124,10 @@ class HTTPClientAdapter(Adapter):
         )
 
     async def close(self) -> None:
-        for request in list(self._requests):
-            request.cancel()  # the pool closes next: nothing left to leak into
-        await asyncio.gather(*self._requests, return_exceptions=True)
+        await self._end_requests()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-        if self._auth is not None:
-            await self._auth.aclose()
-            self._auth = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -106,32 +141,71 @@ class HTTPClientAdapter(Adapter):
         # timeouts every call fails with PoolTimeout. So a request is never cancelled by its
         # caller: a cancelled fetch abandons it. It ends within its own deadline and reads at
         # most max_response_bytes (adapters.bounded), whether or not anyone still waits.
-        task = asyncio.ensure_future(self.bounds.run(request))
-        self._requests.add(task)
-        task.add_done_callback(_forget(self._requests))
-        return await asyncio.shield(task)
+        return await self._shielded(request)
 
 
-class HTTPAdapter(HTTPClientAdapter):
-    """Our JSON batch protocol (above). Settings: those of :class:`HTTPClientAdapter`."""
+class HTTPAdapter(BoundedHTTP):
+    """Our JSON batch protocol (above), over aiohttp's client with orjson: measured at about a
+    quarter of httpx's CPU per call (``bench/http_clients.py``, BENCHMARKS.md). Settings and
+    guarantees: those of :class:`HTTPClientAdapter`, with the same trust features (private
+    CA, mutual TLS, a static header, OAuth2 client credentials: :mod:`adapters.trust`), the
+    same bounds on answers (:mod:`adapters.bounded`: ``max_response_bytes``, the whole
+    exchange within ``timeout_ms`` whether or not anyone still waits, compressed answers
+    refused) and the W3C trace context on every request while tracing is on."""
 
     datasets = frozenset({"taxes", "military_service", "insurance", "pension"})
+    #: Idle keep-alive connections are dropped before the agency drops them (uvicorn: 5 s).
+    KEEPALIVE_S = 2.0
+    #: Bytes read from an answer at a time (each counted against the cap).
+    CHUNK_BYTES = 64 << 10
+
+    _session: aiohttp.ClientSession | None = None  # from start() to close()
+
+    async def start(self) -> None:
+        options = self._options()
+        context: ssl.SSLContext | None = options.get("verify")
+        headers = {
+            "Content-Type": "application/json",
+            **options.get("headers", {}),
+            "Accept-Encoding": "identity",  # a compressed answer's size is not its size
+        }
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=self.connections,
+                ssl=context if context is not None else True,
+                keepalive_timeout=self.KEEPALIVE_S,
+            ),
+            headers=headers,
+            auto_decompress=False,
+            # Per socket operation, as httpx's; the whole exchange has the deadline of
+            # ``bounds`` (see _send). A TimeoutError goes up as it is: AGENCY_TIMEOUT.
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=self.timeout, sock_read=self.timeout
+            ),
+        )
+
+    async def close(self) -> None:
+        await self._end_requests()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise AgencyFailure(f"{self.agency}: adapter used before start()")
+        return self._session
 
     async def ping(self) -> None:
-        response = await self._send(self.client.get("/healthz"))
-        response.raise_for_status()
+        status, _ = await self._exchange("GET", "/healthz")
+        if status != 200:
+            raise AgencyFailure(f"{self.agency} answered HTTP {status}")
 
     async def fetch(self, dataset: Dataset, keys: Sequence[str]) -> Sequence[Any]:
+        body = orjson.dumps({"keys": list(keys)})
+        content = await self._post(f"/v1/{dataset.name}:batch", body)
         try:
-            response = await self._send(
-                self.client.post(f"/v1/{dataset.name}:batch", json={"keys": list(keys)})
-            )
-        except httpx.TransportError as exc:
-            raise AgencyFailure(f"{self.agency}: {_transport_problem(exc)}") from exc
-        if response.status_code != 200:
-            raise AgencyFailure(f"{self.agency} answered HTTP {response.status_code}")
-        try:
-            entries = response.json()["records"]
+            entries = orjson.loads(content)["records"]
         except (ValueError, KeyError, TypeError) as exc:
             raise AgencyFailure(f"{self.agency} answered something that is not a batch") from exc
         if not isinstance(entries, list):
@@ -142,20 +216,69 @@ class HTTPAdapter(HTTPClientAdapter):
         return [self._entry(dataset, entry) for entry in entries]
 
     async def aggregate(self, query: AggregateQuery) -> Counts:
-        body = {"dimensions": list(query.dimensions), "taxYear": query.tax_year}
+        body = orjson.dumps({"dimensions": list(query.dimensions), "taxYear": query.tax_year})
+        content = await self._post(f"/v1/{query.dataset}:aggregate", body)
         try:
-            response = await self._send(
-                self.client.post(f"/v1/{query.dataset}:aggregate", json=body)
-            )
-        except httpx.TransportError as exc:
-            raise AgencyFailure(f"{self.agency}: {_transport_problem(exc)}") from exc
-        if response.status_code != 200:
-            raise AgencyFailure(f"{self.agency} answered HTTP {response.status_code}")
-        try:
-            cells = response.json()["cells"]
+            cells = orjson.loads(content)["cells"]
             return {tuple(cell["key"]): cell["count"] for cell in cells}
         except (ValueError, KeyError, TypeError) as exc:
             raise AgencyFailure(f"{self.agency} answered something that is not a table") from exc
+
+    async def _post(self, path: str, body: bytes) -> bytes:
+        """The body of a 200 answer; any other status is a failure (a 5xx a transient one)."""
+        status, content = await self._exchange("POST", path, body)
+        if status != 200:
+            raise AgencyFailure(f"{self.agency} answered HTTP {status}", transient=status >= 500)
+        return content
+
+    async def _exchange(
+        self, method: str, path: str, body: bytes | None = None
+    ) -> tuple[int, bytes]:
+        """Status and body; with OAuth2, a bearer token, and a 401 makes one refresh and one
+        retry (as ``OAuth2ClientCredentials`` does for httpx)."""
+        token = None if self._auth is None else await self._auth.token()
+        status, content = await self._send(method, path, body, token)
+        if status == 401 and token is not None and self._auth is not None:
+            token = await self._auth.token(stale=token)
+            status, content = await self._send(method, path, body, token)
+        return status, content
+
+    async def _send(
+        self, method: str, path: str, body: bytes | None, token: str | None
+    ) -> tuple[int, bytes]:
+        """One request, in a task of its own that a cancelled caller abandons (as
+        :meth:`HTTPClientAdapter._send`): it ends within ``timeout_ms`` and reads at most
+        ``max_response_bytes`` (adapters.bounded), whether or not anyone still waits."""
+        headers: dict[str, str] = {}
+        propagate.inject(headers)  # the W3C trace context of the current span, if any
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return await self._shielded(
+            self._request(method, self.url + path, body, headers), armed=True
+        )
+
+    async def _request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        try:
+            async with self.session.request(method, url, data=body, headers=headers) as response:
+                try:
+                    self.bounds.check_headers(response.headers)
+                    chunks = response.content.iter_chunked(self.CHUNK_BYTES)
+                    return response.status, await self.bounds.read(chunks)
+                except BaseException:
+                    response.close()  # not read to its end: the connection goes, not reused
+                    raise
+        except TimeoutError:
+            raise  # aiohttp's ServerTimeoutError is a ClientError too: a timeout, not a retry
+        except aiohttp.ClientError as exc:
+            tls = _tls_reason(exc)
+            if tls is not None:
+                raise AgencyFailure(
+                    f"{self.agency}: {type(exc).__name__}: TLS failed ({tls})"
+                ) from exc
+            # Not reached, or the connection broke: worth one more try (AgencyFailure).
+            raise AgencyFailure(f"{self.agency}: {type(exc).__name__}", transient=True) from exc
 
     def _entry(self, dataset: Dataset, entry: Any) -> Any:
         try:
@@ -172,16 +295,29 @@ class HTTPAdapter(HTTPClientAdapter):
             )
 
 
+def _tls_reason(exc: BaseException) -> str | None:
+    """The TLS reason when an aiohttp handshake failed (never the error's text), else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        inner = getattr(seen, "certificate_error", None) or getattr(seen, "os_error", None)
+        if isinstance(seen, ssl.SSLError) and getattr(seen, "reason", None):
+            return str(seen.reason)
+        if isinstance(inner, ssl.SSLError):
+            return str(inner.reason or type(inner).__name__)
+        if isinstance(seen, ssl.SSLError):
+            return type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 async def _trace_context(request: httpx.Request) -> None:
     """The W3C ``traceparent`` of the current span (the gateway's span for this batch), so
     the agency's own traces join the caller's. Nothing is added while tracing is off."""
     propagate.inject(request.headers)
 
 
-def _forget(
-    requests: set[asyncio.Task[httpx.Response]],
-) -> Callable[[asyncio.Task[httpx.Response]], None]:
-    def done(task: asyncio.Task[httpx.Response]) -> None:
+def _forget(requests: set[asyncio.Task[T]]) -> Callable[[asyncio.Task[T]], None]:
+    def done(task: asyncio.Task[T]) -> None:
         requests.discard(task)
         if not task.cancelled():
             task.exception()  # an abandoned request's failure is nobody's to raise

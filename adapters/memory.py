@@ -98,6 +98,6 @@ class InMemoryAdapter(Adapter):
         if not self._open:
             raise AgencyFailure(f"{self.agency}: adapter used before start() or after close()")
         if self.down:
-            raise AgencyFailure(f"{self.agency} is down")
+            raise AgencyFailure(f"{self.agency} is down", transient=True)
         if dataset is not None and dataset.name not in self.records:
             raise AgencyFailure(f"{self.agency} does not serve {dataset.name}")

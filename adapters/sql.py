@@ -166,7 +166,13 @@ class SQLAdapter(Adapter):
         query = self.queries.get(dataset.name)
         if query is None:
             raise AgencyFailure(f"{self.agency} has no query for {dataset.name}")
-        rows = await self.pool.fetch(query, list(keys))
+        try:
+            rows = await self.pool.fetch(query, list(keys))
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            if isinstance(exc, TimeoutError):
+                raise
+            # The database could not be reached or dropped the connection: worth a retry.
+            raise AgencyFailure(f"{self.agency}: {type(exc).__name__}", transient=True) from exc
         if dataset.many:
             grouped: dict[str, list[Any]] = defaultdict(list)
             for row in rows:

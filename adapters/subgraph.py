@@ -122,9 +122,14 @@ class SubgraphAdapter(HTTPClientAdapter):
         try:
             response = await self._send(request)
         except httpx.TransportError as exc:
-            raise AgencyFailure(f"{self.agency}: {_transport_problem(exc)}") from exc
+            transient = not isinstance(exc, httpx.TimeoutException)  # retried: see AgencyFailure
+            problem = _transport_problem(exc)
+            raise AgencyFailure(f"{self.agency}: {problem}", transient=transient) from exc
         if response.status_code != 200:
-            raise AgencyFailure(f"{self.agency} answered HTTP {response.status_code}")
+            raise AgencyFailure(
+                f"{self.agency} answered HTTP {response.status_code}",
+                transient=response.status_code >= 500,
+            )
         try:
             body = response.json()
         except ValueError:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import micro
+from bench import micro, peer
 from bench.load import LoadResult, encode_requests, percentile, run_load, send_all
 from bench.profiling import summarize
 from bench.scenarios import DEFAULT_SCENARIOS, SCENARIOS, Keys, Scenario
@@ -39,7 +39,7 @@ from bench.stack import (
 )
 from bench.system import CpuProbe, CpuSnapshot, machine_info, pids_named
 
-TARGETS = ("gateway", "ceiling")
+TARGETS = ("gateway", "ceiling", "peer")
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-t",
         "--targets",
-        default=",".join(TARGETS),
-        help="comma-separated subset of gateway,ceiling",
+        default="gateway,ceiling",
+        help="comma-separated subset of gateway,ceiling,peer (peer: bench/peer.py)",
     )
     parser.add_argument(
         "--rounds",
@@ -155,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="copy the servers' and agencies' logs next to the JSON result",
     )
+    parser.add_argument(
+        "--peer-variant",
+        choices=sorted(peer.VARIANTS),
+        default="mesh",
+        help="the peer's query planner: mesh (JS, Mesh supergraph) or rust (Hive Router "
+        "runtime, pure-federation supergraph); see bench/peer.py",
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return parser
 
@@ -201,6 +208,7 @@ class Summary:
     cpu_s: dict[str, float] = field(default_factory=dict)
     busy: list[float] = field(default_factory=list)
     steal: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
@@ -240,6 +248,7 @@ class Summary:
             "cpu_pct": {group: self.cpu_pct(group) for group in self.cpu_s},
             "machine_busy_pct": statistics.fmean(self.busy) if self.busy else None,
             "machine_steal_pct": statistics.fmean(self.steal) if self.steal else None,
+            "rss_mb": max(self.rss_mb) if self.rss_mb else None,
         }
 
 
@@ -254,6 +263,8 @@ def summarize_runs(runs: Sequence[Run]) -> list[Summary]:
         s.round_rps.append(run.result.rps)
         for group, seconds in run.cpu.get("cpu_s", {}).items():
             s.cpu_s[group] = s.cpu_s.get(group, 0.0) + seconds
+        if run.cpu.get("rss_mb") is not None:
+            s.rss_mb.append(run.cpu["rss_mb"])
         if "machine_busy_pct" in run.cpu:
             s.busy.append(run.cpu["machine_busy_pct"])
             s.steal.append(run.cpu.get("machine_steal_pct", 0.0))
@@ -326,6 +337,30 @@ def markdown_tables(summaries: Sequence[Summary], scenarios: Sequence[Scenario])
         "CPU columns are % of one core over the measured window (from /proc); "
         "'req/s per server core' = requests / server CPU-seconds.",
     ]
+    peered = [sc for sc in scenarios if (sc.name, "peer") in by_key]
+    if peered:
+        lines += [
+            "",
+            "| scenario | gateway req/s per core | peer req/s per core | gateway / peer | "
+            "gateway p50 / p99 ms | peer p50 / p99 ms | gateway RSS MB | peer RSS MB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for sc in peered:
+            gw, pe = by_key.get((sc.name, "gateway")), by_key[(sc.name, "peer")]
+            share = gw.rps_per_core / pe.rps_per_core if gw and pe.rps_per_core else math.nan
+            lines.append(
+                f"| {sc.name} | {_num(gw.rps_per_core) if gw else '-'} | "
+                f"{_num(pe.rps_per_core)} | {_num(share, 2)} | "
+                f"{f'{_num(gw.pct(50), 1)} / {_num(gw.pct(99), 1)}' if gw else '-'} | "
+                f"{_num(pe.pct(50), 1)} / {_num(pe.pct(99), 1)} | "
+                f"{_num(max(gw.rss_mb)) if gw and gw.rss_mb else '-'} | "
+                f"{_num(max(pe.rss_mb)) if pe.rss_mb else '-'} |"
+            )
+        lines += [
+            "",
+            "The peer (bench/peer.py) has no authentication, authorization or audit; ours has "
+            "all three on. RSS: the server process at the end of its runs (largest).",
+        ]
     return "\n".join(lines)
 
 
@@ -385,6 +420,7 @@ class Bench:
         self.stack: BenchStack | None = None
         self.token = ""
         self.micro: list[dict[str, Any]] = []
+        self.peer: peer.Peer | None = None
         self.started = dt.datetime.now(dt.UTC)
         self.machine = machine_info(ROOT)  # at the start: the commit benchmarked
 
@@ -394,11 +430,26 @@ class Bench:
         Path(args.results_dir).mkdir(parents=True, exist_ok=True)  # profiles are written there
         stack.setup(args.residents, agency_nodelay=args.agency_nodelay)
         self.token = stack.token()
-        sample, household, households = stack.keys(args.keys)
-        keys = Keys(sample=sample, household=household, households=households)
+        sample, household, _ = stack.keys(args.keys)
+        rotating = any(s.name.startswith("household-rotating") for s in self.scenarios)
+        keys = Keys(
+            sample=sample,
+            household=household,
+            households=stack.households() if rotating else (),
+        )
         bodies = {s.name: s.bodies(keys) for s in self.scenarios}
         ceiling: ServerProcess | None = None
         wanted = {t for s in self.scenarios for t in s.targets if t in self.targets}
+        peer_server: ServerProcess | None = None
+        peer_bodies = {s.name: peer.bodies(s.name) for s in self.scenarios}
+        if "peer" in wanted:
+            say(f"starting the peer ({args.peer_variant} planner variant)")
+            self.peer = peer.Peer(stack.workdir, args.peer_variant)
+            peer_server = self.peer.start()
+            for given in peer_bodies.values():  # its first requests compile plans and JIT
+                if given:
+                    primer = encode_requests("127.0.0.1", peer.PORT, "/graphql", given)
+                    runner.run(send_all("127.0.0.1", peer.PORT, primer, concurrency=4))
         if "ceiling" in wanted:
             say("starting the ceiling (loading the seeded tables into memory)")
             ceiling = stack.start_ceiling()
@@ -431,9 +482,17 @@ class Bench:
                         checked.add(scenario.name)
                         self.check(scenario, bodies[scenario.name], gateway, ceiling)
                 for target in order:
-                    server = gateway_for(scenario) if target == "gateway" else ceiling
+                    target_bodies = bodies[scenario.name]
+                    server: ServerProcess | None
+                    if target == "peer":
+                        given = peer_bodies.get(scenario.name)
+                        if given is None or peer_server is None:
+                            continue
+                        server, target_bodies = peer_server, given
+                    else:
+                        server = gateway_for(scenario) if target == "gateway" else ceiling
                     assert server is not None
-                    run = self.measure(runner, scenario, target, server, bodies[scenario.name])
+                    run = self.measure(runner, scenario, target, server, target_bodies)
                     run.round = round_no
                     self.runs.append(run)
                     if args.paced and target == "gateway" and run.result.rps > 0:
@@ -447,6 +506,9 @@ class Bench:
                         self.runs.append(paced)
         if current:
             stack.stop(current.pop()[1])
+        if self.peer is not None:
+            self.peer.stop()
+            self.peer = None
 
         if args.micro:
             say("micro-measurements (in the bench process, no load running)…")
@@ -552,6 +614,7 @@ class Bench:
         cpu = CpuProbe.usage(snaps[0], snaps[1]) if len(snaps) == 2 else {}
         if cpu:
             cpu["cpu_s"]["loadgen"] = result.client_cpu
+        cpu["rss_mb"] = peer.rss_mb(server.pid)  # at the end of the window
         lat = result.latency_summary()
         server_pct = 100 * cpu.get("cpu_s", {}).get("server", math.nan) / result.elapsed
         say(

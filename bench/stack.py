@@ -316,6 +316,52 @@ async def _fetch_keys(dsn: str, sample: int) -> tuple[list[str], list[str], list
     return [r["rrn"] for r in rows], [r["rrn"] for r in members], [r["rrn"] for r in rotating]
 
 
+#: Households of 20 made for the rotating-households scenario (the peer's bench has 200).
+ROTATING_HOUSEHOLDS = 200
+HOUSEHOLD_SIZE = 20
+
+
+async def _make_households(dsn: str, count: int = ROTATING_HOUSEHOLDS) -> list[str]:
+    """Top ``count`` seeded households up to 20 members each, with residents moved in from
+    other households (their own records unchanged); the heads of those households, in a
+    fixed order. Seeded households hold a few members; the fixture one is left alone."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            picked = await conn.fetch(
+                """select h.id, h.head_rrn, count(r.rrn) as size from registry.households h
+                   join registry.residents r on r.household_id = h.id
+                   where h.id <> $1 group by h.id, h.head_rrn order by md5(h.id) limit $2""",
+                BIG_HOUSEHOLD,
+                count,
+            )
+            ids = [row["id"] for row in picked]
+            wanted = sum(max(HOUSEHOLD_SIZE - row["size"], 0) for row in picked)
+            movers = [
+                row["rrn"]
+                for row in await conn.fetch(
+                    """select rrn from registry.residents
+                       where relationship <> 'HEAD' and household_id <> $1
+                         and household_id <> all($2::text[])
+                       order by md5(rrn) limit $3""",
+                    BIG_HOUSEHOLD,
+                    ids,
+                    wanted,
+                )
+            ]
+            moves: list[tuple[str, str]] = []
+            for row in picked:
+                for _ in range(max(HOUSEHOLD_SIZE - row["size"], 0)):
+                    if movers:
+                        moves.append((row["id"], movers.pop()))
+            await conn.executemany(
+                "update registry.residents set household_id = $1 where rrn = $2", moves
+            )
+    finally:
+        await conn.close()
+    return [row["head_rrn"] for row in picked]
+
+
 class BenchStack:
     """Scratch database, demo agencies, and the servers under test; see the module docstring."""
 
@@ -324,6 +370,7 @@ class BenchStack:
         self.workdir = workdir
         self.say = say
         self.db_name = f"gwbench_{secrets.token_hex(4)}"
+        self._households: list[str] | None = None
         self.dsn = with_database(admin_dsn, self.db_name)
         self.auth_secret = secrets.token_urlsafe(48)
         self.audit_key = secrets.token_urlsafe(48)
@@ -393,6 +440,12 @@ class BenchStack:
         """``sample`` seeded RRNs (deterministic), the fixture household's 20 members, and
         one member of each regrouped household of 20."""
         return asyncio.run(_fetch_keys(self.dsn, sample))
+
+    def households(self) -> list[str]:
+        """Heads of 200 households of 20 (made once per stack; see ``_make_households``)."""
+        if self._households is None:
+            self._households = asyncio.run(_make_households(self.dsn))
+        return self._households
 
     def gateway_config(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         agencies: dict[str, Any] = {code: {"kind": "sql", "dsn": self.dsn} for code in SQL_AGENCIES}

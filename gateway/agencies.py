@@ -1,32 +1,43 @@
-"""The configured agencies: adapters found by entry point, wrapped with the gateway's
-timeout and concurrency limit, and counted."""
+"""The configured agencies: adapters found by entry point, each wrapped in the gateway's
+layers (``gateway.layers``: cache, single flight, coalescing, resilient call) and counted."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
 from adapters.aggregates import AggregateQuery, check_answer
-from adapters.base import Adapter, AgencyFailure, supports_aggregates
+from adapters.base import Adapter, supports_aggregates
 from adapters.records import Dataset
 from adapters.trust import TrustError, check_agency, redact
-from gateway import federation, observe
+from gateway import federation
 from gateway.breaker import CircuitBreaker
-from gateway.cache import AgencyCache, Entry
+from gateway.cache import AgencyCache
 from gateway.config import DEFAULT_DATASETS, AgencyConfig, Config, ConfigError, sources
-from gateway.errors import AgencyError, AgencyTimeout, GatewayError
-from gateway.logs import mask_rrns
+from gateway.errors import AgencyError
+from gateway.layers import AgencyStats, Answer, Outcome, Sourced
+from gateway.layers.cached import CacheLayer
+from gateway.layers.coalesce import Coalescer
+from gateway.layers.resilient import Limit, ResilientCall
+from gateway.layers.single_flight import SingleFlight
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "gateway.adapters"
+#: Failed calls within ``breaker_window_s`` (at ``breaker_failure_rate`` or more) that open
+#: an agency's circuit.
+BREAKER_THRESHOLD = 3
+
+__all__ = ["Agencies", "Agency", "AgencyStats", "Outcome", "Sourced"]
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() in {"1", "true", "yes"}
 
 
 def adapter_classes() -> dict[str, type[Adapter]]:
@@ -73,344 +84,92 @@ def unserved_name(dataset: str) -> str:
     return next((code for code, names in DEFAULT_DATASETS.items() if dataset in names), dataset)
 
 
-@dataclass
-class AgencyStats:
-    calls: int = 0
-    keys: int = 0
-    failures: int = 0
-    timeouts: int = 0
-    retries: int = 0
-    rejected: int = 0  # answered at once because the circuit was open
-    stale_served: int = 0
-    coalesced: int = 0  # calls that carried the keys of several requests
-    cache_hits: int = 0
-    cache_misses: int = 0
-    last_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Sourced:
-    """An agency's answer for one key, and where and when it came from."""
-
-    value: Any
-    agency: str
-    #: The value was read from the agency no earlier than this (epoch seconds). For a cached
-    #: agency it is a bound, never the read time itself, which would tell one caller when
-    #: another looked the resident up (see ``Agency.no_older_than``).
-    as_of: float
-    stale: bool = False
-
-
-Outcome = Sourced | GatewayError
-
-
-@dataclass
-class _Waiting:
-    """Keys of several requests waiting together for a free slot (see Agency._coalesced)."""
-
-    keys: list[str]
-    done: asyncio.Future[list[Any]]
-    requests: int = 1
-
-
-class _Queued(AgencyTimeout):
-    """Timed out waiting for a free slot in front of the agency (its breaker is not told)."""
-
-
-BACKOFF_BASE_S = 0.05
-BACKOFF_CAP_S = 1.0
-
-
 class Agency:
-    """One agency as the gateway uses it: cache, single flight, circuit breaker, retries,
-    a timeout per attempt and a FIFO concurrency limit in front of its adapter."""
+    """One agency as the gateway uses it, in layers (``gateway.layers``): cache, single
+    flight, coalescing, and the resilient call (circuit breaker, retries, a timeout per
+    attempt and a FIFO concurrency limit) in front of its adapter."""
 
     def __init__(self, config: AgencyConfig, adapter: Adapter, cache: AgencyCache | None) -> None:
         self.code = config.code
         self.config = config
         self.adapter = adapter
-        self.cache = cache if config.cache else None
         self.timeout = config.timeout_ms / 1000
-        # asyncio.Semaphore wakes waiters in FIFO order, which keeps tail latency flat when
-        # many requests queue for a small pool.
-        self.limit = asyncio.Semaphore(config.max_concurrency)
-        self.breaker = CircuitBreaker(
-            threshold=int(config.settings.get("breaker_threshold", 5)),
-            reset_after_s=float(config.settings.get("breaker_reset_s", 10)),
-        )
         self.stats = AgencyStats()
-        self._inflight: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
-        self._waiting: dict[str, _Waiting] = {}
+        settings = config.settings
+        self.breaker = CircuitBreaker(
+            threshold=int(settings.get("breaker_threshold", BREAKER_THRESHOLD)),
+            reset_after_s=float(settings.get("breaker_reset_s", 10)),
+            window_s=float(settings.get("breaker_window_s", 30)),
+            failure_rate=float(settings.get("breaker_failure_rate", 0.5)),
+        )
+        self.limit = Limit(config.max_concurrency)
+        self.call = ResilientCall(
+            self.code,
+            adapter,
+            limit=self.limit,
+            breaker=self.breaker,
+            stats=self.stats,
+            timeout_ms=config.timeout_ms,
+            retries=config.retries,
+            retry_timeouts=_flag(settings.get("retry_timeouts", False)),
+        )
+        self.coalescer = Coalescer(self.code, self.call, self.limit, self.stats, config.timeout_ms)
+        self.single_flight = SingleFlight(lambda: AgencyError(self.code))
+        self.cached = CacheLayer(config, cache, self.stats)
+        self.cache = self.cached.cache
 
     async def fetch(
         self, dataset: Dataset, keys: Sequence[str], deadline: float | None = None
     ) -> list[Outcome]:
         """One outcome per key, in order. ``deadline`` is the request's (monotonic clock)."""
-        results: dict[str, Outcome] = {}
-        stale: dict[str, Entry] = {}
-        pending = list(keys)
-        if self.cache is not None:
-            fresh_s, stale_s = self.config.cache_ttl_s, self.config.stale_ttl_s
-            entries = await self.cache.get_many(
-                self.code, dataset, keys, max_age_s=max(fresh_s, stale_s)
-            )
-            now = time.time()
-            pending = []
-            for key, entry in zip(keys, entries, strict=True):
-                age = None if entry is None else now - entry.fetched_at
-                if entry is not None and age is not None and age < fresh_s:
-                    results[key] = Sourced(entry.value, self.code, self.no_older_than(now))
-                else:
-                    if entry is not None and age is not None and age < stale_s:
-                        stale[key] = entry
-                    pending.append(key)
-            self.stats.cache_hits += len(keys) - len(pending)
-            self.stats.cache_misses += len(pending)
-            observe.cache_lookup(self.code, dataset.name, len(keys) - len(pending), len(pending))
+        found, stale, pending = await self.cached.lookup(dataset, keys)
+        if pending:
 
-        # Single flight: a key another request is already fetching is awaited, not re-asked.
-        waiting = {k: f for k in pending if (f := self._inflight.get((dataset.name, k)))}
-        mine = [k for k in pending if k not in waiting]
-        if mine:
-            results.update(await self._fetch_once(dataset, mine, deadline, stale))
-        for key, future in waiting.items():
-            outcome = await asyncio.shield(future)
-            if isinstance(outcome, GatewayError) and key in stale:
-                outcome = self._stale(stale[key])
-            results[key] = outcome
-        return [results[key] for key in keys]
+            async def read(mine: list[str]) -> list[Answer]:
+                asked_at = time.time()
+                answers = await self.coalescer.fetch(dataset, mine, deadline)
+                await self.cached.store(dataset, mine, answers, asked_at)
+                return answers
 
-    async def _fetch_once(
-        self, dataset: Dataset, keys: list[str], deadline: float | None, stale: dict[str, Entry]
-    ) -> dict[str, Outcome]:
-        loop = asyncio.get_running_loop()
-        futures = {key: loop.create_future() for key in keys}
-        for key, future in futures.items():
-            self._inflight[(dataset.name, key)] = future
-        results: dict[str, Outcome] = {}
-        asked_at = time.time()
-        try:
-            answers = await self._coalesced(dataset, keys, deadline)
+            answers = await self.single_flight.run(dataset.name, pending, read)
             now = time.time()
-            fresh: list[tuple[str, Any]] = []
-            for key, answer in zip(keys, answers, strict=True):
-                if isinstance(answer, GatewayError):
-                    results[key] = self._stale(stale[key]) if key in stale else answer
-                else:
-                    results[key] = Sourced(answer, self.code, self.no_older_than(now))
-                    fresh.append((key, answer))
-            if self.cache is not None:
-                await self.cache.set_many(self.code, dataset, fresh, self.cache_ttl, asked_at)
-        finally:
-            for key, future in futures.items():
-                del self._inflight[(dataset.name, key)]
-                if not future.done():
-                    future.set_result(results.get(key) or AgencyError(self.code))
-        return results
+            for key, answer in zip(pending, answers, strict=True):
+                found[key] = self.cached.outcome(answer, stale.get(key), now)
+        return [found[key] for key in keys]
 
     @property
     def cache_ttl(self) -> int:
         """How long anything about this agency stays in the cache, fresh or stale."""
-        return max(self.config.stale_ttl_s, self.config.cache_ttl_s, 1)
+        return self.cached.ttl
 
     def no_older_than(self, now: float, *, stale: bool = False) -> float:
-        """What provenance says of a value's age: the start of the minute from which every
-        value this agency serves is younger. A cached value and a fresh read get the same
-        answer, so ``asOf`` never tells whether, or when, someone else read it before.
-        Without a cache every answer is the caller's own read: its time is no secret."""
-        if self.cache is None:
-            return now
-        age = self.config.stale_ttl_s if stale else self.config.cache_ttl_s
-        return (now - age) // 60 * 60
-
-    def _stale(self, entry: Entry) -> Sourced:
-        self.stats.stale_served += 1
-        observe.agency_stale(self.code)
-        return Sourced(entry.value, self.code, self.no_older_than(time.time(), stale=True), True)
-
-    async def _coalesced(
-        self, dataset: Dataset, keys: list[str], deadline: float | None
-    ) -> list[Any]:
-        """Call at once when a slot is free. When every slot is busy, the batches of all
-        requests waiting for this dataset are merged into one call: under load the agency
-        gets fewer, larger batches instead of a queue of small ones."""
-        if not self.limit.locked():
-            return await self._call(dataset, keys, deadline)
-        waiting = self._waiting.get(dataset.name)
-        if waiting is not None:
-            start = len(waiting.keys)
-            waiting.keys.extend(keys)
-            waiting.requests += 1
-            merged = await asyncio.shield(waiting.done)
-            return merged[start : start + len(keys)]
-        waiting = self._waiting[dataset.name] = _Waiting(
-            list(keys), asyncio.get_running_loop().create_future()
-        )
-        answers: list[Any] = []
-        try:
-            answers = await self._lead(dataset, waiting, deadline)
-        finally:
-            if self._waiting.get(dataset.name) is waiting:
-                del self._waiting[dataset.name]
-            if not waiting.done.done():  # answered, or the leader was cancelled
-                waiting.done.set_result(answers or [AgencyError(self.code)] * len(waiting.keys))
-        return answers[: len(keys)]
-
-    async def _lead(self, dataset: Dataset, waiting: _Waiting, deadline: float | None) -> list[Any]:
-        """Wait for a slot for the whole merged batch, then call with it."""
-        try:
-            async with asyncio.timeout(self._slot_timeout(deadline)):
-                await self.limit.acquire()
-        except TimeoutError:
-            self.stats.timeouts += 1
-            observe.agency_refused(self.code, dataset.name, len(waiting.keys), "AGENCY_TIMEOUT",
-                                   "queue_timeout")  # fmt: skip
-            return [_Queued(self.code, self.config.timeout_ms)] * len(waiting.keys)
-        del self._waiting[dataset.name]  # sealed: later arrivals start the next batch
-        if waiting.requests > 1:
-            self.stats.coalesced += 1
-        return await self._call(dataset, waiting.keys, deadline, slot_held=True)
-
-    def _slot_timeout(self, deadline: float | None) -> float:
-        timeout = self.timeout
-        if deadline is not None:
-            timeout = min(timeout, deadline - time.monotonic())
-        return max(timeout, 0.001)
-
-    async def _call(
-        self, dataset: Dataset, keys: list[str], deadline: float | None, slot_held: bool = False
-    ) -> list[Any]:
-        """The adapter's answers (or a GatewayError per key), with retries and the breaker."""
-        if not self.breaker.allow():
-            if slot_held:
-                self.limit.release()
-            self.stats.rejected += 1
-            observe.agency_refused(self.code, dataset.name, len(keys), "AGENCY_UNAVAILABLE",
-                                   "circuit_open")  # fmt: skip
-            refusal = AgencyError(self.code, f"The {self.code} agency is failing; not asking it.")
-            return [refusal] * len(keys)
-        attempt = 0
-        while True:
-            self.stats.calls += 1
-            self.stats.keys += len(keys)
-            error = await self._attempt(dataset, keys, deadline, slot_held)
-            slot_held = False
-            if not isinstance(error, GatewayError):
-                self.breaker.succeeded()
-                return error
-            if not isinstance(error, _Queued):
-                self.breaker.failed()
-            attempt += 1
-            backoff = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
-            out_of_time = deadline is not None and time.monotonic() + backoff >= deadline
-            if attempt > self.config.retries or out_of_time or not self.breaker.allow():
-                return [error] * len(keys)
-            self.stats.retries += 1
-            observe.agency_retry(self.code)
-            await asyncio.sleep(backoff)
-
-    async def _attempt(
-        self, dataset: Dataset, keys: list[str], deadline: float | None, slot_held: bool = False
-    ) -> list[Any] | GatewayError:
-        timeout = self.timeout
-        if deadline is not None:
-            timeout = min(timeout, deadline - time.monotonic())
-        if timeout <= 0:
-            if slot_held:
-                self.limit.release()
-            return AgencyTimeout(self.code, self.config.timeout_ms)
-        if not slot_held:
-            try:
-                async with asyncio.timeout(timeout):
-                    await self.limit.acquire()
-            except TimeoutError:
-                # Our own queue was full for the whole timeout: not the agency's failure.
-                self.stats.timeouts += 1
-                observe.agency_refused(self.code, dataset.name, len(keys), "AGENCY_TIMEOUT",
-                                       "queue_timeout")  # fmt: skip
-                return _Queued(self.code, self.config.timeout_ms)
-        try:
-            # The agency gets its whole timeout once it is asked (within the deadline).
-            if deadline is not None:
-                timeout = min(self.timeout, deadline - time.monotonic())
-            with observe.agency_call(self.code, dataset.name, len(keys)) as call:
-                async with asyncio.timeout(max(timeout, 0.001)):
-                    entries = await self.adapter.fetch(dataset, keys)
-                call.answered(entries, len(keys))
-        except TimeoutError:
-            self.stats.timeouts += 1
-            self._failed("timeout")
-            return AgencyTimeout(self.code, self.config.timeout_ms)
-        except Exception as exc:
-            # Our adapters' own failures say what went wrong; anything else may quote data
-            # (a driver's message), so operators see only its kind; the log has the rest.
-            shown = str(exc) if isinstance(exc, AgencyFailure) else type(exc).__name__
-            self._failed(shown)
-            log.warning("agency %s failed a %s batch: %s", self.code, dataset.name, exc)
-            return AgencyError(self.code)
-        finally:
-            self.limit.release()
-        if len(entries) != len(keys):
-            self._failed(f"adapter returned {len(entries)} entries for {len(keys)} keys")
-            return AgencyError(self.code)
-        out: list[Any] = []
-        for entry in entries:
-            if entry is None and dataset.many:
-                entry = ()  # the contract: None for a many dataset means no records
-            elif isinstance(entry, BaseException):
-                self._failed(
-                    str(entry) if isinstance(entry, AgencyFailure) else type(entry).__name__
-                )
-                entry = AgencyError(self.code)
-            out.append(entry)
-        return out
+        """See ``CacheLayer.no_older_than``."""
+        return self.cached.no_older_than(now, stale=stale)
 
     async def aggregate(
         self, query: AggregateQuery, deadline: float | None = None
     ) -> dict[tuple[str, ...], int]:
         """The agency's counts for ``query``: never cached, never retried (a statistics
         query is not worth a second GROUP BY); the breaker, the concurrency limit and the
-        timeout apply as to lookups."""
+        timeout apply as to lookups (``ResilientCall.once``)."""
         if not supports_aggregates(self.adapter):
             raise AgencyError(
                 self.code,
                 f"The {self.code} agency does not compute statistics (its adapter has no "
                 "aggregate method).",
             )
-        if not self.breaker.allow():
-            self.stats.rejected += 1
-            raise AgencyError(self.code, f"The {self.code} agency is failing; not asking it.")
-        timeout = self._slot_timeout(deadline)
-        self.stats.calls += 1
-        try:
-            async with asyncio.timeout(timeout):
-                async with self.limit:
-                    answer = await self.adapter.aggregate(query)
-        except TimeoutError:
-            self.stats.timeouts += 1
-            self.breaker.failed()
-            self._failed("timeout")
-            raise AgencyTimeout(self.code, self.config.timeout_ms) from None
-        except Exception as exc:
-            shown = str(exc) if isinstance(exc, AgencyFailure) else type(exc).__name__
-            self.breaker.failed()
-            self._failed(shown)
-            log.warning("agency %s failed a %s aggregate: %s", self.code, query.dataset, exc)
-            raise AgencyError(self.code) from None
-        try:
-            counts = check_answer(query, answer)
-        except ValueError as exc:  # our own words, never the agency's values
-            self.breaker.failed()
-            self._failed(f"malformed statistics: {exc}")
-            message = f"The {self.code} agency sent malformed statistics."
-            raise AgencyError(self.code, message) from None
-        self.breaker.succeeded()
-        return counts
 
-    def _failed(self, reason: str) -> None:
-        self.stats.failures += 1
-        # Shown to operators (Query.agencies): never a full RRN, whatever the agency said.
-        self.stats.last_error = mask_rrns(redact(reason))
+        async def ask(budget: float) -> object:
+            self.stats.calls += 1
+            async with asyncio.timeout(budget):
+                return await self.adapter.aggregate(query)
+
+        return await self.call.once(
+            ask,
+            deadline,
+            what="statistics",
+            check=lambda answer: check_answer(query, answer),
+        )
 
     async def ping(self, within: float = 1.0) -> str | None:
         """None when reachable, else the reason."""

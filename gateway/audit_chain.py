@@ -41,7 +41,7 @@ STATISTICS = "STATISTICS"
 Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuditRecord:
     at: dt.datetime
     request_id: str
@@ -67,15 +67,16 @@ class AuditKeys:
         self._chain = hmac.new(root, b"chain", hashlib.sha256).digest()
         self.cursor_key = hmac.new(root, b"cursor", hashlib.sha256).digest()  # access-log cursors
 
+    # hmac.digest: the one-shot C path, the same MAC as hmac.new(...) at a third of the cost.
     def subject(self, rrn: str) -> str:
-        return hmac.new(self._subject, rrn.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._subject, rrn.encode(), "sha256").hex()
 
     def head(self, last_seq: int, last_hash: str, anchor_seq: int, anchor_hash: str) -> str:
         text = f"head:{last_seq}:{last_hash}:{anchor_seq}:{anchor_hash}".encode()
-        return hmac.new(self._chain, text, hashlib.sha256).hexdigest()
+        return hmac.digest(self._chain, text, "sha256").hex()
 
     def chain(self, seq: int, record: AuditRecord, prev_hash: str) -> str:
-        return hmac.new(self._chain, _canonical(seq, record, prev_hash), hashlib.sha256).hexdigest()
+        return hmac.digest(self._chain, _canonical(seq, record, prev_hash), "sha256").hex()
 
 
 def _canonical(seq: int, r: AuditRecord, prev_hash: str) -> bytes:

@@ -4,6 +4,7 @@ against a JWKS URL (production). ``iss``, ``aud`` and ``exp`` are always checked
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from typing import Any
@@ -22,6 +23,8 @@ HS_ALGORITHMS = ["HS256"]
 JWKS_ALGORITHMS = ["RS256", "ES256"]
 JWKS_MIN_REFRESH_S = 30.0
 DEFAULT_TTL_S = 3600
+#: Verified tokens remembered (by SHA-256 of the token) until they expire; the oldest go first.
+VERIFIED_MAX = 10_000
 
 
 class Authenticator:
@@ -34,6 +37,10 @@ class Authenticator:
         self._keys: KeySet | None = None
         self._fetched_at = 0.0
         self._refresh = asyncio.Lock()
+        #: sha256(token) -> (principal, exp): tokens that verified, answered without verifying
+        #: again until ``exp`` (strictly: the leeway is for tokens checked afresh). Failures
+        #: are never kept, and a new key set (JWKS refresh) forgets them all.
+        self._verified: dict[bytes, tuple[Principal, float]] = {}
         self._claims = jwt.JWTClaimsRegistry(
             leeway=30,
             iss={"essential": True, "value": config.issuer},
@@ -48,8 +55,25 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("The Authorization header must be: Bearer <token>.")
-        claims = await self._verify(token.strip())
-        return principal_from_claims(claims)
+        token = token.strip()
+        digest = hashlib.sha256(token.encode()).digest()
+        known = self._verified.get(digest)
+        if known is not None:
+            if time.time() < known[1]:
+                return known[0]
+            del self._verified[digest]
+        claims = await self._verify(token)
+        principal = principal_from_claims(claims)
+        self._remember(digest, principal, claims.get("exp"))
+        return principal
+
+    def _remember(self, digest: bytes, principal: Principal, exp: Any) -> None:
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            return
+        verified = self._verified
+        while len(verified) >= VERIFIED_MAX:
+            del verified[next(iter(verified))]
+        verified[digest] = (principal, float(exp))
 
     async def _verify(self, token: str) -> dict[str, Any]:
         try:
@@ -76,6 +100,7 @@ class Authenticator:
             if self._keys is None or (stale and not _has_kid(self._keys, kid or "")):
                 self._keys = await self._fetch_keys()
                 self._fetched_at = time.monotonic()
+                self._verified.clear()  # a key may have been withdrawn
         return self._keys
 
     async def _fetch_keys(self) -> KeySet:

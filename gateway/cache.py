@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from aiocache import RedisCache, SimpleMemoryCache
+from aiocache import RedisCache
 from aiocache.serializers import JsonSerializer
 
 from adapters.records import Dataset, record_from_mapping, record_to_json
@@ -42,23 +42,73 @@ class Entry:
     fetched_at: float
 
 
-class _BoundedMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
-    """aiocache's memory backend has no size bound; drop the oldest entries past one."""
+class MemoryStore:
+    """The in-process backend: bounded, with real TTLs, O(1) per key.
 
-    def __init__(self, max_entries: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    Entries live in one dict in order of last write (a write re-inserts its key), each with
+    its expiry time. Past ``max_entries`` the oldest write goes: the dict's first key, O(1)
+    (aiocache's memory backend has no bound, and trimming it copied every key per write).
+    An expired entry is never answered; it is dropped when read, and each write also drops
+    expired entries from the oldest end, so tombstones and stale entries do not linger.
+    It offers the few aiocache calls the gateway makes, without their per-call machinery.
+    """
+
+    #: Expired entries dropped from the oldest end per write, at most.
+    SWEEP = 4
+
+    def __init__(self, max_entries: int, clock: Any = time.monotonic) -> None:
         self.max_entries = max_entries
+        self._clock = clock
+        self._store: dict[str, tuple[Any, float]] = {}
 
-    async def _multi_set(self, pairs: Any, ttl: Any = None, _conn: Any = None) -> bool:
-        store: dict[str, Any] = self._cache
+    def __len__(self) -> int:
+        return len(self._store)
+
+    async def get(self, key: str) -> Any:
+        return self._get(key, self._clock())
+
+    async def multi_get(self, keys: Sequence[str]) -> list[Any]:
+        now = self._clock()
+        return [self._get(key, now) for key in keys]
+
+    def _get(self, key: str, now: float) -> Any:
+        item = self._store.get(key)
+        if item is None:
+            return None
+        if item[1] <= now:
+            del self._store[key]
+            return None
+        return item[0]
+
+    async def multi_set(self, pairs: Sequence[tuple[str, Any]], ttl: float | None = None) -> bool:
+        store = self._store
+        now = self._clock()
+        expires = now + ttl if ttl else float("inf")
         for key, value in pairs:
             store.pop(key, None)  # re-insert, so the order is by last write
-            store[key] = value
-        excess = len(store) - self.max_entries
-        if excess > 0:
-            for key in list(store)[:excess]:
-                del store[key]
+            store[key] = (value, expires)
+        for _ in range(self.SWEEP):
+            oldest = next(iter(store), None)
+            if oldest is None or store[oldest][1] > now:
+                break
+            del store[oldest]
+        while len(store) > self.max_entries:
+            del store[next(iter(store))]
         return True
+
+    async def delete(self, key: str) -> int:
+        return 0 if self._store.pop(key, None) is None else 1
+
+    async def clear(self, namespace: str | None = None) -> bool:
+        if namespace is None:
+            self._store.clear()
+        else:
+            for key in [k for k in self._store if k.startswith(namespace)]:
+                del self._store[key]
+        return True
+
+    async def close(self) -> None:
+        self._store.clear()
 
 
 def _backend(config: CacheConfig, max_entries: int) -> Any:
@@ -73,7 +123,7 @@ def _backend(config: CacheConfig, max_entries: int) -> Any:
             timeout=REDIS_OP_TIMEOUT_S,
             create_connection_timeout=REDIS_OP_TIMEOUT_S,
         )
-    return _BoundedMemoryCache(max_entries=max_entries, timeout=None)
+    return MemoryStore(max_entries)
 
 
 async def _close(cache: Any) -> None:
@@ -103,10 +153,7 @@ class TextCache:
 
     async def set(self, key: str, value: str, ttl_s: int) -> bool:
         try:
-            # The memory backend's entries go by its bound, not by a timer per key.
-            await self._cache.multi_set(
-                [(self.prefix + key, value)], ttl=ttl_s if self.backend == "redis" else None
-            )
+            await self._cache.multi_set([(self.prefix + key, value)], ttl=ttl_s)
         except Exception as exc:
             log.warning("text cache (%s) failed: %s", self.backend, type(exc).__name__)
             return False
@@ -172,8 +219,7 @@ class AgencyCache:
             for key, value in items
         ]
         try:
-            # Memory entries expire lazily on read (no timer per key); Redis ones by TTL.
-            await self._cache.multi_set(pairs, ttl=ttl_s if self.backend == "redis" else None)
+            await self._cache.multi_set(pairs, ttl=ttl_s)
         except Exception as exc:
             self._failed(exc)
         else:
@@ -190,10 +236,7 @@ class AgencyCache:
         now = time.time()
         deleted = 0
         try:
-            await self._cache.multi_set(
-                [(f"{name}{TOMBSTONE}", now) for name in names],
-                ttl=ttl_s if self.backend == "redis" else None,
-            )
+            await self._cache.multi_set([(f"{name}{TOMBSTONE}", now) for name in names], ttl=ttl_s)
             for name in names:
                 deleted += int(await self._cache.delete(name))
         except Exception as exc:

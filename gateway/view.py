@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.datastructures import QueryParams
@@ -101,6 +102,11 @@ class GatewayView(GraphQL[Context, None]):
         from gateway.graphiql import page_response
 
         return page_response(self.ide_html)
+
+    def encode_json(self, data: object) -> bytes:
+        """Response bodies with orjson (UTF-8, compact): a household response encodes in
+        about a tenth of ``json.dumps``'s time (``bench/http_clients.py``)."""
+        return orjson.dumps(data)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from adapters.base import Adapter, AgencyFailure
@@ -338,9 +337,10 @@ class NoneForManyAdapter(Adapter):
 class NullRecordsHTTP(HTTPAdapter):
     """An HTTP agency answering ``{"records": null}``."""
 
-    def __init__(self, agency: str, settings: Any) -> None:
-        answer = httpx.MockTransport(lambda r: httpx.Response(200, json={"records": None}))
-        super().__init__(agency, settings, transport=answer)
+    async def _send(
+        self, method: str, path: str, body: bytes | None, token: str | None
+    ) -> tuple[int, bytes]:
+        return 200, b'{"records": null}'  # what the wire would carry
 
 
 @pytest.fixture

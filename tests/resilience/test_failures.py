@@ -108,6 +108,29 @@ async def test_a_failing_agency_is_attempted_retries_plus_one_times(
     assert nts_status == {"code": "nts", "retries": 2, "calls": 3}
 
 
+async def test_a_timed_out_attempt_is_not_retried_by_default(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent
+) -> None:
+    await nts.fault("ok", delay_ms=1500)
+    config = make_config(
+        agency_db.dsn,
+        http_agencies,
+        agencies={"nts": http_agency("nts", nts.url, timeout_ms=300, retries=3, cache=False)},
+    )
+    async with gateway_client(config) as gateway:
+        before = await nts.calls()
+        started = time.monotonic()
+        body = await gateway.query(TAXES, {"rrn": HEAD_RRN})
+        elapsed = time.monotonic() - started
+        status = await gateway.query("{ agencies { code retries calls } }")
+    served_except_taxes(body)
+    assert codes(body) == [(("resident", "taxes"), "AGENCY_TIMEOUT", "nts")]
+    assert elapsed < 0.9, elapsed  # one attempt of 300 ms, not four
+    [nts_status] = [a for a in status["data"]["agencies"] if a["code"] == "nts"]
+    assert nts_status == {"code": "nts", "retries": 0, "calls": 1}
+    assert await nts.calls() - before <= 1
+
+
 async def test_retries_never_run_past_the_request_deadline(
     agency_db: ScratchDatabase, http_agencies: dict[str, str], nts: Agent
 ) -> None:
@@ -123,7 +146,8 @@ async def test_retries_never_run_past_the_request_deadline(
                 timeout_ms=300,
                 retries=20,
                 cache=False,
-                settings={"breaker_threshold": 100},  # retries end by the deadline alone
+                # retries end by the deadline alone (timeouts are retried only on request)
+                settings={"breaker_threshold": 100, "retry_timeouts": True},
             )
         },
     )
