@@ -331,9 +331,12 @@ class GatewayView(GraphQL[Context, None]):
         await self._record_access(context)
         data: GraphQLHTTPResponse = {"data": result.data}
         errors: list[object] = [format_error(err) for err in result.errors or ()]
-        if not self.limits.introspection:
-            for error in errors:
-                assert isinstance(error, dict)
+        for error in errors:
+            assert isinstance(error, dict)
+            # No full RRN in a message, whoever wrote it (graphql-core quotes a value it
+            # cannot serialize; an agency's value may be another resident's RRN).
+            error["message"] = mask_rrns(error["message"])
+            if not self.limits.introspection:
                 error["message"] = without_suggestions(error["message"])
         mine["results"] = mine.get("results", 0) + 1
         if _is_request_error(result):
