@@ -16,8 +16,12 @@ also carries the whole selection (``__selection__``), for the dataset asked as a
 
 Supported: object types, enums, lists, non-null, the scalars String, Int, Float, Boolean and ID,
 and Resident fields of any of them. A subgraph using custom scalars, interfaces, unions or
-arguments, a type, enum or field without a description, a name the schema already has, or a
-recursive type stops start-up with one line naming the agency, the field and the reason.
+arguments, a type, enum or field without a description, a name the schema already has, a
+name starting with ``__``, a recursive type, types expanding beyond :data:`MAX_FIELDS` /
+:data:`MAX_DEPTH` / :data:`MAX_SELECTION_CHARS`, or a federation directive not in
+:data:`SUPPORTED_DIRECTIVES` stops start-up with one line naming the agency, the field and
+the reason. ``@inaccessible`` fields are left out. Values the subgraph answers are checked
+against their declared types (:func:`_value`): a wrong one is an agency failure, never quoted.
 """
 
 from __future__ import annotations
