@@ -30,9 +30,12 @@ import asyncio
 import concurrent.futures
 import enum
 import keyword
+import logging
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, make_dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,6 +69,7 @@ from gateway.federation import Contribution, ResidentField
 from gateway.forwarding import Graph, render, selected
 
 KIND = "graphql"
+log = logging.getLogger(__name__)
 SCALARS: dict[str, type] = {"String": str, "Int": int, "Float": float, "Boolean": bool, "ID": str}
 #: Fields that are federation's own, never contributions.
 _FEDERATION_FIELDS = {"_service", "_entities"}
@@ -139,14 +143,19 @@ def contribution(agency: AgencyConfig, settings: Mapping[str, Any]) -> Contribut
         here = where(agency)
         if not url:
             raise ConfigError(f"{here}: a graphql agency needs url")
-        sdl = read_sdl(agency.code, settings, here)
+        cache = settings.get("sdl_cache")
+        if cache is not None and not isinstance(cache, str):
+            raise ConfigError(f"{here}: sdl_cache must be a file path (a string)")
+        sdl = read_sdl(agency.code, settings, here, Path(cache) if cache else None)
         found = _read[key] = from_sdl(agency.code, sdl, here)
     return found
 
 
-def read_sdl(code: str, settings: Mapping[str, Any], here: str) -> str:
+def read_sdl(code: str, settings: Mapping[str, Any], here: str, cache: Path | None = None) -> str:
     """``_service { sdl }``, asked once at start-up (in a thread with a loop of its own, so
-    it works whether or not the caller runs one)."""
+    it works whether or not the caller runs one). With ``cache`` (the agency's ``sdl_cache``
+    file), an SDL read is saved there, and a failed read starts from the last one saved, with
+    a warning; it goes through the same checks as a fresh one."""
 
     async def ask() -> str:
         async with SubgraphAdapter(code, settings) as adapter:
@@ -154,9 +163,37 @@ def read_sdl(code: str, settings: Mapping[str, Any], here: str) -> str:
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         try:
-            return pool.submit(asyncio.run, ask()).result()
+            sdl = pool.submit(asyncio.run, ask()).result()
         except AgencyFailure as exc:
-            raise ConfigError(f"{here}: cannot read its SDL: {exc}") from None
+            saved = _saved_sdl(cache)
+            if saved is None:
+                raise ConfigError(f"{here}: cannot read its SDL: {exc}") from None
+            log.warning("%s: cannot read its SDL (%s); starting from the copy saved in %s",
+                        here, exc, cache)  # fmt: skip
+            return saved
+    if cache is not None:
+        _save_sdl(cache, sdl, here)
+    return sdl
+
+
+def _saved_sdl(cache: Path | None) -> str | None:
+    if cache is None:
+        return None
+    try:
+        return cache.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _save_sdl(cache: Path, sdl: str, here: str) -> None:
+    """Replace the saved copy whole (a crash mid-write leaves the previous one)."""
+    partial = cache.with_name(cache.name + ".partial")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(sdl, encoding="utf-8")
+        os.replace(partial, cache)
+    except OSError as exc:
+        log.warning("%s: cannot save its SDL to %s (%s)", here, cache, exc.strerror or exc)
 
 
 def from_sdl(code: str, sdl: str, here: str) -> Contribution:
@@ -514,9 +551,7 @@ def _scalar(value: Any, kind: str, convert: type | None, coordinate: str) -> Any
         "String": isinstance(value, str),
         "ID": isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)),
         "Boolean": isinstance(value, bool),
-        "Int": isinstance(value, int)
-        and not isinstance(value, bool)
-        and -_INT32 <= value < _INT32,
+        "Int": isinstance(value, int) and not isinstance(value, bool) and -_INT32 <= value < _INT32,
         "Float": isinstance(value, int | float)
         and not isinstance(value, bool)
         and math.isfinite(value),

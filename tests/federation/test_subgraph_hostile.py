@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import strawberry
+from graphql import GraphQLObjectType
 
 from adapters.records import Dataset
 from gateway.config import AgencyConfig, Config, ConfigError, PolicyConfig
@@ -343,3 +344,35 @@ def test_a_trickled_sdl_stops_start_up_within_the_timeout(
     assert message.startswith("[agencies.vehicle] (graphql subgraph http://127.0.0.1:")
     assert message.endswith(": cannot read its SDL: vehicle did not answer whole within 500 ms")
     assert "\n" not in message
+
+
+def test_start_up_falls_back_to_the_last_sdl_saved(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """With ``sdl_cache``, a subgraph down at start-up does not keep the gateway down: it
+    starts from the SDL last read, with a warning; without a saved copy it still refuses."""
+    saved = tmp_path / "state" / "vehicle.sdl"
+
+    def cfg(url: str, cache: Path) -> Config:
+        agency = AgencyConfig(
+            code="vehicle", kind="graphql", url=url, cache=False, retries=0, timeout_ms=1000,
+            settings={"sdl_cache": str(cache)},
+        )  # fmt: skip
+        return make_config(agency_db.dsn, http_agencies, agencies={"vehicle": agency})
+
+    with serving(Hostile(SDL, honest)) as h:
+        schema_for(cfg(h.url, saved))
+    assert saved.read_text() == SDL
+    down = "http://127.0.0.1:9/graphql"  # nothing listens on the discard port
+    with caplog.at_level("WARNING", logger="gateway.subgraph"):
+        schema = schema_for(cfg(down, saved))._schema
+    resident = schema.type_map["Resident"]
+    assert isinstance(resident, GraphQLObjectType)
+    assert "vehicles" in resident.fields
+    assert [r.getMessage().split(" (graphql subgraph")[0] for r in caplog.records] == [
+        "[agencies.vehicle]"
+    ]
+    assert "starting from the copy saved in" in caplog.records[0].getMessage()
+    with pytest.raises(ConfigError, match=r"^\[agencies.vehicle\] .*: cannot read its SDL"):
+        schema_for(cfg(down.replace("/graphql", "/other"), tmp_path / "none.sdl"))
