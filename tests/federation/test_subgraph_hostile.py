@@ -376,3 +376,18 @@ def test_start_up_falls_back_to_the_last_sdl_saved(
     assert "starting from the copy saved in" in caplog.records[0].getMessage()
     with pytest.raises(ConfigError, match=r"^\[agencies.vehicle\] .*: cannot read its SDL"):
         schema_for(cfg(down.replace("/graphql", "/other"), tmp_path / "none.sdl"))
+
+
+async def test_no_error_message_quotes_an_rrn(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], tmp_path: Path
+) -> None:
+    """The second layer: graphql-core quotes a value it cannot coerce; the gateway masks any
+    RRN in an outgoing message whoever wrote it."""
+    with serving(Hostile(SDL, honest)) as h:
+        cfg = config(agency_db, http_agencies, h.url, tmp_path)
+        async with gateway_client(cfg, token("officer", agency="welfare")) as gw:
+            body = await gw.query(LOOKUP % "name", {"rrn": int(OTHER.replace("-", ""))})
+    assert codes(body) == ["BAD_REQUEST"], body
+    message = body["errors"][0]["message"]
+    assert "******-*******" in message
+    assert OTHER.replace("-", "") not in json.dumps(body)
