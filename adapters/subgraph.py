@@ -9,10 +9,13 @@ whole dataset, every field of every object type reached (``__selection__`` of th
 class, computed from the SDL). A batch is one request::
 
     POST {url}   {"query": "query($representations: [_Any!]!) { _entities(representations:
-                  $representations) { ... on Resident { <selection> } } }",
+                  $representations) { ... on Resident { __typename rrn <selection> } } }",
                   "variables": {"representations": [{"__typename": "Resident", "rrn": k}, ...]}}
 
-An entity whose contributed fields are all null (or empty lists) is "no record". A GraphQL
+Every entity is asked for ``__typename rrn`` too: one that is not the ``Resident`` its
+representation names (reordered, or another resident's) fails that key (AGENCY_UNAVAILABLE),
+never shown as the asked resident's. An entity whose contributed fields are all null (or empty
+lists) is "no record". A GraphQL
 error whose ``path`` is ``["_entities", i, ...]`` fails key ``i`` only; any other error,
 an HTTP error or a transport error fails the batch (AGENCY_UNAVAILABLE; a slow subgraph is
 AGENCY_TIMEOUT). Trust settings are those of :mod:`adapters.trust`, as for ``kind = "http"``.
@@ -34,8 +37,10 @@ from adapters.records import Dataset, record_from_mapping
 
 ENTITIES = (
     "query($representations: [_Any!]!) { _entities(representations: $representations) "
-    "{ ... on Resident { %s } } }"
+    "{ ... on Resident { __typename rrn %s } } }"
 )
+#: Asked of every entity, to check it is the resident its representation names.
+_IDENTITY = ("__typename", "rrn")
 SDL_QUERY = "{ _service { sdl } }"
 
 
@@ -98,15 +103,21 @@ class SubgraphAdapter(HTTPClientAdapter):
         return [
             AgencyFailure(f"{self.agency} answered {failed[i]}")
             if i in failed
-            else self._entry(dataset, entity)
-            for i, entity in enumerate(entities)
+            else self._entry(dataset, entity, key)
+            for i, (entity, key) in enumerate(zip(entities, keys, strict=True))
         ]
 
-    def _entry(self, dataset: Dataset, entity: Any) -> Any:
+    def _entry(self, dataset: Dataset, entity: Any, key: str) -> Any:
         if entity is None:
             return None
         if not isinstance(entity, dict):
             return AgencyFailure(f"{self.agency} sent a malformed {dataset.name} entity")
+        if entity.get("__typename") != "Resident" or entity.get("rrn") != key:
+            # Out of order, or another resident's: never shown (nor audited) as this one's.
+            return AgencyFailure(
+                f"{self.agency} answered an entity that is not the resident it was asked for"
+            )
+        entity = {k: v for k, v in entity.items() if k not in _IDENTITY}
         if all(value in (None, []) for value in entity.values()):
             return None  # the subgraph knows nothing about this resident
         try:  # the Resident fields this part did not select are None

@@ -117,6 +117,10 @@ def build_schema(
         name = str(exc.message).split()[1]
         owner = federation.owner_of(contributions, name) or "a contribution"
         raise ConfigError(f"{owner}: type {name} already exists") from None
+    except Exception as exc:
+        if not contributions:
+            raise
+        raise ConfigError(_unbuildable(contributions, exc)) from None
     federation.add_fields(schema, contributions)
     schema.contributed = contributed_fields(schema, contributions)
     schema.limits = limits
@@ -125,6 +129,22 @@ def build_schema(
     found = resident_types(schema)  # refuse a schema with an unclassified type
     install_plans(schema, found)
     return schema
+
+
+def _unbuildable(contributions: Sequence[tuple[str, Contribution]], exc: Exception) -> str:
+    """One line naming the contribution whose types make the schema fail to build (found by
+    building the schema with each alone), and the error's first line."""
+    problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    for where, contribution in contributions:
+        try:
+            GatewaySchema(
+                query=Query, types=federation.object_types([(where, contribution)]),
+                config=StrawberryConfig(scalar_map=SCALARS),
+            )  # fmt: skip
+        except Exception:
+            return f"{where}: its types make an invalid schema ({problem})"
+    owners = ", ".join(where for where, _ in contributions)
+    return f"{owners}: their types make an invalid schema ({problem})"
 
 
 def install_plans(schema: strawberry.Schema, found: frozenset[str]) -> None:

@@ -337,9 +337,13 @@ class GatewayView(GraphQL[Context, None]):
         await self._record_access(context)
         data: GraphQLHTTPResponse = {"data": result.data}
         errors: list[object] = [format_error(err) for err in result.errors or ()]
-        if not self.limits.introspection:
-            for error in errors:
-                assert isinstance(error, dict)
+        for error in errors:
+            assert isinstance(error, dict)
+            # No RRN in a message, whoever wrote it (graphql-core quotes a value it cannot
+            # serialize; an agency's value may be another resident's RRN): wholly masked,
+            # as no grant's mask is known here (the birth date is not the caller's to see).
+            error["message"] = _RRN_IN_MESSAGE.sub("******-*******", error["message"])
+            if not self.limits.introspection:
                 error["message"] = without_suggestions(error["message"])
         mine["results"] = mine.get("results", 0) + 1
         if _is_request_error(result):
@@ -447,6 +451,10 @@ def _request_id(request: Request) -> str:
     """Ours, always: it goes into the audit trail, so the client must not choose it (nor
     smuggle an RRN into it). The client's own id comes back as X-Client-Request-ID."""
     return uuid.uuid4().hex
+
+
+#: An RRN in an error message, with or without its hyphen.
+_RRN_IN_MESSAGE = re.compile(r"(?<!\d)\d{6}-?\d{7}(?!\d)")
 
 
 def log_errors(errors: list[GraphQLError]) -> None:

@@ -15,9 +15,13 @@ LOOKUP = "query($rrn: String!) { resident(rrn: $rrn, purpose: WELFARE_ELIGIBILIT
 
 
 def forwarded(received: dict[str, Any]) -> str:
-    """The selection an ``_entities`` query asked of each Resident."""
+    """The selection an ``_entities`` query asked of each Resident (after the key, which every
+    entity is asked for, to check it is the resident asked about)."""
     query: str = received["query"]
-    return query.split("... on Resident { ", 1)[1].rsplit(" } } }", 1)[0]
+    asked = query.split("... on Resident { ", 1)[1].rsplit(" } } }", 1)[0]
+    identity = "__typename rrn "
+    assert asked.startswith(identity), asked
+    return asked.removeprefix(identity)
 
 
 async def asked(
