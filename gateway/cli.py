@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.handler(args)
     except ConfigError as exc:
-        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"gateway: configuration error: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
