@@ -33,6 +33,20 @@ SAMPLE_QUERY = """\
 }}"""
 
 
+class StartupError(Exception):
+    """Serving cannot start (port in use, database unreachable); one line, no traceback."""
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("resident-gateway")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -42,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"gateway: configuration error: {problem}", file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return result
@@ -51,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway", description="Resident Gateway: one GraphQL endpoint over many agencies."
     )
+    parser.add_argument("--version", action="version", version=f"gateway {version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser(
@@ -66,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(serve)
     serve.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default from config: 8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (config file only)")
+    serve.add_argument("--workers", type=int, help="worker processes (default from config: 1)")
     serve.add_argument(
         "--demo-residents",
         type=int,
@@ -311,84 +329,224 @@ def _interrupt(signum: int, frame: object) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import uvicorn
-
     from gateway import logs
     from gateway.app import create_app
 
     logs.configure()
     config = _load(args)
     if config is not None:
-        server = dataclasses.replace(
-            config.server,
-            **{k: v for k in ("host", "port", "workers") if (v := getattr(args, k)) is not None},
-        )
+        server = _server(config, args)
+        asyncio.run(_reach_database(config.database.url))
+        line = f"Resident Gateway on http://{server.host}:{server.port}/graphql"
         if server.workers > 1:
             assert config.source is not None
             os.environ[config_module.ENV_FILE] = str(config.source.resolve())
-            uvicorn.run(
-                "gateway.app:app_from_env",
-                factory=True,
-                host=server.host,
-                port=server.port,
-                workers=server.workers,
-                access_log=False,
-                log_config=None,  # our handler, with the RRN-masking filter
-            )
-            return 0
-        print(f"Resident Gateway on http://{server.host}:{server.port}/graphql", flush=True)
-        uvicorn.run(
-            create_app(config),
-            host=server.host,
-            port=server.port,
-            access_log=False,
-            log_config=None,
-        )
-        return 0
+            return _run("gateway.cli:app_from_env", server, lambda: print(line, flush=True))
+        return _run(create_app(config), server, lambda: print(line, flush=True))
 
     from gateway.demo.embedded import DEMO_RESIDENTS, data_dir, embedded_demo
 
-    if args.workers and args.workers > 1:
-        raise ConfigError("several workers need a config file; the embedded demo runs one")
-    host = args.host or "127.0.0.1"
-    port = args.port or 8000
+    # Refuse bad overrides before starting anything (the demo's database takes a while).
+    demo_server = _server(config_module.overlay(config_module.Config(), os.environ), args)
     residents = args.demo_residents or DEMO_RESIDENTS
     print(f"No config file: starting the embedded demo (data in {data_dir()})", flush=True)
     # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default
     # action would then kill the process before the demo's PostgreSQL and agency processes
     # are stopped. Turned into KeyboardInterrupt, it unwinds like Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
-    with embedded_demo(host, port, residents) as (demo_config, rrn):
-        url = f"http://{host}:{port}/graphql"
-        print(
-            f"\nGraphiQL: {url}\n\nTry this query there (a real demo resident):\n\n"
-            f"{SAMPLE_QUERY.format(rrn=rrn)}\n\n"
-            "Every request needs a token: in GraphiQL pick a role at the top (it fills the\n"
-            "Authorization header), or use one of these elsewhere (valid 12 hours;\n"
-            "`gateway token --role ROLE` makes more):\n",
-            flush=True,
-        )
+    with embedded_demo(demo_server.host, demo_server.port, residents) as (demo_config, rrn):
+        demo_config = config_module.overlay(demo_config, os.environ)
+        demo_config = dataclasses.replace(demo_config, server=demo_server)
+        host, port = demo_server.host, demo_server.port
         tokens = demo_tokens(demo_config, rrn)
-        for role, token in tokens.items():
-            print(f"  {role:<25} {token}")
-        print(
-            "\nWith the welfare_officer token the query above shows field-level authorization:"
-            "\nmilitaryService is FORBIDDEN for welfare, and taxes need the resident's consent."
-            "\nWith the citizen token (the same resident) try:\n"
-            '  mutation { grantConsent(purpose: WELFARE_ELIGIBILITY, agency: "welfare") { id } }\n'
-            "  { me { name taxes { year } } myAccessLog { edges { node { agency purpose fields"
-            " denied } } } }\n"
-            "\nPress Ctrl-C to stop.\n",
-            flush=True,
-        )
         # The page is open to whoever reaches the port: it carries the demo's tokens only
         # while the demo listens on this machine alone.
         picker = demo_roles(tokens) if _loopback(host) else None
-        if picker is None:
-            print(f"GraphiQL has no role picker: {host} is reachable from other machines.\n")
+
+        def banner() -> None:
+            url = f"http://{host}:{port}/graphql"
+            workers = f" ({demo_server.workers} workers)" if demo_server.workers > 1 else ""
+            print(
+                f"\nGraphiQL: {url}{workers}\n\nTry this query there (a real demo resident):\n\n"
+                f"{SAMPLE_QUERY.format(rrn=rrn)}\n\n"
+                "Every request needs a token: in GraphiQL pick a role at the top (it fills the\n"
+                "Authorization header), or use one of these elsewhere (valid 12 hours;\n"
+                "`gateway token --role ROLE` makes more):\n",
+                flush=True,
+            )
+            for role, token in tokens.items():
+                print(f"  {role:<25} {token}")
+            print(
+                "\nWith the welfare_officer token the query above shows field-level "
+                "authorization:\nmilitaryService is FORBIDDEN for welfare, and taxes need the "
+                "resident's consent.\nWith the citizen token (the same resident) try:\n"
+                '  mutation { grantConsent(purpose: WELFARE_ELIGIBILITY, agency: "welfare") '
+                "{ id } }\n"
+                "  { me { name taxes { year } } myAccessLog { edges { node { agency purpose fields"
+                " denied } } } }\n"
+                "\nPress Ctrl-C to stop.\n",
+                flush=True,
+            )
+            if picker is None:
+                print(f"GraphiQL has no role picker: {host} is reachable from other machines.\n")
+
+        if demo_server.workers > 1:
+            state = _save_demo_state(demo_config, picker, rrn)
+            try:
+                return _run("gateway.cli:demo_app_from_env", demo_server, banner)
+            finally:
+                state.unlink(missing_ok=True)
         app = create_app(demo_config, demo_roles=picker, sample_rrn=rrn)
-        uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
-    return 0
+        return _run(app, demo_server, banner)
+
+
+def _server(config: Config, args: argparse.Namespace) -> config_module.ServerConfig:
+    """The config's [server] with the command line's --host/--port/--workers over it."""
+    import dataclasses
+
+    server = dataclasses.replace(
+        config.server,
+        **{k: v for k in ("host", "port", "workers") if (v := getattr(args, k)) is not None},
+    )
+    problems = config_module.Problems()
+    if (problem := config_module.port_problem(server.port)) is not None:
+        problems.add(f"--port: {problem}")
+    if server.workers < 1:
+        problems.add("--workers must be at least 1")
+    problems.raise_any()
+    return server
+
+
+async def _reach_database(url: str) -> None:
+    """Connect once to [database] url: an unreachable or refusing database is one line."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+    except Exception as exc:  # every reason is reported the same way, as one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StartupError(
+            f"the database at [database] url ({_safe_endpoint(url)}) is unreachable: {reason}"
+        ) from None
+    await conn.close()
+
+
+def _safe_endpoint(url: str) -> str:
+    """scheme://host:port/path of a URL or DSN, without user, password or query."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return "unparsable"
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def _bind(host: str, port: int) -> Any:
+    """The listening socket, bound before anything says the gateway is up."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's backlog: connections queue from now on
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run(app: Any, server: config_module.ServerConfig, banner: Callable[[], None]) -> int:
+    """Bind, print the banner, serve (``server.workers`` processes when ``app`` is an import
+    string naming a factory). A failing start-up is one line on stderr and exit 1."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    workers = server.workers if isinstance(app, str) else 1
+    uv_config = uvicorn.Config(
+        app if isinstance(app, str) else QuietStartup(app),
+        factory=isinstance(app, str),
+        host=server.host,
+        port=server.port,
+        workers=workers,
+        access_log=False,
+        log_config=None,  # our handler, with the RRN-masking filter
+    )
+    sock = _bind(server.host, server.port)
+    banner()
+    if workers > 1:
+        Multiprocess(uv_config, sockets=[sock]).run()
+        return 0
+    uv_server = uvicorn.Server(uv_config)
+    uv_server.run(sockets=[sock])
+    return 0 if uv_server.started else 1
+
+
+class QuietStartup:
+    """ASGI wrapper: a failing lifespan start-up prints one line (``gateway: cannot start:
+    ...``) instead of uvicorn's traceback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def quiet_send(message: Any) -> None:
+            if message.get("type") == "lifespan.startup.failed":
+                message = {"type": "lifespan.startup.failed", "message": ""}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, quiet_send)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"gateway: cannot start: {reason}", file=sys.stderr, flush=True)
+            raise
+
+
+def app_from_env() -> Any:
+    """Factory for several workers: the config in $GATEWAY_CONFIG (gateway.app)."""
+    from gateway import app
+
+    return QuietStartup(app.app_from_env())
+
+
+DEMO_STATE = "GATEWAY_DEMO_STATE"
+
+
+def _save_demo_state(config: Config, picker: Any, rrn: str) -> Any:
+    """What the demo's worker processes need (its Config, tokens, sample RRN), in a file only
+    this user can read, named by $GATEWAY_DEMO_STATE."""
+    import pickle
+
+    from gateway.demo.embedded import cache_dir
+
+    path = cache_dir() / f"demo-state-{os.getpid()}.pickle"
+    path.touch(mode=0o600)
+    path.write_bytes(pickle.dumps((config, picker, rrn)))
+    os.environ[DEMO_STATE] = str(path)
+    return path
+
+
+def demo_app_from_env() -> Any:
+    """Factory for the embedded demo's worker processes."""
+    import pickle
+    from pathlib import Path
+
+    from gateway import logs
+    from gateway.app import create_app
+
+    logs.configure()
+    # Written by this user's parent process (_save_demo_state), readable by this user only.
+    config, picker, rrn = pickle.loads(Path(os.environ[DEMO_STATE]).read_bytes())  # noqa: S301
+    return QuietStartup(create_app(config, demo_roles=picker, sample_rrn=rrn))
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
