@@ -90,6 +90,8 @@ class ServerConfig:
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str = ""
+    #: asyncpg's prepared-statement cache; 0 behind PgBouncer in transaction mode.
+    statement_cache_size: int = 100
 
 
 @dataclass(frozen=True)
@@ -584,6 +586,12 @@ def validate(config: Config, problems: Problems | None = None) -> None:
         p.add(f"[server] {problem}", "server", "port")
     if server.workers < 1:
         p.add("[server] workers must be at least 1", "server", "workers")
+    if config.database.statement_cache_size < 0:
+        p.add(
+            "[database] statement_cache_size must be 0 (off) or more",
+            "database",
+            "statement_cache_size",
+        )
     if config.database.url:
         problem = endpoint_problem(config.database.url, POSTGRES_SCHEMES, host_required=False)
         if problem is not None:
