@@ -36,7 +36,7 @@ ROLES = ("gateway_owner", "gateway_app", "gateway_admin")
 def grants_sql(names: dict[str, str]) -> str:
     """The docs' SQL block (the one starting ``-- gateway-roles``), with the roles renamed."""
     blocks = re.findall(r"```sql\n(.*?)```", DOC.read_text(), re.S)
-    [sql] = [b for b in blocks if b.startswith("-- gateway-roles")]
+    [sql] = [str(b) for b in blocks if b.startswith("-- gateway-roles")]
     for role in ROLES:
         sql = re.sub(rf"\b{role}\b", names[role], sql)
     return sql
