@@ -102,3 +102,12 @@ def test_the_key_check_notices_a_missing_key() -> None:
     assert documented(blocks["server"], "port")
     assert not documented(blocks["server"], "workers")
     assert not documented(blocks["database"], "url")
+
+
+def test_the_compose_trials_config_passes_check_config(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("GATEWAY")]:
+        monkeypatch.delenv(name)
+    assert main(["check-config", "--config", str(ROOT / "deploy" / "gateway.toml")]) == 0
+    assert capsys.readouterr().out.endswith("ok (3 agencies)\n")
