@@ -257,7 +257,25 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(schema_diff)
     schema_diff.set_defaults(handler=cmd_schema_diff)
 
-    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    check = sub.add_parser(
+        "check-config",
+        help="validate the configuration, reach each agency and exit",
+        description=(
+            "Validate the configuration and report every problem at once (exit 2). Then "
+            "connect to the database and each agency and print a table of their states "
+            "(endpoints without secrets); an unreachable one is a line of the table, not an "
+            "error, unless --strict."
+        ),
+    )
+    check.add_argument(
+        "--no-connect", action="store_true", help="validate only; connect to nothing"
+    )
+    check.add_argument(
+        "--strict", action="store_true", help="exit 1 when the database or an agency is down"
+    )
+    check.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds per connection (default 3)"
+    )
     _config_arg(check)
     check.set_defaults(handler=cmd_check_config)
 
@@ -691,8 +709,78 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     unreadable = policy.unreadable(schema_fields(schema))
     if unreadable:
         print(f"note: no role may read: {', '.join(unreadable)}")
+    if args.no_connect:
+        print(f"{config.source}: ok ({len(config.agencies)} agencies)")
+        return 0
+    rows = asyncio.run(_probe(config, args.timeout))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+              + "  " + row[3])  # fmt: skip
+    down = sum(not row[3].startswith("up") for row in rows[1:])
+    if down:
+        print(f"note: {down} of {len(rows) - 1} endpoints could not be reached")
     print(f"{config.source}: ok ({len(config.agencies)} agencies)")
-    return 0
+    return 1 if args.strict and down else 0
+
+
+async def _probe(config: Config, wait_s: float) -> list[tuple[str, str, str, str]]:
+    """(name, kind, endpoint without secrets, state) for the store, the cache and each
+    agency, reached concurrently, each within ``wait_s`` seconds."""
+    import time
+
+    import asyncpg
+
+    from adapters.trust import redact
+    from gateway.agencies import adapter_classes, adapter_settings
+
+    async def timed(reach: Callable[[], Awaitable[object]]) -> str:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(reach(), wait_s)
+        except TimeoutError:
+            return f"DOWN: no answer within {wait_s:g} s"
+        except Exception as exc:  # any failure is a state to show, as one line
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return f"DOWN: {redact(text) or type(exc).__name__}"
+        return f"up ({(time.perf_counter() - started) * 1000:.0f} ms)"
+
+    async def database() -> None:
+        conn = await asyncpg.connect(config.database.url, timeout=wait_s)
+        await conn.close()
+
+    async def cache() -> None:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(config.cache.url, socket_connect_timeout=wait_s)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    kinds = adapter_classes()
+
+    def agency(code: str) -> Callable[[], Awaitable[object]]:
+        async def reach() -> None:
+            agency_config = config.agencies[code]
+            async with kinds[agency_config.kind](code, adapter_settings(agency_config)) as adapter:
+                await adapter.ping()
+
+        return reach
+
+    rows = [("AGENCY", "KIND", "ENDPOINT", "STATE")]
+    probes: list[tuple[tuple[str, str, str], Callable[[], Awaitable[object]]]] = [
+        (("(store)", "postgresql", _safe_endpoint(config.database.url)), database)
+    ]
+    if config.cache.backend == "redis":
+        probes.append((("(cache)", "redis", _safe_endpoint(config.cache.url)), cache))
+    for code, agency_config in config.agencies.items():
+        target = agency_config.url or agency_config.dsn
+        shown = target if target.startswith(("env:", "file:")) else _safe_endpoint(target)
+        probes.append(((code, agency_config.kind, shown), agency(code)))
+    states = await asyncio.gather(*(timed(reach) for _, reach in probes))
+    rows += [(*names, state) for (names, _), state in zip(probes, states, strict=True)]
+    return rows
 
 
 def cmd_new_adapter(args: argparse.Namespace) -> int:

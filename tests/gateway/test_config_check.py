@@ -4,11 +4,14 @@ and dataset names, each with a "did you mean" and the variable a value came from
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from gateway import config
 from gateway.cli import main
+from gateway.demo.processes import demo_agency_headers, demo_agency_settings
+from tests.conftest import ScratchDatabase
 from tests.gateway.test_config import GOOD, write
 
 PREFIX = "gateway: configuration error: "
@@ -194,3 +197,42 @@ def test_good_endpoints_pass() -> None:
         ("rediss://:pw@redis-1.internal:6380/0", config.REDIS_SCHEMES),
     ]:
         assert config.endpoint_problem(value, schemes, host_required=False) is None, value
+
+
+def test_check_config_reaches_each_agency_and_prints_a_table(
+    agency_db: ScratchDatabase,
+    http_agencies: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dsn = agency_db.dsn
+    text = (
+        GOOD.replace("postgresql://postgres@127.0.0.1/gw", dsn)
+        .replace("postgresql://postgres@127.0.0.1/agencies", dsn)
+        .replace('url = "http://127.0.0.1:9101"', f'url = "{http_agencies["mma"]}"')
+        # nts: nothing listens on port 9
+        .replace('url = "http://127.0.0.1:9100"', 'url = "http://127.0.0.1:9"')
+        .replace('x-api-key = "secret"', "")
+        .replace("[agencies.nts.headers]", "")
+    )
+    text = text.replace(
+        f'url = "{http_agencies["mma"]}"',
+        f'url = "{http_agencies["mma"]}"\nauth_header = "{demo_agency_settings()["auth_header"]}"',
+    )
+    path = write(tmp_path, text)
+    assert main(["check-config", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    table = {line.split()[0]: line.split() for line in out.splitlines() if "  " in line}
+    assert table["AGENCY"] == ["AGENCY", "KIND", "ENDPOINT", "STATE"]
+    host = urlsplit(dsn).netloc.rpartition("@")[2]
+    for name in ("(store)", "registry", "nhis", "nps"):
+        assert table[name][2].startswith(f"postgresql://{host}"), out
+        assert table[name][3] == "up", out
+    assert table["mma"][1:4] == ["http", http_agencies["mma"], "up"], out
+    assert table["nts"][1:4] == ["http", "http://127.0.0.1:9", "DOWN:"], out
+    assert "note: 1 of 6 endpoints could not be reached" in out
+    assert out.endswith("ok (5 agencies)\n")
+    assert demo_agency_headers()["Authorization"].split()[-1] not in out
+    # --strict: a down agency fails the check.
+    assert main(["check-config", "--config", str(path), "--strict"]) == 1
+    capsys.readouterr()

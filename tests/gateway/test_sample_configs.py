@@ -38,7 +38,7 @@ def check(
         monkeypatch.delenv(name)
     path = tmp_path / "gateway.toml"
     path.write_text(text)
-    status = main(["check-config", "--config", str(path)])
+    status = main(["check-config", "--no-connect", "--config", str(path)])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 

@@ -74,7 +74,7 @@ def demo_policy_invalidating(tmp_path: Path, codes: Sequence[str]) -> Path:
 
 
 def check_config(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    status = main(["check-config", "--config", str(path)])
+    status = main(["check-config", "--no-connect", "--config", str(path)])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
