@@ -5,6 +5,11 @@
 ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS build
+# An intranet build may point pip at a local mirror: --build-arg PIP_INDEX_URL=... (or
+# PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS with a mounted wheel directory).
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # Dependencies first (cached while only the code changes), then the package itself.
