@@ -364,8 +364,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.demo.embedded import DEMO_RESIDENTS, data_dir, embedded_demo
 
-    # Refuse bad overrides before starting anything (the demo's database takes a while).
-    demo_server = _server(config_module.overlay(config_module.Config(), os.environ), args)
+    # Refuse bad [server] overrides before starting anything (the demo's database takes a
+    # while); the others are applied to, and checked with, the demo's own settings below.
+    server_env = {k: v for k, v in os.environ.items() if k.startswith("GATEWAY__SERVER__")}
+    demo_server = _server(config_module.overlay(config_module.Config(), server_env), args)
     residents = args.demo_residents or DEMO_RESIDENTS
     print(f"No config file: starting the embedded demo (data in {data_dir()})", flush=True)
     # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default

@@ -281,8 +281,13 @@ def overlay(base: Config, environ: Mapping[str, str]) -> Config:
     merged: dict[str, Any] = {}
     for name in _SECTIONS:
         merged[name] = dataclasses.asdict(getattr(base, name)) | raw.pop(name, {})
+    defaults = {f.name: f.default for f in dataclasses.fields(AgencyConfig)}
     agencies = {
-        code: {k: v for k, v in dataclasses.asdict(a).items() if k not in ("code", "settings")}
+        code: {
+            name: getattr(a, name)
+            for name in _AGENCY_KEYS
+            if name == "kind" or getattr(a, name) != defaults[name]
+        }
         | dict(a.settings)
         for code, a in base.agencies.items()
     }

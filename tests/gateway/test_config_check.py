@@ -236,3 +236,28 @@ def test_check_config_reaches_each_agency_and_prints_a_table(
     # --strict: a down agency fails the check.
     assert main(["check-config", "--config", str(path), "--strict"]) == 1
     capsys.readouterr()
+
+
+def test_overrides_apply_to_a_config_built_in_memory(tmp_path: Path) -> None:
+    """What the embedded demo does with GATEWAY__ variables (gateway.config.overlay)."""
+    base = config.load(write(tmp_path, GOOD), environ={})
+    env = {
+        "GATEWAY__SERVER__WORKERS": "3",
+        "GATEWAY__LIMITS__MAX_DEPTH": "5",
+        "GATEWAY__AGENCIES__NTS__TIMEOUT_MS": "750",
+    }
+    merged = config.overlay(base, env)
+    assert (merged.server.workers, merged.server.port) == (3, 9000)
+    assert merged.limits.max_depth == 5
+    assert merged.agencies["nts"].timeout_ms == 750
+    assert merged.agencies["nts"].url == base.agencies["nts"].url
+    assert merged.agencies["nts"].settings["headers"] == {"x-api-key": "secret"}
+    assert merged.agencies["registry"] == base.agencies["registry"]
+    assert config.overlay(base, {}) is base
+    with pytest.raises(config.ConfigError) as raised:
+        config.overlay(base, {"GATEWAY__SERVER__PORT": "0", "GATEWAY__CACHE__BACKEND": "redi"})
+    assert raised.value.problems == [
+        "[server] port 0 is not between 1 and 65535 (set by $GATEWAY__SERVER__PORT)",
+        '[cache] backend must be "memory" or "redis" (did you mean redis?) '
+        "(set by $GATEWAY__CACHE__BACKEND)",
+    ]
