@@ -85,8 +85,9 @@ async def _check_store(conn: Conn) -> None:
     missing = [f"{t}.{c}" for t, cs in STORE_COLUMNS.items() for c in cs if (t, c) not in found]
     if missing:
         user = await conn.fetchval("select current_user")
+        what = ", ".join(missing) if found else "its tables (schema gateway)"
         raise RuntimeError(
-            f"the gateway's store lacks {', '.join(missing)} (or role {user} may not read it), "
+            f"the gateway's store lacks {what} (or role {user} may not read them), "
             f"and role {user} may not create it: apply gateway/store.sql as the schema's owner "
             "and grant the gateway's role its privileges (docs/deployment.md)"
         )

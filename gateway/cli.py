@@ -502,7 +502,10 @@ def _run(app: Any, server: config_module.ServerConfig, banner: Callable[[], None
         Multiprocess(uv_config, sockets=[sock]).run()
         return 0
     uv_server = uvicorn.Server(uv_config)
-    uv_server.run(sockets=[sock])
+    try:
+        uv_server.run(sockets=[sock])
+    except SystemExit:  # uvicorn's exit after a failed start-up (QuietStartup said why)
+        return 1
     return 0 if uv_server.started else 1
 
 

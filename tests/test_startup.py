@@ -149,3 +149,37 @@ def test_the_banner_comes_once_the_port_is_bound(
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+async def test_a_failing_application_start_up_is_one_line(
+    tmp_path: Path, admin_dsn: str, agency_db: ScratchDatabase
+) -> None:
+    """Past the database check, the application's own start-up fails (here: a role that may
+    neither create the gateway's store nor find it): one line, exit 1, no traceback."""
+    import asyncio
+    import secrets
+
+    import asyncpg
+
+    from tests.conftest import create_database, drop_database
+    from tests.gateway.test_db_roles import as_role
+
+    db = await create_database(admin_dsn)
+    role = f"gwtest_bare_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(db.dsn)
+    await conn.execute(f'create role "{role}" login')
+    await conn.close()
+    try:
+        path = write_config(tmp_path, as_role(db.dsn, role), agency_db.dsn)
+        result = await asyncio.to_thread(
+            run, tmp_path, "serve", "--config", str(path), "--port", str(free_port())
+        )
+        assert result.returncode == 1, result.stderr
+        line = one_line(result)
+        assert line.startswith("gateway: cannot start: the gateway's store lacks "), line
+        assert f"role {role} may not create it" in line
+    finally:
+        await drop_database(db)
+        admin = await asyncpg.connect(admin_dsn)
+        await admin.execute(f'drop role if exists "{role}"')
+        await admin.close()
