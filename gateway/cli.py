@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -498,12 +499,17 @@ def _run(app: Any, server: config_module.ServerConfig, banner: Callable[[], None
     )
     sock = _bind(server.host, server.port)
     banner()
+    # uvicorn re-raises the SIGINT that stopped it once it has shut down (as uvicorn.run
+    # does, a clean stop then exits 0).
     if workers > 1:
-        Multiprocess(uv_config, sockets=[sock]).run()
+        with contextlib.suppress(KeyboardInterrupt):
+            Multiprocess(uv_config, sockets=[sock]).run()
         return 0
     uv_server = uvicorn.Server(uv_config)
     try:
         uv_server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     except SystemExit:  # uvicorn's exit after a failed start-up (QuietStartup said why)
         return 1
     return 0 if uv_server.started else 1
