@@ -136,6 +136,8 @@ class SQLAdapter(Adapter):
             min_size=0,
             max_size=self.pool_size,
             command_timeout=30,
+            # 0 behind PgBouncer in transaction mode (docs/deployment.md).
+            statement_cache_size=int(self.settings.get("statement_cache_size", 100)),
             # Lookups leave no session state behind (no SET, LISTEN or open cursors), so
             # the reset asyncpg runs on every release (a round trip) buys nothing here.
             reset=_keep_session,

@@ -64,14 +64,20 @@ async def _ensure_tables(conn: Conn) -> None:
         await conn.execute("insert into gateway.store_version values ($1)", version)
 
 
-async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
+async def open_store(url: str, keys: AuditKeys, statement_cache_size: int = 100) -> asyncpg.Pool:
     """The gateway's own database, with its tables in place."""
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=8)
+    pool = await asyncpg.create_pool(
+        url, min_size=1, max_size=8, statement_cache_size=statement_cache_size
+    )
     async with pool.acquire() as conn:
         # Serialise concurrent start-ups (several workers) running the same DDL.
         await conn.execute("select pg_advisory_lock(727001)")
         try:
-            await _ensure_tables(conn)
+            try:
+                await _ensure_tables(conn)
+            except asyncpg.InsufficientPrivilegeError:
+                # A least-privilege role (docs/deployment.md): the store's owner applied it.
+                await _check_store(conn)
             problem = await ensure_head(conn, keys)
         finally:
             await conn.execute("select pg_advisory_unlock(727001)")
@@ -81,6 +87,32 @@ async def open_store(url: str, keys: AuditKeys) -> asyncpg.Pool:
         log.error("audit store: %s; resident data is withheld until `gateway audit repair`",
                   problem)  # fmt: skip
     return pool
+
+
+#: What the gateway needs of a store it may not create (columns added since the first version).
+STORE_COLUMNS = {
+    "consents": ("id", "revoked_at"),
+    "audit_log": ("seq", "hash", "note"),
+    "audit_head": ("last_seq", "anchor_hash", "mac"),
+}
+
+
+async def _check_store(conn: Conn) -> None:
+    """The store is in place (this role may not create or change it), else one clear error."""
+    rows = await conn.fetch(
+        "select table_name, column_name from information_schema.columns "
+        "where table_schema = 'gateway'"
+    )
+    found = {(r["table_name"], r["column_name"]) for r in rows}
+    missing = [f"{t}.{c}" for t, cs in STORE_COLUMNS.items() for c in cs if (t, c) not in found]
+    if missing:
+        user = await conn.fetchval("select current_user")
+        what = ", ".join(missing) if found else "its tables (schema gateway)"
+        raise RuntimeError(
+            f"the gateway's store lacks {what} (or role {user} may not read them), "
+            f"and role {user} may not create it: apply gateway/store.sql as the schema's owner "
+            "and grant the gateway's role its privileges (docs/deployment.md)"
+        )
 
 
 def create_app(
@@ -109,7 +141,9 @@ def create_app(
             stack.push_async_callback(view.close_safety)
             if rt.agencies.cache is not None:
                 stack.push_async_callback(rt.agencies.cache.close)
-            rt.db = await open_store(config.database.url, rt.keys)
+            rt.db = await open_store(
+                config.database.url, rt.keys, config.database.statement_cache_size
+            )
             stack.push_async_callback(rt.db.close)
             rt.audit = AuditLog(
                 rt.db, rt.keys, config.audit.write_timeout_ms / 1000, config.audit.head_file

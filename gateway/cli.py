@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -34,14 +35,32 @@ SAMPLE_QUERY = """\
 }}"""
 
 
+class StartupError(Exception):
+    """Serving cannot start (port in use, database unreachable); one line, no traceback."""
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("resident-gateway")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         result: int = args.handler(args)
     except ConfigError as exc:
-        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"gateway: configuration error: {problem}", file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return result
@@ -51,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway", description="Resident Gateway: one GraphQL endpoint over many agencies."
     )
+    parser.add_argument("--version", action="version", version=f"gateway {version()}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser(
@@ -66,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(serve)
     serve.add_argument("--host", help="listen address (default from config: 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default from config: 8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (config file only)")
+    serve.add_argument("--workers", type=int, help="worker processes (default from config: 1)")
     serve.add_argument(
         "--demo-residents",
         type=int,
@@ -241,7 +261,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     certificate_cli.add_parser(sub, _config_arg)
 
-    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    check = sub.add_parser(
+        "check-config",
+        help="validate the configuration, reach each agency and exit",
+        description=(
+            "Validate the configuration and report every problem at once (exit 2). Then "
+            "connect to the database and each agency and print a table of their states "
+            "(endpoints without secrets); an unreachable one is a line of the table, not an "
+            "error, unless --strict."
+        ),
+    )
+    check.add_argument(
+        "--no-connect", action="store_true", help="validate only; connect to nothing"
+    )
+    check.add_argument(
+        "--strict", action="store_true", help="exit 1 when the database or an agency is down"
+    )
+    check.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds per connection (default 3)"
+    )
     _config_arg(check)
     check.set_defaults(handler=cmd_check_config)
 
@@ -313,8 +351,6 @@ def _interrupt(signum: int, frame: object) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import uvicorn
-
     from gateway import logs, metrics
     from gateway.app import create_app
 
@@ -322,78 +358,236 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is not None:
         logs.configure(config.log)
-        server = dataclasses.replace(
-            config.server,
-            **{k: v for k in ("host", "port", "workers") if (v := getattr(args, k)) is not None},
-        )
+        server = _server(config, args)
+        asyncio.run(_reach_database(config.database.url))
+        line = f"Resident Gateway on http://{server.host}:{server.port}/graphql"
         if server.workers > 1:
             assert config.source is not None
             os.environ[config_module.ENV_FILE] = str(config.source.resolve())
             with metrics.serving(config, server.workers):  # before the workers start
-                uvicorn.run(
-                    "gateway.app:app_from_env",
-                    factory=True,
-                    host=server.host,
-                    port=server.port,
-                    workers=server.workers,
-                    access_log=False,
-                    log_config=None,  # our handler, with the RRN-masking filter
-                )
-            return 0
-        print(f"Resident Gateway on http://{server.host}:{server.port}/graphql", flush=True)
-        app = create_app(config)
+                return _run("gateway.cli:app_from_env", server, lambda: print(line, flush=True))
         with metrics.serving(config, 1):
-            uvicorn.run(app, host=server.host, port=server.port, access_log=False,
-                        log_config=None)  # fmt: skip
-        return 0
+            return _run(create_app(config), server, lambda: print(line, flush=True))
 
     from gateway.demo.embedded import DEMO_RESIDENTS, data_dir, embedded_demo
 
-    if args.workers and args.workers > 1:
-        raise ConfigError("several workers need a config file; the embedded demo runs one")
-    host = args.host or "127.0.0.1"
-    port = args.port or 8000
+    # Refuse bad [server] overrides before starting anything (the demo's database takes a
+    # while); the others are applied to, and checked with, the demo's own settings below.
+    server_env = {k: v for k, v in os.environ.items() if k.startswith("GATEWAY__SERVER__")}
+    demo_server = _server(config_module.overlay(config_module.Config(), server_env), args)
     residents = args.demo_residents or DEMO_RESIDENTS
     print(f"No config file: starting the embedded demo (data in {data_dir()})", flush=True)
     # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default
     # action would then kill the process before the demo's PostgreSQL and agency processes
     # are stopped. Turned into KeyboardInterrupt, it unwinds like Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
-    with embedded_demo(host, port, residents) as (demo_config, rrn):
-        url = f"http://{host}:{port}/graphql"
-        print(
-            f"\nGraphiQL: {url}\n\nTry this query there (a real demo resident):\n\n"
-            f"{SAMPLE_QUERY.format(rrn=rrn)}\n\n"
-            "Every request needs a token: in GraphiQL pick a role at the top (it fills the\n"
-            "Authorization header), or use one of these elsewhere (valid 12 hours;\n"
-            "`gateway token --role ROLE` makes more):\n",
-            flush=True,
-        )
+    with embedded_demo(demo_server.host, demo_server.port, residents) as (demo_config, rrn):
+        demo_config = config_module.overlay(demo_config, os.environ)
+        demo_config = dataclasses.replace(demo_config, server=demo_server)
+        host, port = demo_server.host, demo_server.port
         tokens = demo_tokens(demo_config, rrn)
-        for role, token in tokens.items():
-            print(f"  {role:<25} {token}")
-        print(
-            "\nWith the welfare_officer token the query above shows field-level authorization:"
-            "\nmilitaryService is FORBIDDEN for welfare, and taxes need the resident's consent."
-            "\nWith the citizen token (the same resident) try:\n"
-            '  mutation { grantConsent(purpose: WELFARE_ELIGIBILITY, agency: "welfare") { id } }\n'
-            "  { me { name taxes { year } } myAccessLog { edges { node { agency purpose fields"
-            " denied } } } }\n"
-            "  mutation { issueCertificate(kind: RESIDENT_REGISTRATION) { id expiresAt token } }\n"
-            f"and check the token at http://{host}:{port}/verify (docs/certificates.md).\n"
-            "\nPress Ctrl-C to stop.\n",
-            flush=True,
-        )
         # The page is open to whoever reaches the port: it carries the demo's tokens only
         # while the demo listens on this machine alone.
         picker = demo_roles(tokens) if _loopback(host) else None
-        if picker is None:
-            print(f"GraphiQL has no role picker: {host} is reachable from other machines.\n")
+
+        def banner() -> None:
+            url = f"http://{host}:{port}/graphql"
+            workers = f" ({demo_server.workers} workers)" if demo_server.workers > 1 else ""
+            print(
+                f"\nGraphiQL: {url}{workers}\n\nTry this query there (a real demo resident):\n\n"
+                f"{SAMPLE_QUERY.format(rrn=rrn)}\n\n"
+                "Every request needs a token: in GraphiQL pick a role at the top (it fills the\n"
+                "Authorization header), or use one of these elsewhere (valid 12 hours;\n"
+                "`gateway token --role ROLE` makes more):\n",
+                flush=True,
+            )
+            for role, token in tokens.items():
+                print(f"  {role:<25} {token}")
+            print(
+                "\nWith the welfare_officer token the query above shows field-level "
+                "authorization:\nmilitaryService is FORBIDDEN for welfare, and taxes need the "
+                "resident's consent.\nWith the citizen token (the same resident) try:\n"
+                '  mutation { grantConsent(purpose: WELFARE_ELIGIBILITY, agency: "welfare") '
+                "{ id } }\n"
+                "  { me { name taxes { year } } myAccessLog { edges { node { agency purpose fields"
+                " denied } } } }\n"
+                "  mutation { issueCertificate(kind: RESIDENT_REGISTRATION) { id expiresAt token"
+                " } }\n"
+                f"and check the token at http://{host}:{port}/verify (docs/certificates.md).\n"
+                "\nPress Ctrl-C to stop.\n",
+                flush=True,
+            )
+            if picker is None:
+                print(f"GraphiQL has no role picker: {host} is reachable from other machines.\n")
+
         logs.configure(demo_config.log)
+        if demo_server.workers > 1:
+            state = _save_demo_state(demo_config, picker, rrn)
+            try:
+                with metrics.serving(demo_config, demo_server.workers):
+                    return _run("gateway.cli:demo_app_from_env", demo_server, banner)
+            finally:
+                state.unlink(missing_ok=True)
         app = create_app(demo_config, demo_roles=picker, sample_rrn=rrn)
         with metrics.serving(demo_config, 1):
-            uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
-    return 0
+            return _run(app, demo_server, banner)
+
+
+def _server(config: Config, args: argparse.Namespace) -> config_module.ServerConfig:
+    """The config's [server] with the command line's --host/--port/--workers over it."""
+    import dataclasses
+
+    server = dataclasses.replace(
+        config.server,
+        **{k: v for k in ("host", "port", "workers") if (v := getattr(args, k)) is not None},
+    )
+    problems = config_module.Problems()
+    if (problem := config_module.port_problem(server.port)) is not None:
+        problems.add(f"--port: {problem}")
+    if server.workers < 1:
+        problems.add("--workers must be at least 1")
+    problems.raise_any()
+    return server
+
+
+async def _reach_database(url: str) -> None:
+    """Connect once to [database] url: an unreachable or refusing database is one line."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+    except Exception as exc:  # every reason is reported the same way, as one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StartupError(
+            f"the database at [database] url ({_safe_endpoint(url)}) is unreachable: {reason}"
+        ) from None
+    await conn.close()
+
+
+def _safe_endpoint(url: str) -> str:
+    """scheme://host:port/path of a URL or DSN, without user, password or query."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return "unparsable"
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def _bind(host: str, port: int) -> Any:
+    """The listening socket, bound before anything says the gateway is up."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's backlog: connections queue from now on
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run(app: Any, server: config_module.ServerConfig, banner: Callable[[], None]) -> int:
+    """Bind, print the banner, serve (``server.workers`` processes when ``app`` is an import
+    string naming a factory). A failing start-up is one line on stderr and exit 1."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    workers = server.workers if isinstance(app, str) else 1
+    uv_config = uvicorn.Config(
+        app if isinstance(app, str) else QuietStartup(app),
+        factory=isinstance(app, str),
+        host=server.host,
+        port=server.port,
+        workers=workers,
+        access_log=False,
+        log_config=None,  # our handler, with the RRN-masking filter
+    )
+    sock = _bind(server.host, server.port)
+    banner()
+    # uvicorn re-raises the SIGINT that stopped it once it has shut down (as uvicorn.run
+    # does, a clean stop then exits 0).
+    if workers > 1:
+        with contextlib.suppress(KeyboardInterrupt):
+            Multiprocess(uv_config, sockets=[sock]).run()
+        return 0
+    uv_server = uvicorn.Server(uv_config)
+    try:
+        uv_server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    except SystemExit:  # uvicorn's exit after a failed start-up (QuietStartup said why)
+        return 1
+    return 0 if uv_server.started else 1
+
+
+class QuietStartup:
+    """ASGI wrapper: a failing lifespan start-up prints one line (``gateway: cannot start:
+    ...``) instead of uvicorn's traceback."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def quiet_send(message: Any) -> None:
+            if message.get("type") == "lifespan.startup.failed":
+                message = {"type": "lifespan.startup.failed", "message": ""}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, quiet_send)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"gateway: cannot start: {reason}", file=sys.stderr, flush=True)
+            raise
+
+
+def app_from_env() -> Any:
+    """Factory for several workers: the config in $GATEWAY_CONFIG (gateway.app)."""
+    from gateway import app
+
+    return QuietStartup(app.app_from_env())
+
+
+DEMO_STATE = "GATEWAY_DEMO_STATE"
+
+
+def _save_demo_state(config: Config, picker: Any, rrn: str) -> Any:
+    """What the demo's worker processes need (its Config, tokens, sample RRN), in a file only
+    this user can read, named by $GATEWAY_DEMO_STATE."""
+    import pickle
+
+    from gateway.demo.embedded import cache_dir
+
+    path = cache_dir() / f"demo-state-{os.getpid()}.pickle"
+    path.touch(mode=0o600)
+    path.write_bytes(pickle.dumps((config, picker, rrn)))
+    os.environ[DEMO_STATE] = str(path)
+    return path
+
+
+def demo_app_from_env() -> Any:
+    """Factory for the embedded demo's worker processes."""
+    import pickle
+    from pathlib import Path
+
+    from gateway import logs
+    from gateway.app import create_app
+
+    logs.configure()
+    # Written by this user's parent process (_save_demo_state), readable by this user only.
+    config, picker, rrn = pickle.loads(Path(os.environ[DEMO_STATE]).read_bytes())  # noqa: S301
+    return QuietStartup(create_app(config, demo_roles=picker, sample_rrn=rrn))
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
@@ -544,8 +738,78 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if theirs:
         print(f"note: no role may read these fields contributed by agencies (wildcards do not "
               f"grant them; name each one to grant it): {', '.join(theirs)}")  # fmt: skip
+    if args.no_connect:
+        print(f"{config.source}: ok ({len(config.agencies)} agencies)")
+        return 0
+    rows = asyncio.run(_probe(config, args.timeout))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+              + "  " + row[3])  # fmt: skip
+    down = sum(not row[3].startswith("up") for row in rows[1:])
+    if down:
+        print(f"note: {down} of {len(rows) - 1} endpoints could not be reached")
     print(f"{config.source}: ok ({len(config.agencies)} agencies)")
-    return 0
+    return 1 if args.strict and down else 0
+
+
+async def _probe(config: Config, wait_s: float) -> list[tuple[str, str, str, str]]:
+    """(name, kind, endpoint without secrets, state) for the store, the cache and each
+    agency, reached concurrently, each within ``wait_s`` seconds."""
+    import time
+
+    import asyncpg
+
+    from adapters.trust import redact
+    from gateway.agencies import adapter_classes, adapter_settings
+
+    async def timed(reach: Callable[[], Awaitable[object]]) -> str:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(reach(), wait_s)
+        except TimeoutError:
+            return f"DOWN: no answer within {wait_s:g} s"
+        except Exception as exc:  # any failure is a state to show, as one line
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return f"DOWN: {redact(text) or type(exc).__name__}"
+        return f"up ({(time.perf_counter() - started) * 1000:.0f} ms)"
+
+    async def database() -> None:
+        conn = await asyncpg.connect(config.database.url, timeout=wait_s)
+        await conn.close()
+
+    async def cache() -> None:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(config.cache.url, socket_connect_timeout=wait_s)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    kinds = adapter_classes()
+
+    def agency(code: str) -> Callable[[], Awaitable[object]]:
+        async def reach() -> None:
+            agency_config = config.agencies[code]
+            async with kinds[agency_config.kind](code, adapter_settings(agency_config)) as adapter:
+                await adapter.ping()
+
+        return reach
+
+    rows = [("AGENCY", "KIND", "ENDPOINT", "STATE")]
+    probes: list[tuple[tuple[str, str, str], Callable[[], Awaitable[object]]]] = [
+        (("(store)", "postgresql", _safe_endpoint(config.database.url)), database)
+    ]
+    if config.cache.backend == "redis":
+        probes.append((("(cache)", "redis", _safe_endpoint(config.cache.url)), cache))
+    for code, agency_config in config.agencies.items():
+        target = agency_config.url or agency_config.dsn
+        shown = target if target.startswith(("env:", "file:")) else _safe_endpoint(target)
+        probes.append(((code, agency_config.kind, shown), agency(code)))
+    states = await asyncio.gather(*(timed(reach) for _, reach in probes))
+    rows += [(*names, state) for (names, _), state in zip(probes, states, strict=True)]
+    return rows
 
 
 def cmd_new_adapter(args: argparse.Namespace) -> int:

@@ -7,9 +7,12 @@ builds a :class:`Config` in memory.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import ipaddress
 import os
+import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,48 @@ DEFAULT_DATASETS: dict[str, tuple[str, ...]] = {
 
 
 class ConfigError(ValueError):
-    """The configuration cannot be used; the message says where and why."""
+    """The configuration cannot be used; the message says where and why.
+
+    ``problems`` lists every problem found (one line each); the message joins them.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] | None = None) -> None:
+        self.problems: list[str] = list(problems) if problems else [message]
+        super().__init__(message)
+
+    @classmethod
+    def of(cls, problems: Sequence[str]) -> ConfigError:
+        return cls("\n".join(problems), problems)
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean X?)`` for the closest of ``known``, or nothing."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+class Problems:
+    """Collects every problem of a configuration, each naming the variable that set the
+    value when it came from the environment (``GATEWAY__...``)."""
+
+    def __init__(self, origins: Mapping[str, str] | None = None) -> None:
+        self.items: list[str] = []
+        self.origins = dict(origins or {})
+
+    def add(self, message: str, *path: str) -> None:
+        origin = self.origins.get(".".join(path)) if path else None
+        self.items.append(message + (f" (set by ${origin})" if origin else ""))
+
+    def check(self, run: Callable[[], object]) -> None:
+        """Run a check that raises ConfigError, keeping its problems."""
+        try:
+            run()
+        except ConfigError as exc:
+            self.items.extend(exc.problems)
+
+    def raise_any(self) -> None:
+        if self.items:
+            raise ConfigError.of(self.items)
 
 
 @dataclass(frozen=True)
@@ -47,6 +91,8 @@ class ServerConfig:
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str = ""
+    #: asyncpg's prepared-statement cache; 0 behind PgBouncer in transaction mode.
+    statement_cache_size: int = 100
 
 
 @dataclass(frozen=True)
@@ -204,6 +250,8 @@ class Config:
     tracing: TracingConfig = field(default_factory=TracingConfig)
     agencies: Mapping[str, AgencyConfig] = field(default_factory=dict)
     source: Path | None = None
+    #: "section.key" (or "agencies.code.key") -> the GATEWAY__ variable that set it.
+    origins: Mapping[str, str] = field(default_factory=dict)
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -244,17 +292,21 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    apply_env(raw, os.environ if environ is None else environ)
-    return from_dict(raw, source=path)
+    origins: dict[str, str] = {}
+    apply_env(raw, os.environ if environ is None else environ, origins)
+    return from_dict(raw, source=path, origins=origins)
 
 
-def apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+def apply_env(
+    raw: dict[str, Any], environ: Mapping[str, str], origins: dict[str, str] | None = None
+) -> None:
     """``GATEWAY__LIMITS__MAX_DEPTH=8`` sets ``raw["limits"]["max_depth"] = 8``.
 
     Values are read as TOML literals when they parse as one (numbers, booleans,
-    quoted strings, arrays) and taken as plain strings otherwise.
+    quoted strings, arrays) and taken as plain strings otherwise. ``origins`` records
+    which variable set which key ("limits.max_depth" -> "GATEWAY__LIMITS__MAX_DEPTH").
     """
-    for name, value in environ.items():
+    for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
@@ -266,6 +318,39 @@ def apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             if not isinstance(table, dict):
                 raise ConfigError(f"{name} overrides {part}, which is not a table")
         table[path[-1]] = _literal(value)
+        if origins is not None:
+            origins[".".join(path)] = name
+
+
+def overlay(base: Config, environ: Mapping[str, str]) -> Config:
+    """``base`` (a Config built in memory, like the embedded demo's) with the
+    ``GATEWAY__...`` overrides of ``environ`` applied and the result validated."""
+    raw: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    apply_env(raw, environ, origins)
+    if not raw:
+        return base
+    merged: dict[str, Any] = {}
+    for name in _SECTIONS:
+        merged[name] = dataclasses.asdict(getattr(base, name)) | raw.pop(name, {})
+    defaults = {f.name: f.default for f in dataclasses.fields(AgencyConfig)}
+    agencies = {
+        code: {
+            name: getattr(a, name)
+            for name in _AGENCY_KEYS
+            if name == "kind" or getattr(a, name) != defaults[name]
+        }
+        | dict(a.settings)
+        for code, a in base.agencies.items()
+    }
+    for code, table in raw.pop("agencies", {}).items():
+        agencies.setdefault(code, {}).update(table if isinstance(table, dict) else {})
+    for table in agencies.values():
+        if table.get("datasets") is None:
+            table.pop("datasets", None)
+    merged["agencies"] = agencies
+    merged.update(raw)  # unknown sections: reported by from_dict
+    return from_dict(merged, source=base.source, origins=origins)
 
 
 def _literal(value: str) -> Any:
@@ -275,34 +360,47 @@ def _literal(value: str) -> Any:
         return value
 
 
-def from_dict(raw: Mapping[str, Any], source: Path | None = None) -> Config:
-    unknown = set(raw) - set(_SECTIONS) - {"agencies"}
-    if unknown:
-        raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
+def from_dict(
+    raw: Mapping[str, Any], source: Path | None = None, origins: Mapping[str, str] | None = None
+) -> Config:
+    """Build and validate a Config; raises ConfigError listing every problem found."""
+    problems = Problems(origins)
+    known_sections = [*_SECTIONS, "agencies"]
+    for name in sorted(set(raw) - set(known_sections)):
+        problems.add(f"unknown section [{name}]{suggest(name, known_sections)}", name)
     sections = {
-        name: _build(cls, raw.get(name, {}), f"[{name}]") for name, cls in _SECTIONS.items()
+        name: _build(cls, raw.get(name, {}), name, problems) for name, cls in _SECTIONS.items()
     }
     agencies_raw = raw.get("agencies", {})
+    agencies: dict[str, AgencyConfig] = {}
     if not isinstance(agencies_raw, dict):
-        raise ConfigError("[agencies] must be a table of agency tables")
-    agencies = {code: _agency(code, table) for code, table in agencies_raw.items()}
-    config = Config(**sections, agencies=agencies, source=source)
-    validate(config)
+        problems.add("[agencies] must be a table of agency tables", "agencies")
+    else:
+        for code, table in agencies_raw.items():
+            agency = _collect_agency(code, table, problems)
+            if agency is not None:
+                agencies[code] = agency
+    config = Config(**sections, agencies=agencies, source=source, origins=problems.origins)
+    validate(config, problems)
+    problems.raise_any()
     return config
 
 
-def _build(cls: type[Any], table: Any, where: str) -> Any:
+def _build(cls: type[Any], table: Any, section: str, problems: Problems) -> Any:
+    where = f"[{section}]"
     if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
+        problems.add(f"{where} must be a table", section)
+        return cls()
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(table) - set(fields)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
+    good = {}
     for key, value in table.items():
-        expected = fields[key].type
-        if not _type_ok(expected, value):
-            raise ConfigError(f"{where}: {key} must be {expected}, got {value!r}")
-    return cls(**table)
+        if key not in fields:
+            problems.add(f"{where}: unknown key {key}{suggest(key, fields)}", section, key)
+        elif not _type_ok(fields[key].type, value):
+            problems.add(f"{where}: {key} must be {fields[key].type}, got {value!r}", section, key)
+        else:
+            good[key] = value
+    return cls(**good)
 
 
 def _type_ok(expected: Any, value: Any) -> bool:
@@ -316,27 +414,61 @@ def _type_ok(expected: Any, value: Any) -> bool:
 
 
 _AGENCY_KEYS = {f.name for f in dataclasses.fields(AgencyConfig)} - {"code", "settings"}
+#: What an agency code looks like ([agencies.<code>], policy agencies lists).
+AGENCY_CODE = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
 
 def _agency(code: str, table: Any) -> AgencyConfig:
+    """The agency of ``[agencies.<code>]``; raises ConfigError listing its problems."""
+    problems = Problems()
+    agency = _collect_agency(code, table, problems)
+    problems.raise_any()
+    assert agency is not None
+    return agency
+
+
+def _collect_agency(code: str, table: Any, problems: Problems) -> AgencyConfig | None:
+    """The agency of ``[agencies.<code>]``, or None when it is unusable (its problems
+    recorded in ``problems``)."""
     where = f"[agencies.{code}]"
+    if not AGENCY_CODE.fullmatch(code):
+        problems.add(
+            f"{where}: {code!r} is not an agency code (lower-case letters, digits, - and _, "
+            "starting with a letter)",
+            "agencies",
+            code,
+        )
     if not isinstance(table, dict):
-        raise ConfigError(f"{where} must be a table")
+        problems.add(f"{where} must be a table", "agencies", code)
+        return None
     if "kind" not in table:
-        raise ConfigError(f"{where}: kind is required (sql, http or a plugin name)")
+        problems.add(f"{where}: kind is required (sql, http or a plugin name)", "agencies", code)
+        return None
     types = {f.name: f.type for f in dataclasses.fields(AgencyConfig)}
     known = {k: v for k, v in table.items() if k in _AGENCY_KEYS}
     if "datasets" in known and table["kind"] == "graphql":
-        raise ConfigError(
+        problems.add(
             f"{where}: a graphql agency serves the Resident fields its subgraph contributes, "
-            f"as dataset {code}; remove datasets"
+            f"as dataset {code}; remove datasets",
+            "agencies",
+            code,
+            "datasets",
         )
+        return None
+    usable = True
     if "datasets" in known:
-        known["datasets"] = _dataset_names(known["datasets"], f"{where}: datasets")
+        try:
+            known["datasets"] = _dataset_names(known["datasets"], f"{where}: datasets")
+        except ConfigError as exc:
+            problems.items.extend(exc.problems)
+            usable = False
     for key, value in known.items():
         if not _type_ok(types[key], value):
-            raise ConfigError(f"{where}: {key} must be {types[key]}, got {value!r}")
-    return AgencyConfig(code=code, settings=dict(table), **known)
+            problems.add(
+                f"{where}: {key} must be {types[key]}, got {value!r}", "agencies", code, key
+            )
+            usable = False
+    return AgencyConfig(code=code, settings=dict(table), **known) if usable else None
 
 
 def _dataset_names(value: Any, where: str) -> tuple[str, ...]:
@@ -349,8 +481,12 @@ def _dataset_names(value: Any, where: str) -> tuple[str, ...]:
         known = datasets()
         unknown = [v for v in unknown if v not in known]
         if unknown:
-            raise ConfigError(
-                f"{where}: unknown dataset(s) {', '.join(unknown)} (known: {', '.join(known)})"
+            raise ConfigError.of(
+                [
+                    f"{where}: unknown dataset {name}{suggest(name, known)} "
+                    f"(known: {', '.join(known)})"
+                    for name in unknown
+                ]
             )
     if len(set(value)) != len(value):
         raise ConfigError(f"{where} names a dataset twice")
@@ -415,35 +551,213 @@ def sources(config: Config, *, complete: bool = True) -> dict[str, str]:
     return found
 
 
-def validate(config: Config) -> None:
+#: URL schemes each kind of endpoint accepts.
+HTTP_SCHEMES = ("http", "https")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is not a host name or IP address, or None."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return None
+    except ValueError:
+        pass
+    if _HOSTNAME.fullmatch(host) and len(host) <= 253:
+        return None
+    return f"{host!r} is not a host name or IP address"
+
+
+def port_problem(port: object) -> str | None:
+    if isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
+        return None
+    return f"port {port} is not between 1 and 65535"
+
+
+def endpoint_problem(
+    value: str, schemes: Sequence[str], *, host_required: bool = True
+) -> str | None:
+    """Why ``value`` is not a usable URL or DSN with one of ``schemes``, or None. The message
+    never repeats the value (it may hold a password): only its scheme, host and port."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        close = suggest(scheme.split(":")[0].split("/")[0], schemes) if scheme else ""
+        return f"is not a URL: it must start with {' or '.join(s + '://' for s in schemes)}{close}"
+    if scheme not in schemes:
+        return (
+            f"scheme {scheme}:// is not one of {', '.join(s + '://' for s in schemes)}"
+            f"{suggest(scheme, schemes)}"
+        )
+    if scheme == "unix":
+        return None
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+    if not netloc:
+        return "has no host" if host_required else None
+    for part in netloc.split(",") if scheme in POSTGRES_SCHEMES else [netloc]:
+        if part.startswith("["):
+            host, _, port = part[1:].partition("]")
+            port = port.removeprefix(":")
+        else:
+            host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
+        if not host:
+            if host_required or port:
+                return "has no host"
+            continue
+        problem = host_problem(host)
+        if problem is not None:
+            return problem
+        if port:
+            problem = port_problem(int(port) if port.isdigit() else port)
+            if problem is not None:
+                return problem
+    if " " in rest:
+        return "contains a space"
+    return None
+
+
+def _dereference(value: str) -> tuple[str | None, str]:
+    """A DSN given as a reference (``env:NAME``, ``file:PATH``; adapters/trust.py) is
+    checked as what it names, when that is at hand: (value or None, where it came from)."""
+    kind, _, name = value.partition(":")
+    if kind == "env":
+        return os.environ.get(name), f" (from {value})"
+    if kind == "file":
+        try:
+            return Path(name).read_text().strip(), f" (from {value})"
+        except OSError:
+            return None, ""
+    return value, ""
+
+
+def validate(config: Config, problems: Problems | None = None) -> None:
+    """Check a Config; raises ConfigError listing every problem (or adds them to
+    ``problems``, which the caller raises)."""
+    own = problems is None
+    p = Problems(config.origins) if problems is None else problems
+    server = config.server
+    if (problem := host_problem(server.host)) is not None:
+        p.add(f"[server] host: {problem}", "server", "host")
+    if (problem := port_problem(server.port)) is not None:
+        p.add(f"[server] {problem}", "server", "port")
+    if server.workers < 1:
+        p.add("[server] workers must be at least 1", "server", "workers")
+    if config.database.statement_cache_size < 0:
+        p.add(
+            "[database] statement_cache_size must be 0 (off) or more",
+            "database",
+            "statement_cache_size",
+        )
+    if config.database.url:
+        problem = endpoint_problem(config.database.url, POSTGRES_SCHEMES, host_required=False)
+        if problem is not None:
+            p.add(f"[database] url {problem}", "database", "url")
     if config.cache.backend not in ("memory", "redis"):
-        raise ConfigError('[cache] backend must be "memory" or "redis"')
+        p.add(
+            f'[cache] backend must be "memory" or "redis"'
+            f"{suggest(config.cache.backend, ['memory', 'redis'])}",
+            "cache",
+            "backend",
+        )
     if config.cache.backend == "redis" and not config.cache.url:
-        raise ConfigError("[cache] url is required when backend is redis")
-    if config.server.workers < 1:
-        raise ConfigError("[server] workers must be at least 1")
+        p.add("[cache] url is required when backend is redis", "cache", "url")
+    if config.cache.url:
+        problem = endpoint_problem(config.cache.url, REDIS_SCHEMES)
+        if problem is not None:
+            p.add(f"[cache] url {problem}", "cache", "url")
+    if config.auth.jwks_url:
+        problem = endpoint_problem(config.auth.jwks_url, HTTP_SCHEMES)
+        if problem is not None:
+            p.add(f"[auth] jwks_url {problem}", "auth", "jwks_url")
     if config.audit.retention_days < 1:
-        raise ConfigError("[audit] retention_days must be at least 1")
+        p.add("[audit] retention_days must be at least 1", "audit", "retention_days")
     if config.audit.write_timeout_ms < 1:
-        raise ConfigError("[audit] write_timeout_ms must be at least 1")
+        p.add("[audit] write_timeout_ms must be at least 1", "audit", "write_timeout_ms")
     if config.audit.head_file:
         head_file = Path(config.audit.head_file)
         if head_file.is_dir():
-            raise ConfigError("[audit] head_file must be a file, not a directory")
-        if not head_file.parent.is_dir():
-            raise ConfigError(f"[audit] head_file: directory {head_file.parent} does not exist")
+            p.add("[audit] head_file must be a file, not a directory", "audit", "head_file")
+        elif not head_file.parent.is_dir():
+            p.add(
+                f"[audit] head_file: directory {head_file.parent} does not exist",
+                "audit",
+                "head_file",
+            )
     for name in (
         "max_depth", "max_aliases", "max_tokens", "max_cost", "max_batch", "max_household"
     ):  # fmt: skip
         if getattr(config.limits, name) < 1:
-            raise ConfigError(f"[limits] {name} must be at least 1")
+            p.add(f"[limits] {name} must be at least 1", "limits", name)
     for name in ("rate_requests", "rate_cost"):
         if getattr(config.limits, name) < 0:
-            raise ConfigError(f"[limits] {name} must be 0 (off) or more")
+            p.add(f"[limits] {name} must be 0 (off) or more", "limits", name)
     if config.statistics.k < 1:
-        raise ConfigError("[statistics] k must be at least 1")
+        p.add("[statistics] k must be at least 1", "statistics", "k")
     if config.limits.rate_window_s < 1:
-        raise ConfigError("[limits] rate_window_s must be at least 1")
+        p.add("[limits] rate_window_s must be at least 1", "limits", "rate_window_s")
+    p.check(lambda: _validate_certificates(config))
+    p.check(lambda: validate_observability(config))
+    persisted = config.persisted
+    if persisted.mode not in PERSISTED_MODES:
+        p.add(
+            f'[persisted] mode must be "off", "apq" or "trusted"'
+            f"{suggest(persisted.mode, PERSISTED_MODES)}",
+            "persisted",
+            "mode",
+        )
+    roles = persisted.allow_free_form_roles
+    if not isinstance(roles, list | tuple) or not all(isinstance(r, str) for r in roles):
+        p.add(
+            "[persisted] allow_free_form_roles must be a list of role names",
+            "persisted",
+            "allow_free_form_roles",
+        )
+    if persisted.apq_ttl_s < 1 or persisted.apq_max_entries < 1:
+        p.add("[persisted] apq_ttl_s and apq_max_entries must be at least 1", "persisted")
+    for agency in config.agencies.values():
+        _validate_agency(agency, p)
+    p.check(lambda: sources(config, complete=False))
+    if own:
+        p.raise_any()
+
+
+def _validate_agency(agency: AgencyConfig, p: Problems) -> None:
+    code = agency.code
+    where = f"[agencies.{code}]"
+    if agency.kind == "sql":
+        if not agency.dsn:
+            p.add(f"{where}: a sql agency needs dsn", "agencies", code, "dsn")
+        else:
+            dsn, origin = _dereference(agency.dsn)
+            problem = dsn and endpoint_problem(dsn, POSTGRES_SCHEMES, host_required=False)
+            if problem:
+                p.add(f"{where}: dsn{origin} {problem}", "agencies", code, "dsn")
+    if agency.kind in ("http", "graphql"):
+        if not agency.url:
+            what = "its subgraph's endpoint" if agency.kind == "graphql" else "its endpoint"
+            article = "an" if agency.kind == "http" else "a"
+            p.add(
+                f"{where}: {article} {agency.kind} agency needs url ({what})",
+                "agencies",
+                code,
+                "url",
+            )
+        elif (problem := endpoint_problem(agency.url, HTTP_SCHEMES)) is not None:
+            p.add(f"{where}: url {problem}", "agencies", code, "url")
+    if agency.timeout_ms < 1 or agency.max_concurrency < 1 or agency.retries < 0:
+        p.add(
+            f"{where}: timeout_ms and max_concurrency must be positive, retries not negative",
+            "agencies",
+            code,
+        )
+    if agency.cost_weight < 0:
+        p.add(f"{where}: cost_weight must not be negative", "agencies", code, "cost_weight")
+    p.check(lambda: _check_agency_urls(agency, where))
+
+
+def _validate_certificates(config: Config) -> None:
+    """[certificates] (docs/certificates.md); the keys themselves are resolved at start-up."""
     certificates = config.certificates
     keys = certificates.keys
     if not isinstance(keys, list | tuple) or not all(
@@ -458,31 +772,6 @@ def validate(config: Config) -> None:
         raise ConfigError("[certificates] issues_per_day must be between 1 and 1000")
     if not certificates.issuer.strip():
         raise ConfigError("[certificates] issuer must not be empty")
-    validate_observability(config)
-    persisted = config.persisted
-    if persisted.mode not in PERSISTED_MODES:
-        raise ConfigError('[persisted] mode must be "off", "apq" or "trusted"')
-    roles = persisted.allow_free_form_roles
-    if not isinstance(roles, list | tuple) or not all(isinstance(r, str) for r in roles):
-        raise ConfigError("[persisted] allow_free_form_roles must be a list of role names")
-    if persisted.apq_ttl_s < 1 or persisted.apq_max_entries < 1:
-        raise ConfigError("[persisted] apq_ttl_s and apq_max_entries must be at least 1")
-    for agency in config.agencies.values():
-        where = f"[agencies.{agency.code}]"
-        if agency.kind == "sql" and not agency.dsn:
-            raise ConfigError(f"{where}: a sql agency needs dsn")
-        if agency.kind == "http" and not agency.url:
-            raise ConfigError(f"{where}: an http agency needs url")
-        if agency.kind == "graphql" and not agency.url:
-            raise ConfigError(f"{where}: a graphql agency needs url (its subgraph's endpoint)")
-        if agency.timeout_ms < 1 or agency.max_concurrency < 1 or agency.retries < 0:
-            raise ConfigError(
-                f"{where}: timeout_ms and max_concurrency must be positive, retries not negative"
-            )
-        if agency.cost_weight < 0:
-            raise ConfigError(f"{where}: cost_weight must not be negative")
-        _check_agency_urls(agency, where)
-    sources(config, complete=False)
 
 
 def _check_agency_urls(agency: AgencyConfig, where: str) -> None:

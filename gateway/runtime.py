@@ -16,7 +16,7 @@ from gateway.auth import Authenticator
 from gateway.cache import AgencyCache
 from gateway.certificate_keys import CertificateKeys
 from gateway.certificates import Certificates
-from gateway.config import Config, ConfigError, sources
+from gateway.config import Config, ConfigError, Problems, sources, suggest
 from gateway.consent import Consents
 from gateway.graphql_schema import (
     PURPOSES,
@@ -77,22 +77,26 @@ def load_policy(config: Config, schema: strawberry.Schema | None = None) -> Poli
 
 
 def check(config: Config, schema: strawberry.Schema | None = None) -> Policy:
-    """Everything that must hold before serving; raises ConfigError naming the problem."""
+    """Everything that must hold before serving; raises ConfigError listing every problem."""
+    p = Problems(config.origins)
     if not config.database.url:
-        raise ConfigError("[database] url is required: consents and the audit trail live there")
+        p.add("[database] url is required: consents and the audit trail live there")
     if not config.audit.key:
-        raise ConfigError("[audit] key is required (a long random secret kept out of the database)")
-    if len(config.audit.key) < 32:
-        raise ConfigError("[audit] key must be at least 32 characters")
+        p.add("[audit] key is required (a long random secret kept out of the database)")
+    elif len(config.audit.key) < 32:
+        p.add("[audit] key must be at least 32 characters", "audit", "key")
     if config.auth.secret and len(config.auth.secret) < 32:
-        raise ConfigError("[auth] secret must be at least 32 characters")
+        p.add("[auth] secret must be at least 32 characters", "auth", "secret")
     if not config.auth.secret and not config.auth.jwks_url:
-        raise ConfigError("[auth] needs secret (development) or jwks_url (production)")
-    policy = load_policy(config, schema)
-    sources(config)  # every dataset has exactly one agency (or is declared unserved)
-    check_adapters(config)  # ... whose adapter is installed and serves it
-    check_source_agencies(config, policy)
-    return policy
+        p.add("[auth] needs secret (development) or jwks_url (production)")
+    policy: list[Policy] = []
+    p.check(lambda: policy.append(load_policy(config, schema)))
+    p.check(lambda: sources(config))  # every dataset has one agency (or is declared unserved)
+    p.check(lambda: check_adapters(config))  # ... whose adapter is installed and serves it
+    if policy:
+        p.check(lambda: check_source_agencies(config, policy[0]))
+    p.raise_any()
+    return policy[0]
 
 
 def check_source_agencies(config: Config, policy: Policy) -> None:
@@ -105,10 +109,13 @@ def check_source_agencies(config: Config, policy: Policy) -> None:
             continue
         stray = sorted(role.agencies - set(config.agencies))
         if stray:
-            raise ConfigError(
-                f"{policy.source}: [roles.{role.name}] may call Events.invalidate for "
-                f"{', '.join(stray)}, which no [agencies.<code>] configures "
-                f"(configured: {', '.join(sorted(config.agencies)) or 'none'})"
+            raise ConfigError.of(
+                [
+                    f"{policy.source}: [roles.{role.name}] may call Events.invalidate for "
+                    f"{code}{suggest(code, config.agencies)}, which no [agencies.<code>] "
+                    f"configures (configured: {', '.join(sorted(config.agencies)) or 'none'})"
+                    for code in stray
+                ]
             )
 
 

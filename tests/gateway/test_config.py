@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,8 @@ def test_file_is_read_and_env_overrides_it(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[serverr]\nport = 1", "unknown section(s): serverr"),
-        ("[server]\nprot = 1", "unknown key(s): prot"),
+        ("[serverr]\nport = 1", "unknown section [serverr] (did you mean server?)"),
+        ("[server]\nprot = 1", "[server]: unknown key prot (did you mean port?)"),
         ('[server]\nport = "eighty"', "port must be int"),
         ("[agencies.nhis]\ndsn = 'x'", "kind is required"),
         ("[agencies.nhis]\nkind = 'sql'", "a sql agency needs dsn"),
@@ -82,7 +83,7 @@ def test_file_is_read_and_env_overrides_it(tmp_path: Path) -> None:
     ],
 )
 def test_bad_config_says_where_and_why(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(config.ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
         config.load(write(tmp_path, text), environ={})
 
 
@@ -98,7 +99,7 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["check-config", "--config", str(tmp_path / "missing.toml")]) == 2
     no_key = write(tmp_path, GOOD.replace("[audit]", "[unused]"))
     assert main(["check-config", "--config", str(no_key)]) == 2
-    assert "unknown section(s): unused" in capsys.readouterr().err
+    assert "unknown section [unused]" in capsys.readouterr().err
     no_audit = write(tmp_path, GOOD.replace('key = "an-audit', 'retention_days = 9\n# "'))
     assert main(["check-config", "--config", str(no_audit)]) == 2
     assert "[audit] key is required" in capsys.readouterr().err
