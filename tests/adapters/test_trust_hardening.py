@@ -147,10 +147,11 @@ def test_check_config_refuses_credentials_in_a_url_in_one_line(
     assert main(["check-config", "--config", str(path)]) == 2
     out, err = capsys.readouterr()
     assert PASSWORD not in out + err
-    assert err.strip().splitlines() == [
+    # One line for it (check-config reports every problem at once, one line each).
+    assert (
         "gateway: configuration error: [agencies.vehicle] url must not carry credentials "
         "(user:password@host): give them by reference (auth_header or oauth2_*)"
-    ]
+    ) in err.strip().splitlines()
 
 
 @pytest.mark.parametrize("value", [0, -1, "16MiB", True])

@@ -24,7 +24,7 @@ from tests.conftest import ScratchDatabase
         ({"keys": "file:/x.pem"}, "list of references"),
         ({"ttl_days": 0}, "ttl_days must be between 1 and 3650"),
         ({"issuer": " "}, "issuer must not be empty"),
-        ({"key": ["file:/x.pem"]}, "unknown key(s): key"),
+        ({"key": ["file:/x.pem"]}, "unknown key key"),
     ],
 )
 def test_bad_tables_are_refused(table: dict[str, object], message: str) -> None:
