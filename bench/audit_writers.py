@@ -7,6 +7,10 @@ chain in one scratch database, so their transactions serialise on the chain's he
 At the end the whole trail is verified (``gateway audit verify``'s check).
 
     python -m bench.audit_writers --writers 1 2 4 --seconds 5 --concurrency 64
+
+``--layout separate`` gives each writer process a database (so a chain and a head row) of its
+own on the same PostgreSQL server: what chains per writer could reach at best, since nothing is
+shared between the writers but the server (its CPU, WAL and fsync).
 """
 
 from __future__ import annotations
@@ -88,26 +92,33 @@ async def _verified(dsn: str) -> tuple[int, int]:
     return len(verdict.problems), int(rows)
 
 
-def run(writers: int, seconds: float, concurrency: int) -> dict[str, float]:
-    name = f"gwbench_audit_{secrets.token_hex(4)}"
-    asyncio.run(_database("create", name))
+def run(writers: int, seconds: float, concurrency: int, separate: bool = False) -> dict[str, float]:
+    names = [f"gwbench_audit_{secrets.token_hex(4)}" for _ in range(writers if separate else 1)]
+    for name in names:
+        asyncio.run(_database("create", name))
     try:
-        dsn = _dsn(name)
-        # Create the store once so the writers do not race on its DDL's first run.
-        asyncio.run(_prepare(dsn))
+        dsns = [_dsn(name) for name in names]
+        for dsn in dsns:  # create the store once so the writers do not race on its DDL
+            asyncio.run(_prepare(dsn))
         out: Any = mp.get_context("spawn").Queue()
         procs = [
-            mp.get_context("spawn").Process(target=_process, args=(dsn, seconds, concurrency, out))
-            for _ in range(writers)
+            mp.get_context("spawn").Process(
+                target=_process, args=(dsns[n % len(dsns)], seconds, concurrency, out)
+            )
+            for n in range(writers)
         ]
         for proc in procs:
             proc.start()
         results = [out.get(timeout=seconds + 60) for _ in procs]
         for proc in procs:
             proc.join()
-        problems, rows = asyncio.run(_verified(dsn))
+        problems, rows = 0, 0
+        for dsn in dsns:
+            found, counted = asyncio.run(_verified(dsn))
+            problems, rows = problems + found, rows + counted
     finally:
-        asyncio.run(_database("drop", name))
+        for name in names:
+            asyncio.run(_database("drop", name))
     commits = sum(r[0] for r in results)
     records = sum(r[1] for r in results)
     latencies = [x for r in results for x in r[2]]
@@ -135,17 +146,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--layout",
+        choices=["one-chain", "separate", "both"],
+        default="one-chain",
+        help="one chain for all writers, a database (chain) per writer, or both interleaved",
+    )
     args = parser.parse_args()
-    print("writers  records/s  commits/s  records/commit  p50 ms  p99 ms  rows  failed  verify")
+    layouts = ["one-chain", "separate"] if args.layout == "both" else [args.layout]
+    print(
+        "layout     writers  records/s  commits/s  records/commit  p50 ms  p99 ms  rows"
+        "  failed  verify"
+    )
     for _ in range(args.rounds):
         for writers in args.writers:
-            r = run(writers, args.seconds, args.concurrency)
-            print(
-                f"{writers:>7}  {r['records_per_s']:>9.0f}  {r['commits_per_s']:>9.0f}"
-                f"  {r['records_per_commit']:>14.1f}  {r['p50_ms']:>6.1f}  {r['p99_ms']:>6.1f}"
-                f"  {r['rows']:>4}  {r['failed']:>6}  {r['problems'] or 'ok'}",
-                flush=True,
-            )
+            for layout in layouts:
+                r = run(writers, args.seconds, args.concurrency, layout == "separate")
+                print(
+                    f"{layout:<9}  {writers:>7}  {r['records_per_s']:>9.0f}"
+                    f"  {r['commits_per_s']:>9.0f}"
+                    f"  {r['records_per_commit']:>14.1f}  {r['p50_ms']:>6.1f}  {r['p99_ms']:>6.1f}"
+                    f"  {r['rows']:>4}  {r['failed']:>6}  {r['problems'] or 'ok'}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Signing and verifying one certificate: median microseconds over 5 runs of 500.
 
-    .venv/bin/python -m bench.certificates
+.venv/bin/python -m bench.certificates
 """
 
 from __future__ import annotations

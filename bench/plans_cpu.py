@@ -37,9 +37,7 @@ from tests.access.per_field import per_field_schema
 VARIANTS: dict[str, Callable[..., Any]] = {"planned": schema_for, "per-field": per_field_schema}
 
 
-async def measure(
-    app: Any, token: str, bodies: list[bytes], rounds: int, n: int
-) -> list[float]:
+async def measure(app: Any, token: str, bodies: list[bytes], rounds: int, n: int) -> list[float]:
     out = []
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     async with LifespanManager(app) as manager:
@@ -78,9 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         config = from_dict(tomllib.loads(to_toml(warm)))
         token = stack.token()
         for name, (query, keys) in scenarios.items():
-            bodies = [
-                json.dumps({"query": query, "variables": {"rrn": k}}).encode() for k in keys
-            ]
+            bodies = [json.dumps({"query": query, "variables": {"rrn": k}}).encode() for k in keys]
             for _ in range(args.rounds):
                 for variant, build in VARIANTS.items():
                     app = create_app(config, build(config))

@@ -37,7 +37,7 @@ from bench.stack import (
     ServerProcess,
     http_post_json,
 )
-from bench.system import CpuProbe, CpuSnapshot, machine_info, pids_named
+from bench.system import CpuProbe, CpuSnapshot, machine_info, pids_named, with_descendants
 
 TARGETS = ("gateway", "ceiling", "peer")
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -550,7 +550,7 @@ class Bench:
         database = self.stack.db_name
         return CpuProbe(
             {
-                "server": lambda: [server.pid],
+                "server": lambda: with_descendants(server.pid),  # and its workers
                 "agencies": lambda: agency_pids,
                 # Backends of our scratch database only (other databases may be busy too).
                 "postgres": lambda: pids_named("postgres", database),
@@ -614,7 +614,9 @@ class Bench:
         cpu = CpuProbe.usage(snaps[0], snaps[1]) if len(snaps) == 2 else {}
         if cpu:
             cpu["cpu_s"]["loadgen"] = result.client_cpu
-        cpu["rss_mb"] = peer.rss_mb(server.pid)  # at the end of the window
+        # At the end of the window; with workers, theirs and their supervisor's together.
+        sizes = [peer.rss_mb(pid) for pid in with_descendants(server.pid)]
+        cpu["rss_mb"] = sum(size for size in sizes if size is not None) or None
         lat = result.latency_summary()
         server_pct = 100 * cpu.get("cpu_s", {}).get("server", math.nan) / result.elapsed
         say(
@@ -706,7 +708,7 @@ class Bench:
             "rounds": args.rounds,
             "scenarios": [s.name for s in self.scenarios],
             "targets": self.targets,
-            "server_workers": 1,
+            "server_workers": "1 (the -Nw scenarios: N)",
             "agency_nodelay": args.agency_nodelay,
         }
         stack = self.stack

@@ -134,11 +134,17 @@ def _variant(base: Scenario, suffix: str, description: str, **changes: Any) -> S
 
 VARIANTS = [
     variant
-    for base in (FULL, HOUSEHOLD)
+    for base in (FULL, HOUSEHOLD, HOUSEHOLD_ROTATING)
     for variant in (
         # The gateway's default: agency cache on (memory), every key fetched once beforehand.
         _variant(base, "warm", "agency cache on (memory) and primed", gateway={}, prime=True),
         _variant(base, "noaudit", "[audit] enabled = false", gateway=CACHE_OFF | AUDIT_OFF),
+        _variant(
+            base,
+            "nolog",
+            "[log] requests = false (no request log line)",
+            gateway=CACHE_OFF | {"log": {"requests": False}},
+        ),
         _variant(
             base,
             "wide",
@@ -163,6 +169,19 @@ VARIANTS = [
     )
 ]
 
+#: The same gateway with two uvicorn workers (``[server] workers = 2``), for 1 vs 2 workers
+#: side by side on one machine; CPU and RSS are the workers' and their supervisor's together.
+TWO_WORKERS = [
+    _variant(
+        base,
+        "2w",
+        "[server] workers = 2",
+        gateway=CACHE_OFF | {"server": {"workers": 2}},
+        targets=("gateway",),
+    )
+    for base in (FULL, HOUSEHOLD_ROTATING)
+]
+
 #: The same gateway with authorization per field (the path before operation plans), gateway
 #: only: measured side by side with the planned default.
 PER_FIELD = [
@@ -177,7 +196,7 @@ PER_FIELD = [
 ]
 
 SCENARIOS: dict[str, Scenario] = {
-    s.name: s for s in (FULL, HOUSEHOLD, HOUSEHOLD_ROTATING, *VARIANTS, *PER_FIELD)
+    s.name: s for s in (FULL, HOUSEHOLD, HOUSEHOLD_ROTATING, *VARIANTS, *TWO_WORKERS, *PER_FIELD)
 }
 #: What ``python -m bench.run`` runs without ``--scenarios``.
 DEFAULT_SCENARIOS = ("full", "household")

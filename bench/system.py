@@ -112,6 +112,25 @@ def process_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def with_descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (a server's workers), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                todo.extend(int(c) for c in Path(f"/proc/{current}/task/{task}/children")
+                            .read_text().split())  # fmt: skip
+            except OSError:
+                continue
+    return found
+
+
 def pids_named(command: str, cmdline_contains: str = "") -> list[int]:
     """Every process whose ``comm`` is ``command`` and whose command line contains
     ``cmdline_contains`` (a PostgreSQL backend shows its database there)."""

@@ -8,8 +8,6 @@ import os
 import signal
 import time
 
-import pytest
-
 from gateway.demo.processes import AgencyProcess
 from tests.conftest import ScratchDatabase, gateway_client, make_config
 from tests.data import HEAD_RRN
@@ -18,12 +16,6 @@ from tests.resilience.conftest import TAXES, agency_status, codes, http_agency
 TIMEOUT_MS = 1000
 
 
-@pytest.mark.xfail(
-    reason="open regression (issue 11): after this session's merges the frozen agency's requests"
-    " answer in about timeout_ms + 12-16 % (1.12-1.16 s for 1.0 s; 2.2 s for 2.0 s), over the"
-    " goal of + 10 %; it passed on the layers branch. The circuit still opens by the third.",
-    strict=False,
-)
 async def test_a_frozen_agency_times_out_once_and_opens_its_circuit_within_three_requests(
     agency_db: ScratchDatabase, http_agencies: dict[str, str], nts_process: AgencyProcess
 ) -> None:
