@@ -123,6 +123,16 @@ class Peer:
     def helper_pids(self) -> list[int]:
         return [p.pid for p in self.helpers]
 
+    @property
+    def stub_pids(self) -> list[int]:
+        """The stub agencies (backends.mjs)."""
+        return [p.pid for p in self.helpers[:1]]
+
+    @property
+    def adapter_pids(self) -> list[int]:
+        """The Rust variant's adapter subgraphs (adapters.mjs): gateway-side work."""
+        return [p.pid for p in self.helpers[1:]]
+
     def stop(self) -> None:
         if self.gateway is not None:
             self.gateway.stop()

@@ -548,9 +548,15 @@ class Bench:
         assert self.stack is not None
         agency_pids = list(self.stack.agency_pids)
         database = self.stack.db_name
+        extra: list[int] = []
+        if self.peer is not None and server is self.peer.gateway:
+            # The peer's stubs are its agencies; its Rust variant's adapter subgraphs do the
+            # gateway-side work of calling the HTTP agencies, so they count as its server.
+            agency_pids = self.peer.stub_pids
+            extra = self.peer.adapter_pids
         return CpuProbe(
             {
-                "server": lambda: with_descendants(server.pid),  # and its workers
+                "server": lambda: with_descendants(server.pid) + extra,  # and its workers
                 "agencies": lambda: agency_pids,
                 # Backends of our scratch database only (other databases may be busy too).
                 "postgres": lambda: pids_named("postgres", database),

@@ -30,6 +30,7 @@ from typing import Any
 
 import asyncpg
 
+from bench.system import wait_for_workers
 from gateway.auth import issue_token
 from gateway.config import AuthConfig
 from gateway.demo.embedded import with_database
@@ -491,7 +492,11 @@ class BenchStack:
         )
         server = ServerProcess(label, args, port, self.workdir / f"{label}-{port}.log", child_env())
         self._servers.append(server)
-        return server.start()
+        server.start()
+        workers = int(config.get("server", {}).get("workers", 1))
+        if workers > 1:  # every worker up before the load generator opens its connections
+            wait_for_workers(port, workers)
+        return server
 
     def start_ceiling(self, *, profile_to: Path | None = None) -> ServerProcess:
         port = free_port()

@@ -210,3 +210,39 @@ class CpuProbe:
                 out["machine_busy_pct"] = 100 * busy / total
                 out["machine_steal_pct"] = 100 * steal / total
         return out
+
+
+def serving_pids(port: int, attempts: int = 8) -> set[int]:
+    """The processes that answer new connections to ``port`` (each worker of a server that
+    shares one listening socket among several): ``attempts`` connections opened at once, a
+    request on each, and ``ss`` asked who holds them."""
+    import re
+    import socket
+    import subprocess
+
+    conns = []
+    try:
+        for _ in range(attempts):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            conns.append(conn)
+        for conn in conns:
+            conn.recv(4096)
+        out = subprocess.run(
+            ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def wait_for_workers(port: int, workers: int, timeout: float = 60.0) -> None:
+    """Return once ``workers`` processes accept connections on ``port`` (a worker that is still
+    starting accepts none, and keep-alive connections opened then all stay with the first)."""
+    deadline = time.monotonic() + timeout
+    while len(serving_pids(port)) < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {workers} workers serve port {port}")
+        time.sleep(0.5)
