@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="distinct seeded RRNs the 'full' scenario rotates over",
     )
     parser.add_argument(
+        "--database",
+        metavar="NAME",
+        help="seed into this database and keep it; a later run naming it (with the same"
+        " --residents) reuses it instead of seeding again (drop it yourself when done)",
+    )
+    parser.add_argument(
         "--admin-dsn",
         default=DEFAULT_ADMIN_DSN,
         help="PostgreSQL DSN allowed to create and drop databases",
@@ -428,7 +434,7 @@ class Bench:
         args = self.args
         self.stack = stack
         Path(args.results_dir).mkdir(parents=True, exist_ok=True)  # profiles are written there
-        stack.setup(args.residents, agency_nodelay=args.agency_nodelay)
+        stack.setup(args.residents, agency_nodelay=args.agency_nodelay, database=args.database)
         self.token = stack.token()
         sample, household, _ = stack.keys(args.keys)
         rotating = any(s.name.startswith("household-rotating") for s in self.scenarios)

@@ -256,6 +256,41 @@ async def _prepare(dsn: str, residents: int) -> dict[str, float]:
     }
 
 
+async def _kept(admin_dsn: str, dsn: str, name: str) -> dict[str, Any] | None:
+    """What a kept bench database was seeded with (``_remember``), or None when it does not
+    exist; BenchError when it exists but is not one."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("select 1 from pg_database where datname = $1", name)
+    finally:
+        await conn.close()
+    if not exists:
+        return None
+    conn = await asyncpg.connect(dsn)
+    try:
+        text = await conn.fetchval(
+            "select obj_description('public.gwbench_seeded'::regclass, 'pg_class')"
+        )
+    except asyncpg.PostgresError:
+        text = None
+    finally:
+        await conn.close()
+    if not text:
+        raise BenchError(f"database {name} exists but was not kept by a bench run")
+    kept: dict[str, Any] = json.loads(text)
+    return kept
+
+
+async def _remember(dsn: str, seeded: dict[str, Any]) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("create table public.gwbench_seeded ()")
+        literal = json.dumps(seeded).replace("'", "''")
+        await conn.execute(f"comment on table public.gwbench_seeded is '{literal}'")
+    finally:
+        await conn.close()
+
+
 async def _regroup(conn: asyncpg.Connection) -> int:
     """Up to BIG_HOUSEHOLDS households of BIG_SIZE (ids R00000000...), regrouped from
     seeded residents taken from the far end of the md5 order the ``sample`` keys start
@@ -407,15 +442,38 @@ class BenchStack:
                 self.say(f"server logs copied to {self.logs_to}")
             self._exit.close()
 
-    def setup(self, residents: int, *, agency_nodelay: bool = False) -> None:
+    def setup(
+        self, residents: int, *, agency_nodelay: bool = False, database: str | None = None
+    ) -> None:
+        """``database``: a named database kept after the run and reused by the next run that
+        names it with the same ``residents`` (seeding 10^7 takes a quarter of an hour)."""
         self.policy_path.write_text(to_toml(bench_policy()))
         self.postgres_version = asyncio.run(_check_postgres(self.admin_dsn))
-        self.say(f"creating database {self.db_name} (PostgreSQL {self.postgres_version})")
-        asyncio.run(_admin(self.admin_dsn, f'create database "{self.db_name}"'))
-        self._exit.callback(self._drop_database)
-        self.say(f"seeding {residents:,} residents + the 20-member fixture household")
-        self.seeded = asyncio.run(_prepare(self.dsn, residents))
-        self.say(f"seeded in {self.seeded['seconds']} s; starting the nts and mma demo agencies")
+        if database is not None:
+            self.db_name, self.dsn = database, with_database(self.admin_dsn, database)
+            kept = asyncio.run(_kept(self.admin_dsn, self.dsn, database))
+            if kept is not None and kept.get("asked") != residents:
+                raise BenchError(
+                    f"database {database} was seeded with {kept.get('asked')} residents, not"
+                    f" {residents}: name another, or drop it"
+                )
+            if kept is not None:
+                self.seeded = {k: v for k, v in kept.items() if k != "asked"} | {"reused": 1}
+                # The gateway's store (its audit chain sealed with the last run's key) starts
+                # afresh: this run's key would rightly refuse that chain.
+                asyncio.run(_admin(self.dsn, "drop schema if exists gateway cascade"))
+                self.say(f"reusing database {database}: {self.seeded['residents']:,} residents")
+        if not self.seeded:
+            self.say(f"creating database {self.db_name} (PostgreSQL {self.postgres_version})")
+            asyncio.run(_admin(self.admin_dsn, f'create database "{self.db_name}"'))
+            if database is None:
+                self._exit.callback(self._drop_database)
+            self.say(f"seeding {residents:,} residents + the 20-member fixture household")
+            self.seeded = asyncio.run(_prepare(self.dsn, residents))
+            if database is not None:
+                asyncio.run(_remember(self.dsn, self.seeded | {"asked": residents}))
+            self.say(f"seeded in {self.seeded['seconds']} s")
+        self.say("starting the nts and mma demo agencies")
         for code in HTTP_AGENCIES:
             agency = AgencyProcess(code, self.dsn)
             if agency_nodelay:
