@@ -14,8 +14,10 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from strawberry.extensions import SchemaExtension
 
 from gateway import metrics, tracing
@@ -78,6 +80,17 @@ class RequestSeen:
         }
 
 
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+
+
+def _callers_context(headers: Mapping[str, str]) -> Context:
+    """The caller's trace, from its ``traceparent`` alone: its ``tracestate`` (free text the
+    caller chooses, which may hold an RRN) would be kept in every span exported and sent on
+    to the agencies, and its ``baggage`` too, so neither is read."""
+    traceparent = headers.get("traceparent")
+    return _TRACE_CONTEXT.extract({"traceparent": traceparent} if traceparent else {})
+
+
 class Observer:
     """One app's observers: the operation-name label set, and its tracer."""
 
@@ -103,7 +116,7 @@ class Observer:
         try:
             with tracer.start_as_current_span(
                 f"{method} /graphql",
-                context=propagate.extract(headers) if self.tracing.active else None,
+                context=_callers_context(headers) if self.tracing.active else None,
                 kind=SpanKind.SERVER,
                 attributes={
                     "http.request.method": method,

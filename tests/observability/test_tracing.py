@@ -126,6 +126,7 @@ async def test_the_callers_trace_context_is_continued(
 class Recorder:
     url: str
     traceparents: list[str | None] = dataclasses.field(default_factory=list)
+    headers: list[dict[str, str]] = dataclasses.field(default_factory=list)
     bodies: list[bytes] = dataclasses.field(default_factory=list)
 
 
@@ -159,6 +160,7 @@ def tax_agency() -> Iterator[Recorder]:
     async def batch(request: Request) -> Response:
         recorder: Recorder = state["recorder"]
         recorder.traceparents.append(request.headers.get("traceparent"))
+        recorder.headers.append(dict(request.headers))
         keys = (await request.json())["keys"]
         return JSONResponse({"records": [None] * len(keys)})
 
@@ -193,6 +195,41 @@ async def test_the_trace_context_goes_to_http_agencies(
     assert batch.context is not None
     assert len(nts.traceparents) == 1
     assert parent_of(nts.traceparents[0]) == (batch.context.trace_id, batch.context.span_id)
+
+
+async def test_a_callers_tracestate_and_baggage_go_nowhere(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], spans: InMemorySpanExporter
+) -> None:
+    """Only the caller's ``traceparent`` is continued: its ``tracestate`` (free text a hostile
+    caller fills with an RRN) is neither kept in the spans exported nor sent to an agency, and
+    neither is its ``baggage``."""
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    with tax_agency() as nts:
+        config = make_config(
+            agency_db.dsn, http_agencies, agencies={"nts": http_agency("nts", nts.url)}
+        )
+        async with gateway_client(config) as gateway:
+            response = await gateway.http.post(
+                "/graphql",
+                json={"query": NAMED_TAXES, "variables": {"rrn": HEAD_RRN}},
+                headers={
+                    **gateway.headers,
+                    "traceparent": f"00-{trace_id}-{parent}-01",
+                    "tracestate": f"leak={HEAD_RRN}",
+                    "baggage": f"leak={HEAD_RRN}",
+                },
+            )
+            assert response.json()["data"]["resident"]["taxes"] == []
+    [sent] = nts.headers
+    assert parent_of(sent["traceparent"])[0] == int(trace_id, 16)  # the trace is continued
+    assert HEAD_RRN not in repr(sent), sent
+    ended = spans.get_finished_spans()
+    [request] = by_name(ended, "graphql ")
+    [batch] = by_name(ended, "agency nts")
+    for span in (request, batch):
+        assert span.context is not None
+        assert HEAD_RRN not in repr(span.context.trace_state), span.context.trace_state
+        assert format(span.context.trace_id, "032x") == trace_id
 
 
 async def test_the_trace_context_goes_to_graphql_agencies(
