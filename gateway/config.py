@@ -397,10 +397,26 @@ def _build(cls: type[Any], table: Any, section: str, problems: Problems) -> Any:
         if key not in fields:
             problems.add(f"{where}: unknown key {key}{suggest(key, fields)}", section, key)
         elif not _type_ok(fields[key].type, value):
-            problems.add(f"{where}: {key} must be {fields[key].type}, got {value!r}", section, key)
+            problems.add(
+                f"{where}: {key} must be {fields[key].type}, got {_shown(key, value)}",
+                section,
+                key,
+            )
         else:
             good[key] = value
     return cls(**good)
+
+
+#: Keys whose values may be secrets (or carry one, as a DSN's password): a wrong type is
+#: reported without the value (``GATEWAY__AUTH__SECRET=<40 digits>`` reads as a number).
+_SECRET_WORDS = ("secret", "key", "password", "token", "auth", "credential", "dsn", "url")
+
+
+def _shown(key: str, value: Any) -> str:
+    """A wrong-typed value as a problem quotes it: secrets only by their type."""
+    if any(word in key.lower() for word in _SECRET_WORDS):
+        return f"a value of type {type(value).__name__} (not shown; quote it in TOML)"
+    return repr(value)
 
 
 def _type_ok(expected: Any, value: Any) -> bool:
@@ -465,7 +481,10 @@ def _collect_agency(code: str, table: Any, problems: Problems) -> AgencyConfig |
     for key, value in known.items():
         if not _type_ok(types[key], value):
             problems.add(
-                f"{where}: {key} must be {types[key]}, got {value!r}", "agencies", code, key
+                f"{where}: {key} must be {types[key]}, got {_shown(key, value)}",
+                "agencies",
+                code,
+                key,
             )
             usable = False
     return AgencyConfig(code=code, settings=dict(table), **known) if usable else None

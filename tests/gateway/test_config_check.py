@@ -261,3 +261,23 @@ def test_overrides_apply_to_a_config_built_in_memory(tmp_path: Path) -> None:
         '[cache] backend must be "memory" or "redis" (did you mean redis?) '
         "(set by $GATEWAY__CACHE__BACKEND)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GATEWAY__AUTH__SECRET", "8" * 40),  # an all-digit secret reads as a TOML number
+        ("GATEWAY__AUDIT__KEY", "[1234567890123456789, 987654321987654321]"),
+        ("GATEWAY__AGENCIES__NTS__DSN", "4242424242424242424242"),
+    ],
+)
+def test_a_wrong_typed_secret_is_not_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, value: str
+) -> None:
+    """check-config (and serve) print their problems to stderr, which orchestrators keep:
+    a secret of the wrong type is named with the variable it came from, never quoted."""
+    found = problems(tmp_path, GOOD, capsys, {name: value})
+    [line] = [p for p in found if f"(set by ${name})" in p]
+    assert "must be str, got a value of type" in line, line
+    digits = value.strip("[]").split(",")[0]
+    assert digits not in "\n".join(found)
