@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import os
 import re
 import shutil
@@ -35,6 +36,8 @@ from prometheus_client import (
 )
 
 from gateway.config import Config, ConfigError, MetricsConfig
+
+log = logging.getLogger(__name__)
 
 # No *_created series: Prometheus does not need them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -228,8 +231,14 @@ def read_token(config: MetricsConfig) -> str | None:
 
 
 def token_matches(config: MetricsConfig, authorization: str | None) -> bool:
-    """``Authorization: Bearer <the token in token_file>``, compared in constant time."""
-    token = read_token(config)
+    """``Authorization: Bearer <the token in token_file>``, compared in constant time. A token
+    file that cannot be read or is too short just now (caught mid-rotation: ``openssl rand
+    > file`` empties it first) matches nothing: the scrape is refused, not failed."""
+    try:
+        token = read_token(config)
+    except ConfigError as exc:
+        log.warning("metrics scrape refused: %s", exc)
+        return False
     if token is None or not authorization:
         return False
     scheme, _, given = authorization.partition(" ")

@@ -218,3 +218,35 @@ def test_two_workers_are_counted_as_one_gateway(
     served_by = {line["pid"] for line in lines if line.get("operation") == "Census"}
     assert len(served_by) == 2, served_by  # both workers answered some
     assert not list(scratch.glob("gateway-metrics-*"))  # the private directory is gone
+
+
+async def test_a_token_file_caught_mid_rotation_refuses_and_does_not_fail(
+    config: Config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``openssl rand -hex 32 > file`` empties the file before writing it, and a rotation may
+    replace it by a rename: a scrape in between is refused (401), never a 500 with a
+    traceback, and an operator's token still works on the main port and the listener answers."""
+    path = token_file(tmp_path)
+    scraped = dataclasses.replace(config, metrics=MetricsConfig(token_file=str(path)))
+    async with gateway_client(scraped) as gateway:
+        with Listener(MetricsConfig(listen="127.0.0.1:0", token_file=str(path))) as listener:
+            url = f"http://127.0.0.1:{listener.port}/metrics"
+            direct = httpx.AsyncClient()
+            for broken in ("empty", "missing"):
+                if broken == "empty":
+                    path.write_text("")
+                else:
+                    path.unlink()
+                main = await gateway.http.get("/metrics", headers=bearer(SCRAPE_TOKEN))
+                assert main.status_code == 401, main.text
+                assert main.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+                operator = await gateway.http.get("/metrics", headers=bearer(token("tester")))
+                assert operator.status_code == 200, operator.text
+                refused = await direct.get(url, headers=bearer(SCRAPE_TOKEN))
+                assert refused.status_code == 401
+            token_file(tmp_path)
+            assert (await gateway.http.get("/metrics", headers=bearer(SCRAPE_TOKEN))).is_success
+            assert (await direct.get(url, headers=bearer(SCRAPE_TOKEN))).status_code == 200
+            await direct.aclose()
+    assert not [r for r in caplog.records if r.exc_info or r.exc_text], caplog.text
+    assert "token_file" in caplog.text  # the operator is told why scrapes are refused
