@@ -94,6 +94,7 @@ STORE_COLUMNS = {
     "consents": ("id", "revoked_at"),
     "audit_log": ("seq", "hash", "note"),
     "audit_head": ("last_seq", "anchor_hash", "mac"),
+    "certificates": ("id", "revoked_at"),
 }
 
 
