@@ -738,3 +738,34 @@ def test_head_file_is_configured_by_file_or_environment(tmp_path: Path) -> None:
         config_module.load(toml, environ={"GATEWAY__AUDIT__HEAD_FILE": "/no/such/dir/head"})
     with pytest.raises(ConfigError, match="head_file must be a file"):
         config_module.load(toml, environ={"GATEWAY__AUDIT__HEAD_FILE": str(tmp_path)})
+
+
+FORGE = """insert into gateway.audit_log (seq, at, request_id, principal, roles, agency,
+             purpose, subject, disclosed, denied, prev_hash, hash)
+           select $1, now(), 'forged', 'someone', 'police_officer', 'police',
+             'WELFARE_ELIGIBILITY', subject, array['Resident.name'], '{}', hash, repeat('0', 64)
+           from gateway.audit_log where subject = $2 order by seq desc limit 1"""
+
+
+async def test_rows_appended_outside_the_chain_are_not_in_a_citizens_access_log(
+    admin_dsn: str, agency_db: ScratchDatabase, http_agencies: dict[str, str]
+) -> None:
+    """The serving gateway's database role may append rows (docs/deployment.md): whoever has
+    its credentials, or a DBA, could append rows naming a resident (its subject is in the
+    table) that no request wrote. They fail their hash and lie outside the sealed head's
+    range: the citizen's access log shows only the chain's rows, also while the head is
+    refused."""
+    async with scratch_store(admin_dsn) as db:
+        async with demo_gateway(agency_db, http_agencies, db) as gateway:
+            for rrn in (HEAD_RRN, MEMBERS[1], HEAD_RRN):
+                await post(gateway, officer_token(), LOOKUP, {"rrn": rrn})
+            assert await access_log_size(gateway) == 2
+            for seq in (10**12, 10**12 + 1, -5, 0):  # past the head, and before the anchor
+                await fetch(db.dsn, FORGE, seq, HEAD_SUBJECT)
+            assert await access_log_size(gateway) == 2
+            citizen = gateway.as_(token("citizen", rrn=HEAD_RRN, sub="citizen-head"))
+            body = await citizen.query("{ myAccessLog(first: 1) { edges { node { role } } } }")
+            assert body["data"]["myAccessLog"]["edges"] == [{"node": {"role": "welfare_officer"}}]
+        await execute(db.dsn, "update gateway.audit_head set mac = ''")
+        async with demo_gateway(agency_db, http_agencies, db) as gateway:
+            assert await access_log_size(gateway) == 2
