@@ -1070,8 +1070,10 @@ def cmd_audit_repair(args: argparse.Namespace) -> int:
             f"{missing}; recorded as row {result.seq} and the head re-sealed"
         )
         if config.audit.head_file and result.head is not None:
-            write_head_file(config.audit.head_file, result.head)
-            print(f"recorded the new head in {config.audit.head_file}")
+            if write_head_file(config.audit.head_file, result.head):
+                print(f"recorded the new head in {config.audit.head_file}")
+            else:
+                print(f"{config.audit.head_file} records a later head: left as it is")
         after = await verify(conn, keys)
         for problem in after.problems:
             print(f"STILL TAMPERED {problem}")

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from gateway import audit as audit_module
 from gateway import config as config_module
 from gateway.app import open_store
 from gateway.audit import AuditLog, AuditRecord
@@ -769,3 +770,35 @@ async def test_rows_appended_outside_the_chain_are_not_in_a_citizens_access_log(
         await execute(db.dsn, "update gateway.audit_head set mac = ''")
         async with demo_gateway(agency_db, http_agencies, db) as gateway:
             assert await access_log_size(gateway) == 2
+
+
+async def test_workers_sharing_a_head_file_never_move_it_back(
+    admin_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``workers = N`` every worker keeps its own mark and writes the same
+    ``[audit] head_file``: a worker that saw an older head must not overwrite a newer one
+    (after a restart the gateway would then accept a head rolled back to between the two)."""
+    monkeypatch.setattr(audit_module, "HEAD_FILE_EVERY_S", 60)  # B's next save waits: close
+    head_file = tmp_path / "audit-head"
+    async with scratch_store(admin_dsn) as db:
+        pool = await open_store(db.dsn, KEYS)
+        a = AuditLog(pool, KEYS, head_file=str(head_file))
+        b = AuditLog(pool, KEYS, head_file=str(head_file))
+        await a.start()
+        await b.start()
+        try:
+            await b.record([recent("b-1")])  # B's mark 1, saved at once
+            for _ in range(100):
+                if head_file.exists():
+                    break
+                await asyncio.sleep(0.05)
+            await b.record([recent("b-2")])  # B's mark 2: saved on close (next save in 60 s)
+            for i in range(3):
+                await a.record([recent(f"a-{i}")])  # rows 3..5
+        finally:
+            await a.close()  # records 5
+            await b.close()  # would record 2
+            await pool.close()
+        last = await fetch(db.dsn, "select last_seq, last_hash from gateway.audit_head")
+    assert head_file.read_text().strip() == f"5:{last[0]['last_hash']}"
+    assert last[0]["last_seq"] == 5
