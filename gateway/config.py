@@ -595,6 +595,12 @@ def port_problem(port: object) -> str | None:
     return f"port {port} is not between 1 and 65535"
 
 
+_ENCODE = (
+    "has a user or password holding '/', '?', '#', '@' or ':' as is: percent-encode them"
+    " (%2F, %3F, %23, %40, %3A)"
+)
+
+
 def endpoint_problem(
     value: str, schemes: Sequence[str], *, host_required: bool = True
 ) -> str | None:
@@ -611,13 +617,20 @@ def endpoint_problem(
         )
     if scheme == "unix":
         return None
-    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+    head = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if scheme not in HTTP_SCHEMES and "@" in rest[len(head) :]:
+        # A password holding '/', '?', '#', '@' or ':' as is: what the URL takes for the host
+        # or the port is the password (or part of it), so neither may be repeated.
+        return _ENCODE
+    netloc = head.rpartition("@")[2]
     if not netloc:
         return "has no host" if host_required else None
     for part in netloc.split(",") if scheme in POSTGRES_SCHEMES else [netloc]:
         if part.startswith("["):
             host, _, port = part[1:].partition("]")
             port = port.removeprefix(":")
+        elif part.count(":") > 1:  # not an IPv6 address in brackets: a password's ':'
+            return _ENCODE
         else:
             host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
         if not host:
@@ -627,8 +640,10 @@ def endpoint_problem(
         problem = host_problem(host)
         if problem is not None:
             return problem
+        if port and not port.isdigit():
+            return f"port is not a number (or {_ENCODE.removeprefix('has ')})"
         if port:
-            problem = port_problem(int(port) if port.isdigit() else port)
+            problem = port_problem(int(port))
             if problem is not None:
                 return problem
     if " " in rest:

@@ -281,3 +281,29 @@ def test_a_wrong_typed_secret_is_not_printed(
     assert "must be str, got a value of type" in line, line
     digits = value.strip("[]").split(",")[0]
     assert digits not in "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://gw:Pw/Secr3tW0rd@127.0.0.1/gw",  # '/' in the password, not encoded
+        "postgresql://gw:Pw#Secr3tW0rd@127.0.0.1/gw",
+        "postgresql://gw:Pw?Secr3tW0rd@127.0.0.1/gw",
+        "postgresql://gw:Pw@Secr3tW0rd?x@127.0.0.1/gw",
+        "postgresql://gw:Pw:Secr3tW0rd/gw@127.0.0.1",
+        "postgresql://gw:PwSecr3tW0rd/gw",  # the host forgotten
+        "redis://:Pw/Secr3tW0rd@127.0.0.1:6379/0",
+    ],
+)
+def test_a_dsn_whose_password_breaks_parsing_is_refused_without_quoting_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    """A password holding '/', '?', '#', '@' or ':' unencoded splits the URL elsewhere than
+    its author meant: the part taken for the host or the port is the password. The problem
+    says so without repeating either."""
+    variable = "GATEWAY__CACHE__URL" if url.startswith("redis") else "GATEWAY__DATABASE__URL"
+    found = problems(tmp_path, GOOD, capsys, {variable: url})
+    [line] = [p for p in found if f"(set by ${variable})" in p]
+    assert "percent-encode" in line, line
+    for secret in ("Secr3tW0rd", "Pw"):
+        assert secret not in line, line
