@@ -317,3 +317,36 @@ def test_an_endpoint_that_is_not_an_http_url_is_refused(endpoint: str) -> None:
 
     with pytest.raises(ConfigError, match=r"\[tracing\] otlp_endpoint must be an http"):
         from_dict({"tracing": {"otlp_endpoint": endpoint}})
+
+
+async def test_a_caller_cannot_switch_the_gateways_own_tracing_off(config: Config) -> None:
+    """With ``otlp_endpoint`` the gateway samples every request: a caller's ``traceparent``
+    flagged not-sampled (``-00``) still gives its span (in the caller's trace), so a client
+    cannot keep its requests out of the operators' traces."""
+    state: dict[str, Any] = {}
+
+    async def traces(request: Request) -> Response:
+        state["recorder"].bodies.append(await request.body())
+        return Response(b"", media_type="application/x-protobuf")
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with recording_server([Route("/v1/traces", traces, methods=["POST"])], state) as url:
+        state["recorder"] = recorder = Recorder(url)
+        exporting = dataclasses.replace(
+            config, tracing=TracingConfig(otlp_endpoint=f"{url}/v1/traces")
+        )
+        async with gateway_client(exporting) as gateway:
+            response = await gateway.http.post(
+                "/graphql",
+                json={"query": NAMED_TAXES, "variables": {"rrn": HEAD_RRN}},
+                headers={**gateway.headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-00"},
+            )
+            assert "errors" not in response.json()
+    spans = []
+    for body in recorder.bodies:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(body)
+        for resource_spans in export.resource_spans:
+            for scope in resource_spans.scope_spans:
+                spans += [(s.name, s.trace_id.hex()) for s in scope.spans]
+    assert ("graphql Taxes", trace_id) in spans, spans
