@@ -730,6 +730,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for dataset in config.sources.unserved:
         print(f"note: no agency serves {dataset} ([sources] unserved): its fields answer "
               "AGENCY_UNAVAILABLE")  # fmt: skip
+    from gateway.metrics import open_to_all
+
+    if open_to_all(config.metrics):
+        print(
+            f"note: [metrics] listen {config.metrics.listen} serves /metrics without a token"
+            " on every interface: set [metrics] token_file, or bind an internal address"
+        )
     unreadable = policy.unreadable(schema_fields(schema))
     theirs = [name for name in unreadable if name in schema.contributed]
     ours = [name for name in unreadable if name not in schema.contributed]

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -288,6 +289,10 @@ class _ThreadingWSGIServer(WSGIServer):
     daemon_threads = True
 
 
+class _ThreadingWSGIServer6(_ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
 def metrics_wsgi_app(config: MetricsConfig) -> Callable[..., Iterable[bytes]]:
     """GET /metrics only; with ``token_file`` only for its bearer token."""
 
@@ -307,16 +312,24 @@ def metrics_wsgi_app(config: MetricsConfig) -> Callable[..., Iterable[bytes]]:
     return app
 
 
+def open_to_all(config: MetricsConfig) -> bool:
+    """``listen`` on a wildcard address without ``token_file``: anyone reaching the machine
+    may read the metrics (``gateway check-config`` says so)."""
+    host = config.listen.rpartition(":")[0].strip("[]")
+    return bool(config.listen) and not config.token_file and host in ("", "0.0.0.0", "::")
+
+
 class Listener:
     """The separate metrics listener (``[metrics] listen``), served from a thread."""
 
     def __init__(self, config: MetricsConfig) -> None:
         host, _, port = config.listen.rpartition(":")
+        ipv6 = ":" in host  # "[::1]:9464"
         self.server = make_server(
             host.strip("[]"),
             int(port),
             metrics_wsgi_app(config),
-            server_class=_ThreadingWSGIServer,
+            server_class=_ThreadingWSGIServer6 if ipv6 else _ThreadingWSGIServer,
             handler_class=_QuietHandler,
         )
         self.port = self.server.server_port

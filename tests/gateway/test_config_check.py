@@ -307,3 +307,18 @@ def test_a_dsn_whose_password_breaks_parsing_is_refused_without_quoting_it(
     assert "percent-encode" in line, line
     for secret in ("Secr3tW0rd", "Pw"):
         assert secret not in line, line
+
+
+def test_an_open_metrics_listener_on_every_interface_is_pointed_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``[metrics] listen`` on a wildcard address without ``token_file`` serves the metrics
+    to anyone who reaches the machine: check-config says so (it is allowed: a firewall may
+    stand in front)."""
+    path = write(tmp_path, GOOD + '\n[metrics]\nlisten = "0.0.0.0:9464"\n')
+    assert main(["check-config", "--config", str(path), "--no-connect"]) == 0
+    out = capsys.readouterr().out
+    assert "note: [metrics] listen 0.0.0.0:9464 serves /metrics without a token" in out
+    path = write(tmp_path, GOOD + '\n[metrics]\nlisten = "127.0.0.1:9464"\n')
+    assert main(["check-config", "--config", str(path), "--no-connect"]) == 0
+    assert "[metrics] listen" not in capsys.readouterr().out

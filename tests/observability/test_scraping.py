@@ -250,3 +250,12 @@ async def test_a_token_file_caught_mid_rotation_refuses_and_does_not_fail(
             await direct.aclose()
     assert not [r for r in caplog.records if r.exc_info or r.exc_text], caplog.text
     assert "token_file" in caplog.text  # the operator is told why scrapes are refused
+
+
+def test_the_separate_listener_binds_an_ipv6_address(tmp_path: Path) -> None:
+    """``listen = "[::1]:PORT"`` passes the configuration check, so it must bind too."""
+    path = token_file(tmp_path)
+    with Listener(MetricsConfig(listen="[::1]:0", token_file=str(path))) as listener:
+        ok = httpx.get(f"http://[::1]:{listener.port}/metrics", headers=bearer(SCRAPE_TOKEN))
+        assert ok.status_code == 200
+        assert "# TYPE gateway_requests_total counter" in ok.text
