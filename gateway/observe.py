@@ -21,7 +21,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from strawberry.extensions import SchemaExtension
 
 from gateway import metrics, tracing
-from gateway.logs import REQUEST_FIELDS, scrub
+from gateway.logs import REQUEST_FIELDS, mask_rrns, scrub
 
 if TYPE_CHECKING:
     from gateway.agencies import Agencies
@@ -86,9 +86,14 @@ _TRACE_CONTEXT = TraceContextTextMapPropagator()
 def _callers_context(headers: Mapping[str, str]) -> Context:
     """The caller's trace, from its ``traceparent`` alone: its ``tracestate`` (free text the
     caller chooses, which may hold an RRN) would be kept in every span exported and sent on
-    to the agencies, and its ``baggage`` too, so neither is read."""
+    to the agencies, and its ``baggage`` too, so neither is read; nor a trace id that looks
+    like an RRN."""
     traceparent = headers.get("traceparent")
-    return _TRACE_CONTEXT.extract({"traceparent": traceparent} if traceparent else {})
+    if not traceparent or mask_rrns(traceparent) != traceparent:
+        # Ids are kept unmasked (log lines, spans): one holding an RRN-shaped run of digits
+        # (about one random trace in 140) starts a new trace rather than carry it.
+        return Context()
+    return _TRACE_CONTEXT.extract({"traceparent": traceparent})
 
 
 class Observer:

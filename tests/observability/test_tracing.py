@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.config import Config, PolicyConfig, TracingConfig
+from gateway.logs import JSONFormatter
 from gateway.tracing import Tracing
 from tests.conftest import ScratchDatabase, gateway_client, make_config, token
 from tests.data import HEAD_RRN
@@ -350,3 +351,28 @@ async def test_a_caller_cannot_switch_the_gateways_own_tracing_off(config: Confi
             for scope in resource_spans.scope_spans:
                 spans += [(s.name, s.trace_id.hex()) for s in scope.spans]
     assert ("graphql Taxes", trace_id) in spans, spans
+
+
+async def test_a_trace_id_shaped_like_an_rrn_is_not_continued(
+    config: Config, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trace id is the caller's choice when its trace is continued, and the log line keeps
+    trace ids unmasked (they are hex ids): one holding 13 decimal digits in a row would put
+    a full RRN in the log and in every exported span. Such a traceparent starts a new trace."""
+    rrn_digits = HEAD_RRN.replace("-", "")
+    trace_id = "abcdefabcdefa" + rrn_digits + "bcdefa"
+    assert len(trace_id) == 32
+    async with gateway_client(config) as gateway:
+        response = await gateway.http.post(
+            "/graphql",
+            json={"query": "query Agencies { agencies { code } }"},
+            headers={**gateway.headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        )
+        assert response.status_code == 200
+    [request] = by_name(spans.get_finished_spans(), "graphql ")
+    assert request.context is not None
+    assert rrn_digits not in format(request.context.trace_id, "032x")
+    assert request.parent is None  # a new trace
+    lines = [r for r in caplog.records if r.name == "gateway.request"]
+    assert lines
+    assert not any(rrn_digits in JSONFormatter().format(r) for r in lines)
