@@ -303,7 +303,9 @@ def apply_env(
     """``GATEWAY__LIMITS__MAX_DEPTH=8`` sets ``raw["limits"]["max_depth"] = 8``.
 
     Values are read as TOML literals when they parse as one (numbers, booleans,
-    quoted strings, arrays) and taken as plain strings otherwise. ``origins`` records
+    quoted strings, arrays) and taken as plain strings otherwise; a key that takes a string
+    keeps the variable's text unless it is a quoted TOML string (a secret of digits stays
+    text, rather than become a number refused, and quoted, by the check). ``origins`` records
     which variable set which key ("limits.max_depth" -> "GATEWAY__LIMITS__MAX_DEPTH").
     """
     for name, value in sorted(environ.items()):
@@ -317,7 +319,10 @@ def apply_env(
             table = table.setdefault(part, {})
             if not isinstance(table, dict):
                 raise ConfigError(f"{name} overrides {part}, which is not a table")
-        table[path[-1]] = _literal(value)
+        literal = _literal(value)
+        if not isinstance(literal, str) and _takes_text(path):
+            literal = value  # text, as the variable gave it: a secret of digits stays one
+        table[path[-1]] = literal
         if origins is not None:
             origins[".".join(path)] = name
 
@@ -351,6 +356,17 @@ def overlay(base: Config, environ: Mapping[str, str]) -> Config:
     merged["agencies"] = agencies
     merged.update(raw)  # unknown sections: reported by from_dict
     return from_dict(merged, source=base.source, origins=origins)
+
+
+def _takes_text(path: Sequence[str]) -> bool:
+    """Does the key at ``path`` (section, key; or agencies, code, key) take a string?"""
+    if len(path) == 2 and path[0] in _SECTIONS:
+        fields = {f.name: f.type for f in dataclasses.fields(_SECTIONS[path[0]])}
+    elif len(path) == 3 and path[0] == "agencies":
+        fields = {f.name: f.type for f in dataclasses.fields(AgencyConfig)}
+    else:
+        return False
+    return str(fields.get(path[-1])) == "str"
 
 
 def _literal(value: str) -> Any:

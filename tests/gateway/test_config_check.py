@@ -264,23 +264,26 @@ def test_overrides_apply_to_a_config_built_in_memory(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "value"),
+    ("old", "new"),
     [
-        ("GATEWAY__AUTH__SECRET", "8" * 40),  # an all-digit secret reads as a TOML number
-        ("GATEWAY__AUDIT__KEY", "[1234567890123456789, 987654321987654321]"),
-        ("GATEWAY__AGENCIES__NTS__DSN", "4242424242424242424242"),
+        ('secret = "a-development-secret-of-forty-characters!"', "secret = " + "8" * 40),
+        (
+            'key = "an-audit-key-of-at-least-thirty-two-characters"',
+            "key = [1234567890123456789, 987654321987654321]",
+        ),
     ],
 )
 def test_a_wrong_typed_secret_is_not_printed(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, value: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str
 ) -> None:
     """check-config (and serve) print their problems to stderr, which orchestrators keep:
-    a secret of the wrong type is named with the variable it came from, never quoted."""
-    found = problems(tmp_path, GOOD, capsys, {name: value})
-    [line] = [p for p in found if f"(set by ${name})" in p]
-    assert "must be str, got a value of type" in line, line
-    digits = value.strip("[]").split(",")[0]
-    assert digits not in "\n".join(found)
+    a secret of the wrong type (a number in TOML, say) is named, never quoted."""
+    assert old in GOOD
+    found = problems(tmp_path, GOOD.replace(old, new), capsys)
+    [line] = [p for p in found if "must be str, got" in p]
+    assert "got a value of type" in line, line
+    for digits in ("8" * 40, "1234567890123456789"):
+        assert digits not in "\n".join(found)
 
 
 @pytest.mark.parametrize(
@@ -322,3 +325,24 @@ def test_an_open_metrics_listener_on_every_interface_is_pointed_out(
     path = write(tmp_path, GOOD + '\n[metrics]\nlisten = "127.0.0.1:9464"\n')
     assert main(["check-config", "--config", str(path), "--no-connect"]) == 0
     assert "[metrics] listen" not in capsys.readouterr().out
+
+
+def test_an_all_digit_secret_from_the_environment_stays_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An environment variable is text: a secret or key made only of digits (or reading as
+    ``true``) is that text for a key that takes text, not a TOML number refused as one.
+    Keys that take numbers still read them."""
+    digits = "7" * 40
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GATEWAY__AUTH__SECRET", digits)
+        patch.setenv("GATEWAY__AUDIT__KEY", "1234567890" * 4)
+        patch.setenv("GATEWAY__SERVER__PORT", "9123")
+        patch.setenv("GATEWAY__LIMITS__INTROSPECTION", "false")
+        patch.setenv("GATEWAY__TRACING__SERVICE_NAME", '"quoted"')  # TOML text: unquoted
+        loaded = config.load(write(tmp_path, GOOD))
+    assert loaded.auth.secret == digits
+    assert loaded.audit.key == "1234567890" * 4
+    assert loaded.server.port == 9123
+    assert loaded.limits.introspection is False
+    assert loaded.tracing.service_name == "quoted"
