@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import socketserver
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -280,13 +281,40 @@ def worker_exited(pid: int | None = None) -> None:
 # --- the separate listener ----------------------------------------------------------------
 
 
+#: A scrape's connection is closed after this long without a request (seconds).
+LISTENER_TIMEOUT_S = 5.0
+#: Connections served at once by the listener; more are closed at once.
+LISTENER_CONNECTIONS = 32
+
+
 class _QuietHandler(WSGIRequestHandler):
+    timeout = LISTENER_TIMEOUT_S  # a connection that sends nothing more is dropped
+
     def log_message(self, format: str, *args: Any) -> None:  # scrapes are not news
         return
 
 
-class _ThreadingWSGIServer(WSGIServer):
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """One thread per connection (one idle connection must not stop every scrape), at most
+    LISTENER_CONNECTIONS at once."""
+
     daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(LISTENER_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _ThreadingWSGIServer6(_ThreadingWSGIServer):

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -259,3 +260,24 @@ def test_the_separate_listener_binds_an_ipv6_address(tmp_path: Path) -> None:
         ok = httpx.get(f"http://[::1]:{listener.port}/metrics", headers=bearer(SCRAPE_TOKEN))
         assert ok.status_code == 200
         assert "# TYPE gateway_requests_total counter" in ok.text
+
+
+def test_an_idle_connection_does_not_stop_the_listener(tmp_path: Path) -> None:
+    """Anyone who reaches the listener can open a connection and send nothing more: scrapes
+    go on meanwhile, and the idle connection is closed after a while."""
+    path = token_file(tmp_path)
+    with Listener(MetricsConfig(listen="127.0.0.1:0", token_file=str(path))) as listener:
+        idle = socket.create_connection(("127.0.0.1", listener.port))
+        try:
+            idle.sendall(b"GET /metrics HTTP/1.1\r\n")  # and never the rest
+            time.sleep(0.2)
+            ok = httpx.get(
+                f"http://127.0.0.1:{listener.port}/metrics",
+                headers=bearer(SCRAPE_TOKEN),
+                timeout=5,
+            )
+            assert ok.status_code == 200
+            idle.settimeout(30)
+            assert idle.recv(1024) == b""  # closed by the listener, well before 30 s
+        finally:
+            idle.close()
