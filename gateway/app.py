@@ -94,6 +94,7 @@ STORE_COLUMNS = {
     "consents": ("id", "revoked_at"),
     "audit_log": ("seq", "hash", "note"),
     "audit_head": ("last_seq", "anchor_hash", "mac"),
+    "certificates": ("id", "revoked_at"),
 }
 
 
@@ -178,10 +179,20 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    readiness: dict[str, Any] = {"task": None}
+
     async def readyz(request: Request) -> Response:
         """Open to anyone, so states only: ready or not, and up or down per agency (and the
         audit store's state). Counters, circuits, cache ratios and error texts are in /metrics
-        and Query.agencies."""
+        and Query.agencies. Concurrent callers share one check: a flood of /readyz is not a
+        flood of database queries and agency pings (one check in flight at a time)."""
+        task = readiness["task"]
+        if task is None or task.done():
+            task = readiness["task"] = asyncio.ensure_future(_readiness())
+        body, status = await asyncio.shield(task)
+        return JSONResponse(body, status_code=status)
+
+    async def _readiness() -> tuple[dict[str, Any], int]:
         reachable = False
         audit: dict[str, Any] = {"ok": False}
         if rt.db is not None and rt.audit is not None:
@@ -211,7 +222,7 @@ def create_app(
                 for agency, problem in zip(members, problems, strict=True)
             },
         }
-        return JSONResponse(body, status_code=200 if ready else 503)
+        return body, 200 if ready else 503
 
     async def metrics(request: Request) -> Response:
         """For Prometheus with ``[metrics] token_file``'s bearer token, or for a token of a

@@ -44,6 +44,7 @@ from gateway.audit_chain import (
     mark_problem,
     read_head,
     read_head_file,
+    row_hash_ok,
     write_head_file,
 )
 from gateway.errors import AuditUnavailable
@@ -283,16 +284,42 @@ class AuditLog:
     async def entries_for(
         self, subject: str, first: int, before_seq: int | None
     ) -> list[asyncpg.Record]:
-        """Newest first; ``first + 1`` rows so the caller can tell whether more exist."""
-        return await self.pool.fetch(
-            """select seq, at, roles, agency, purpose, disclosed, denied, note
-               from gateway.audit_log
-               where subject = $1 and ($2::bigint is null or seq < $2)
-               order by seq desc limit $3""",
-            subject,
-            before_seq,
-            first + 1,
-        )
+        """Newest first; ``first + 1`` rows so the caller can tell whether more exist.
+
+        Only the chain's rows: the gateway's role may append rows (so may a DBA), and a row
+        that no request wrote lies past the sealed head or at or before its anchor (every seq
+        in between is taken). While the head is refused, only rows whose own hash verifies."""
+        async with self.pool.acquire(timeout=self.write_timeout_s) as conn:
+            head = await read_head(conn)
+            if head_problem(self.keys, head) is None:
+                assert head is not None
+                return await conn.fetch(
+                    """select seq, at, roles, agency, purpose, disclosed, denied, note
+                       from gateway.audit_log
+                       where subject = $1 and ($2::bigint is null or seq < $2)
+                         and seq > $4 and seq <= $5
+                       order by seq desc limit $3""",
+                    subject,
+                    before_seq,
+                    first + 1,
+                    head["anchor_seq"],
+                    head["last_seq"],
+                )
+            found: list[asyncpg.Record] = []
+            async with conn.transaction(readonly=True):
+                async for row in conn.cursor(
+                    """select * from gateway.audit_log
+                       where subject = $1 and ($2::bigint is null or seq < $2) and seq > 0
+                       order by seq desc""",
+                    subject,
+                    before_seq,
+                    prefetch=first + 1,
+                ):
+                    if row_hash_ok(self.keys, row):
+                        found.append(row)
+                        if len(found) > first:
+                            break
+            return found
 
     async def purge(self, retention_days: int) -> int:
         problem = await self.head_problem()

@@ -18,6 +18,7 @@ write to the database: each gateway remembers the highest head it has seen (and,
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import hmac
 import json
@@ -276,12 +277,23 @@ def read_head_file(path: str) -> tuple[int, str] | None:
     return int(seq), digest.lower()
 
 
-def write_head_file(path: str, head: tuple[int, str]) -> None:
-    """Record the head atomically: a temporary file beside it, then a rename."""
+def write_head_file(path: str, head: tuple[int, str]) -> bool:
+    """Record the head atomically: a temporary file beside it, then a rename. Never a head
+    behind the one recorded: the workers of one gateway share the file, each writing the
+    head it saw last (a lock file beside it orders them)."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as out:
-        out.write(f"{head[0]}:{head[1]}\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, target)
+    with open(target.with_name(f".{target.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        try:
+            recorded = read_head_file(path)
+        except ValueError:
+            recorded = None  # unreadable: replaced (start-up refused it already)
+        if recorded is not None and recorded[0] >= head[0]:
+            return False
+        with open(tmp, "w") as out:
+            out.write(f"{head[0]}:{head[1]}\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    return True

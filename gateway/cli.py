@@ -730,6 +730,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for dataset in config.sources.unserved:
         print(f"note: no agency serves {dataset} ([sources] unserved): its fields answer "
               "AGENCY_UNAVAILABLE")  # fmt: skip
+    from gateway.metrics import open_to_all
+
+    if open_to_all(config.metrics):
+        print(
+            f"note: [metrics] listen {config.metrics.listen} serves /metrics without a token"
+            " on every interface: set [metrics] token_file, or bind an internal address"
+        )
     unreadable = policy.unreadable(schema_fields(schema))
     theirs = [name for name in unreadable if name in schema.contributed]
     ours = [name for name in unreadable if name not in schema.contributed]
@@ -1070,8 +1077,10 @@ def cmd_audit_repair(args: argparse.Namespace) -> int:
             f"{missing}; recorded as row {result.seq} and the head re-sealed"
         )
         if config.audit.head_file and result.head is not None:
-            write_head_file(config.audit.head_file, result.head)
-            print(f"recorded the new head in {config.audit.head_file}")
+            if write_head_file(config.audit.head_file, result.head):
+                print(f"recorded the new head in {config.audit.head_file}")
+            else:
+                print(f"{config.audit.head_file} records a later head: left as it is")
         after = await verify(conn, keys)
         for problem in after.problems:
             print(f"STILL TAMPERED {problem}")

@@ -303,7 +303,9 @@ def apply_env(
     """``GATEWAY__LIMITS__MAX_DEPTH=8`` sets ``raw["limits"]["max_depth"] = 8``.
 
     Values are read as TOML literals when they parse as one (numbers, booleans,
-    quoted strings, arrays) and taken as plain strings otherwise. ``origins`` records
+    quoted strings, arrays) and taken as plain strings otherwise; a key that takes a string
+    keeps the variable's text unless it is a quoted TOML string (a secret of digits stays
+    text, rather than become a number refused, and quoted, by the check). ``origins`` records
     which variable set which key ("limits.max_depth" -> "GATEWAY__LIMITS__MAX_DEPTH").
     """
     for name, value in sorted(environ.items()):
@@ -317,7 +319,10 @@ def apply_env(
             table = table.setdefault(part, {})
             if not isinstance(table, dict):
                 raise ConfigError(f"{name} overrides {part}, which is not a table")
-        table[path[-1]] = _literal(value)
+        literal = _literal(value)
+        if not isinstance(literal, str) and _takes_text(path):
+            literal = value  # text, as the variable gave it: a secret of digits stays one
+        table[path[-1]] = literal
         if origins is not None:
             origins[".".join(path)] = name
 
@@ -351,6 +356,17 @@ def overlay(base: Config, environ: Mapping[str, str]) -> Config:
     merged["agencies"] = agencies
     merged.update(raw)  # unknown sections: reported by from_dict
     return from_dict(merged, source=base.source, origins=origins)
+
+
+def _takes_text(path: Sequence[str]) -> bool:
+    """Does the key at ``path`` (section, key; or agencies, code, key) take a string?"""
+    if len(path) == 2 and path[0] in _SECTIONS:
+        fields = {f.name: f.type for f in dataclasses.fields(_SECTIONS[path[0]])}
+    elif len(path) == 3 and path[0] == "agencies":
+        fields = {f.name: f.type for f in dataclasses.fields(AgencyConfig)}
+    else:
+        return False
+    return str(fields.get(path[-1])) == "str"
 
 
 def _literal(value: str) -> Any:
@@ -397,10 +413,26 @@ def _build(cls: type[Any], table: Any, section: str, problems: Problems) -> Any:
         if key not in fields:
             problems.add(f"{where}: unknown key {key}{suggest(key, fields)}", section, key)
         elif not _type_ok(fields[key].type, value):
-            problems.add(f"{where}: {key} must be {fields[key].type}, got {value!r}", section, key)
+            problems.add(
+                f"{where}: {key} must be {fields[key].type}, got {_shown(key, value)}",
+                section,
+                key,
+            )
         else:
             good[key] = value
     return cls(**good)
+
+
+#: Keys whose values may be secrets (or carry one, as a DSN's password): a wrong type is
+#: reported without the value (``GATEWAY__AUTH__SECRET=<40 digits>`` reads as a number).
+_SECRET_WORDS = ("secret", "key", "password", "token", "auth", "credential", "dsn", "url")
+
+
+def _shown(key: str, value: Any) -> str:
+    """A wrong-typed value as a problem quotes it: secrets only by their type."""
+    if any(word in key.lower() for word in _SECRET_WORDS):
+        return f"a value of type {type(value).__name__} (not shown; quote it in TOML)"
+    return repr(value)
 
 
 def _type_ok(expected: Any, value: Any) -> bool:
@@ -465,7 +497,10 @@ def _collect_agency(code: str, table: Any, problems: Problems) -> AgencyConfig |
     for key, value in known.items():
         if not _type_ok(types[key], value):
             problems.add(
-                f"{where}: {key} must be {types[key]}, got {value!r}", "agencies", code, key
+                f"{where}: {key} must be {types[key]}, got {_shown(key, value)}",
+                "agencies",
+                code,
+                key,
             )
             usable = False
     return AgencyConfig(code=code, settings=dict(table), **known) if usable else None
@@ -576,6 +611,12 @@ def port_problem(port: object) -> str | None:
     return f"port {port} is not between 1 and 65535"
 
 
+_ENCODE = (
+    "has a user or password holding '/', '?', '#', '@' or ':' as is: percent-encode them"
+    " (%2F, %3F, %23, %40, %3A)"
+)
+
+
 def endpoint_problem(
     value: str, schemes: Sequence[str], *, host_required: bool = True
 ) -> str | None:
@@ -592,13 +633,20 @@ def endpoint_problem(
         )
     if scheme == "unix":
         return None
-    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+    head = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if scheme not in HTTP_SCHEMES and "@" in rest[len(head) :]:
+        # A password holding '/', '?', '#', '@' or ':' as is: what the URL takes for the host
+        # or the port is the password (or part of it), so neither may be repeated.
+        return _ENCODE
+    netloc = head.rpartition("@")[2]
     if not netloc:
         return "has no host" if host_required else None
     for part in netloc.split(",") if scheme in POSTGRES_SCHEMES else [netloc]:
         if part.startswith("["):
             host, _, port = part[1:].partition("]")
             port = port.removeprefix(":")
+        elif part.count(":") > 1:  # not an IPv6 address in brackets: a password's ':'
+            return _ENCODE
         else:
             host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
         if not host:
@@ -608,8 +656,10 @@ def endpoint_problem(
         problem = host_problem(host)
         if problem is not None:
             return problem
+        if port and not port.isdigit():
+            return f"port is not a number (or {_ENCODE.removeprefix('has ')})"
         if port:
-            problem = port_problem(int(port) if port.isdigit() else port)
+            problem = port_problem(int(port))
             if problem is not None:
                 return problem
     if " " in rest:

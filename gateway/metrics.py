@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import os
 import re
 import shutil
+import socket
+import socketserver
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +38,8 @@ from prometheus_client import (
 )
 
 from gateway.config import Config, ConfigError, MetricsConfig
+
+log = logging.getLogger(__name__)
 
 # No *_created series: Prometheus does not need them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -228,8 +233,14 @@ def read_token(config: MetricsConfig) -> str | None:
 
 
 def token_matches(config: MetricsConfig, authorization: str | None) -> bool:
-    """``Authorization: Bearer <the token in token_file>``, compared in constant time."""
-    token = read_token(config)
+    """``Authorization: Bearer <the token in token_file>``, compared in constant time. A token
+    file that cannot be read or is too short just now (caught mid-rotation: ``openssl rand
+    > file`` empties it first) matches nothing: the scrape is refused, not failed."""
+    try:
+        token = read_token(config)
+    except ConfigError as exc:
+        log.warning("metrics scrape refused: %s", exc)
+        return False
     if token is None or not authorization:
         return False
     scheme, _, given = authorization.partition(" ")
@@ -270,13 +281,44 @@ def worker_exited(pid: int | None = None) -> None:
 # --- the separate listener ----------------------------------------------------------------
 
 
+#: A scrape's connection is closed after this long without a request (seconds).
+LISTENER_TIMEOUT_S = 5.0
+#: Connections served at once by the listener; more are closed at once.
+LISTENER_CONNECTIONS = 32
+
+
 class _QuietHandler(WSGIRequestHandler):
+    timeout = LISTENER_TIMEOUT_S  # a connection that sends nothing more is dropped
+
     def log_message(self, format: str, *args: Any) -> None:  # scrapes are not news
         return
 
 
-class _ThreadingWSGIServer(WSGIServer):
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """One thread per connection (one idle connection must not stop every scrape), at most
+    LISTENER_CONNECTIONS at once."""
+
     daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(LISTENER_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class _ThreadingWSGIServer6(_ThreadingWSGIServer):
+    address_family = socket.AF_INET6
 
 
 def metrics_wsgi_app(config: MetricsConfig) -> Callable[..., Iterable[bytes]]:
@@ -298,16 +340,24 @@ def metrics_wsgi_app(config: MetricsConfig) -> Callable[..., Iterable[bytes]]:
     return app
 
 
+def open_to_all(config: MetricsConfig) -> bool:
+    """``listen`` on a wildcard address without ``token_file``: anyone reaching the machine
+    may read the metrics (``gateway check-config`` says so)."""
+    host = config.listen.rpartition(":")[0].strip("[]")
+    return bool(config.listen) and not config.token_file and host in ("", "0.0.0.0", "::")
+
+
 class Listener:
     """The separate metrics listener (``[metrics] listen``), served from a thread."""
 
     def __init__(self, config: MetricsConfig) -> None:
         host, _, port = config.listen.rpartition(":")
+        ipv6 = ":" in host  # "[::1]:9464"
         self.server = make_server(
             host.strip("[]"),
             int(port),
             metrics_wsgi_app(config),
-            server_class=_ThreadingWSGIServer,
+            server_class=_ThreadingWSGIServer6 if ipv6 else _ThreadingWSGIServer,
             handler_class=_QuietHandler,
         )
         self.port = self.server.server_port

@@ -14,12 +14,14 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from strawberry.extensions import SchemaExtension
 
 from gateway import metrics, tracing
-from gateway.logs import REQUEST_FIELDS, scrub
+from gateway.logs import REQUEST_FIELDS, mask_rrns, scrub
 
 if TYPE_CHECKING:
     from gateway.agencies import Agencies
@@ -78,6 +80,22 @@ class RequestSeen:
         }
 
 
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+
+
+def _callers_context(headers: Mapping[str, str]) -> Context:
+    """The caller's trace, from its ``traceparent`` alone: its ``tracestate`` (free text the
+    caller chooses, which may hold an RRN) would be kept in every span exported and sent on
+    to the agencies, and its ``baggage`` too, so neither is read; nor a trace id that looks
+    like an RRN."""
+    traceparent = headers.get("traceparent")
+    if not traceparent or mask_rrns(traceparent) != traceparent:
+        # Ids are kept unmasked (log lines, spans): one holding an RRN-shaped run of digits
+        # (about one random trace in 140) starts a new trace rather than carry it.
+        return Context()
+    return _TRACE_CONTEXT.extract({"traceparent": traceparent})
+
+
 class Observer:
     """One app's observers: the operation-name label set, and its tracer."""
 
@@ -103,7 +121,7 @@ class Observer:
         try:
             with tracer.start_as_current_span(
                 f"{method} /graphql",
-                context=propagate.extract(headers) if self.tracing.active else None,
+                context=_callers_context(headers) if self.tracing.active else None,
                 kind=SpanKind.SERVER,
                 attributes={
                     "http.request.method": method,

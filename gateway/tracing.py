@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from gateway.config import TracingConfig
 
@@ -36,8 +37,11 @@ class Tracing:
         if config.otlp_endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+            # Every request is sampled: a caller's traceparent flagged not-sampled is
+            # continued (its trace id) but cannot keep the request out of our traces.
             self.provider = TracerProvider(
-                resource=Resource.create({"service.name": config.service_name})
+                resource=Resource.create({"service.name": config.service_name}),
+                sampler=ALWAYS_ON,
             )
             # Spans are best-effort: a collector that is down costs at most a few seconds
             # (at shutdown, when the last batch is flushed), never a request.

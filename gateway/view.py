@@ -82,7 +82,9 @@ def error_response(error: GatewayError, request_id: str | None = None) -> JSONRe
     headers.update(error.headers)
     if error.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    body = {"errors": [{"message": error.message, "extensions": error.as_extensions()}]}
+    # No RRN in a message, whoever wrote it: strawberry quotes an unknown operationName, say.
+    message = _RRN_IN_MESSAGE.sub("******-*******", error.message)
+    body = {"errors": [{"message": message, "extensions": error.as_extensions()}]}
     return JSONResponse(body, status_code=error.http_status, headers=headers)
 
 

@@ -52,6 +52,8 @@ class Watch:
         self.spans += 1
         texts = [span.name, span.status.description or ""]
         texts += _values(span.attributes or {}, skip=OWN_ID_ATTRIBUTES)
+        if span.context is not None:  # exported with the span, and sent on to agencies
+            texts += [f"{key}={value}" for key, value in span.context.trace_state.items()]
         for event in span.events:
             texts += [event.name, *_values(event.attributes or {})]
         for text in texts:

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from gateway import audit as audit_module
 from gateway import config as config_module
 from gateway.app import open_store
 from gateway.audit import AuditLog, AuditRecord
@@ -738,3 +739,66 @@ def test_head_file_is_configured_by_file_or_environment(tmp_path: Path) -> None:
         config_module.load(toml, environ={"GATEWAY__AUDIT__HEAD_FILE": "/no/such/dir/head"})
     with pytest.raises(ConfigError, match="head_file must be a file"):
         config_module.load(toml, environ={"GATEWAY__AUDIT__HEAD_FILE": str(tmp_path)})
+
+
+FORGE = """insert into gateway.audit_log (seq, at, request_id, principal, roles, agency,
+             purpose, subject, disclosed, denied, prev_hash, hash)
+           select $1, now(), 'forged', 'someone', 'police_officer', 'police',
+             'WELFARE_ELIGIBILITY', subject, array['Resident.name'], '{}', hash, repeat('0', 64)
+           from gateway.audit_log where subject = $2 order by seq desc limit 1"""
+
+
+async def test_rows_appended_outside_the_chain_are_not_in_a_citizens_access_log(
+    admin_dsn: str, agency_db: ScratchDatabase, http_agencies: dict[str, str]
+) -> None:
+    """The serving gateway's database role may append rows (docs/deployment.md): whoever has
+    its credentials, or a DBA, could append rows naming a resident (its subject is in the
+    table) that no request wrote. They fail their hash and lie outside the sealed head's
+    range: the citizen's access log shows only the chain's rows, also while the head is
+    refused."""
+    async with scratch_store(admin_dsn) as db:
+        async with demo_gateway(agency_db, http_agencies, db) as gateway:
+            for rrn in (HEAD_RRN, MEMBERS[1], HEAD_RRN):
+                await post(gateway, officer_token(), LOOKUP, {"rrn": rrn})
+            assert await access_log_size(gateway) == 2
+            for seq in (10**12, 10**12 + 1, -5, 0):  # past the head, and before the anchor
+                await fetch(db.dsn, FORGE, seq, HEAD_SUBJECT)
+            assert await access_log_size(gateway) == 2
+            citizen = gateway.as_(token("citizen", rrn=HEAD_RRN, sub="citizen-head"))
+            body = await citizen.query("{ myAccessLog(first: 1) { edges { node { role } } } }")
+            assert body["data"]["myAccessLog"]["edges"] == [{"node": {"role": "welfare_officer"}}]
+        await execute(db.dsn, "update gateway.audit_head set mac = ''")
+        async with demo_gateway(agency_db, http_agencies, db) as gateway:
+            assert await access_log_size(gateway) == 2
+
+
+async def test_workers_sharing_a_head_file_never_move_it_back(
+    admin_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``workers = N`` every worker keeps its own mark and writes the same
+    ``[audit] head_file``: a worker that saw an older head must not overwrite a newer one
+    (after a restart the gateway would then accept a head rolled back to between the two)."""
+    monkeypatch.setattr(audit_module, "HEAD_FILE_EVERY_S", 60)  # B's next save waits: close
+    head_file = tmp_path / "audit-head"
+    async with scratch_store(admin_dsn) as db:
+        pool = await open_store(db.dsn, KEYS)
+        a = AuditLog(pool, KEYS, head_file=str(head_file))
+        b = AuditLog(pool, KEYS, head_file=str(head_file))
+        await a.start()
+        await b.start()
+        try:
+            await b.record([recent("b-1")])  # B's mark 1, saved at once
+            for _ in range(100):
+                if head_file.exists():
+                    break
+                await asyncio.sleep(0.05)
+            await b.record([recent("b-2")])  # B's mark 2: saved on close (next save in 60 s)
+            for i in range(3):
+                await a.record([recent(f"a-{i}")])  # rows 3..5
+        finally:
+            await a.close()  # records 5
+            await b.close()  # would record 2
+            await pool.close()
+        last = await fetch(db.dsn, "select last_seq, last_hash from gateway.audit_head")
+    assert head_file.read_text().strip() == f"5:{last[0]['last_hash']}"
+    assert last[0]["last_seq"] == 5

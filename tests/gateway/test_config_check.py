@@ -261,3 +261,88 @@ def test_overrides_apply_to_a_config_built_in_memory(tmp_path: Path) -> None:
         '[cache] backend must be "memory" or "redis" (did you mean redis?) '
         "(set by $GATEWAY__CACHE__BACKEND)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('secret = "a-development-secret-of-forty-characters!"', "secret = " + "8" * 40),
+        (
+            'key = "an-audit-key-of-at-least-thirty-two-characters"',
+            "key = [1234567890123456789, 987654321987654321]",
+        ),
+    ],
+)
+def test_a_wrong_typed_secret_is_not_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str
+) -> None:
+    """check-config (and serve) print their problems to stderr, which orchestrators keep:
+    a secret of the wrong type (a number in TOML, say) is named, never quoted."""
+    assert old in GOOD
+    found = problems(tmp_path, GOOD.replace(old, new), capsys)
+    [line] = [p for p in found if "must be str, got" in p]
+    assert "got a value of type" in line, line
+    for digits in ("8" * 40, "1234567890123456789"):
+        assert digits not in "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://gw:Pw/Secr3tW0rd@127.0.0.1/gw",  # '/' in the password, not encoded
+        "postgresql://gw:Pw#Secr3tW0rd@127.0.0.1/gw",
+        "postgresql://gw:Pw?Secr3tW0rd@127.0.0.1/gw",
+        "postgresql://gw:Pw@Secr3tW0rd?x@127.0.0.1/gw",
+        "postgresql://gw:Pw:Secr3tW0rd/gw@127.0.0.1",
+        "postgresql://gw:PwSecr3tW0rd/gw",  # the host forgotten
+        "redis://:Pw/Secr3tW0rd@127.0.0.1:6379/0",
+    ],
+)
+def test_a_dsn_whose_password_breaks_parsing_is_refused_without_quoting_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    """A password holding '/', '?', '#', '@' or ':' unencoded splits the URL elsewhere than
+    its author meant: the part taken for the host or the port is the password. The problem
+    says so without repeating either."""
+    variable = "GATEWAY__CACHE__URL" if url.startswith("redis") else "GATEWAY__DATABASE__URL"
+    found = problems(tmp_path, GOOD, capsys, {variable: url})
+    [line] = [p for p in found if f"(set by ${variable})" in p]
+    assert "percent-encode" in line, line
+    for secret in ("Secr3tW0rd", "Pw"):
+        assert secret not in line, line
+
+
+def test_an_open_metrics_listener_on_every_interface_is_pointed_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``[metrics] listen`` on a wildcard address without ``token_file`` serves the metrics
+    to anyone who reaches the machine: check-config says so (it is allowed: a firewall may
+    stand in front)."""
+    path = write(tmp_path, GOOD + '\n[metrics]\nlisten = "0.0.0.0:9464"\n')
+    assert main(["check-config", "--config", str(path), "--no-connect"]) == 0
+    out = capsys.readouterr().out
+    assert "note: [metrics] listen 0.0.0.0:9464 serves /metrics without a token" in out
+    path = write(tmp_path, GOOD + '\n[metrics]\nlisten = "127.0.0.1:9464"\n')
+    assert main(["check-config", "--config", str(path), "--no-connect"]) == 0
+    assert "[metrics] listen" not in capsys.readouterr().out
+
+
+def test_an_all_digit_secret_from_the_environment_stays_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An environment variable is text: a secret or key made only of digits (or reading as
+    ``true``) is that text for a key that takes text, not a TOML number refused as one.
+    Keys that take numbers still read them."""
+    digits = "7" * 40
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GATEWAY__AUTH__SECRET", digits)
+        patch.setenv("GATEWAY__AUDIT__KEY", "1234567890" * 4)
+        patch.setenv("GATEWAY__SERVER__PORT", "9123")
+        patch.setenv("GATEWAY__LIMITS__INTROSPECTION", "false")
+        patch.setenv("GATEWAY__TRACING__SERVICE_NAME", '"quoted"')  # TOML text: unquoted
+        loaded = config.load(write(tmp_path, GOOD))
+    assert loaded.auth.secret == digits
+    assert loaded.audit.key == "1234567890" * 4
+    assert loaded.server.port == 9123
+    assert loaded.limits.introspection is False
+    assert loaded.tracing.service_name == "quoted"

@@ -4,8 +4,10 @@ role can purge."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +18,7 @@ import pytest
 from gateway.app import STORE_SQL
 from gateway.audit import AuditKeys
 from gateway.audit_admin import verify
+from gateway.certificate_store import CertificateStore, IssuedCertificate
 from gateway.config import DatabaseConfig
 from tests.conftest import (
     TEST_AUDIT_KEY,
@@ -94,6 +97,11 @@ async def test_the_gateway_role_appends_but_cannot_change_audit_rows(
                 "truncate gateway.audit_log",
                 "alter table gateway.audit_log disable trigger all",
                 "drop table gateway.audit_log",
+                # The head row moves with every commit (UPDATE), but never goes away.
+                "delete from gateway.audit_head",
+                "truncate gateway.audit_head",
+                "drop table gateway.audit_head",
+                "alter table gateway.audit_head drop column mac",
             ):
                 with pytest.raises(
                     asyncpg.InsufficientPrivilegeError, match=r"permission denied|must be owner"
@@ -144,3 +152,27 @@ async def test_a_store_the_role_may_not_create_is_one_clear_error(
             await admin.execute(f'drop role if exists "{role}"')
         finally:
             await admin.close()
+
+
+async def test_the_gateway_role_may_record_and_revoke_certificates(
+    store: tuple[ScratchDatabase, dict[str, str]],
+) -> None:
+    """The docs' grants cover every table the serving gateway writes: certificates it issues
+    are recorded, listed and revoked as ``gateway_app`` (and it may not delete them)."""
+    db, names = store
+    pool = await asyncpg.create_pool(as_role(db.dsn, names["gateway_app"]), min_size=1)
+    try:
+        certificates = CertificateStore(pool)
+        now = dt.datetime.now(dt.UTC)
+        issued = IssuedCertificate(
+            uuid.uuid4(), "residence", "a" * 64, "kid-1", now, now + dt.timedelta(days=1), None
+        )
+        await certificates.add(issued)
+        assert [c.id for c in await certificates.of("a" * 64)] == [issued.id]
+        revoked = await certificates.revoke("a" * 64, str(issued.id))
+        assert revoked.revoked_at is not None
+        assert await certificates.revoked() == [str(issued.id)]
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await pool.execute("delete from gateway.certificates")
+    finally:
+        await pool.close()

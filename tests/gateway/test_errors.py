@@ -145,3 +145,24 @@ async def test_health_ready_metrics_and_graphiql(client: GatewayClient) -> None:
     page = await client.http.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200
     assert "graphiql" in page.text.lower()
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_an_unknown_operation_name_is_not_echoed_with_an_rrn(
+    client: GatewayClient, method: str
+) -> None:
+    """Strawberry refuses an operationName the document lacks with a message quoting it: like
+    every other error message, it masks any RRN wholly (the caller may be quoting someone's)."""
+    rrn = "940812-1001751"
+    params = {"query": "query A { agencies { code } }", "operationName": f"B {rrn}"}
+    if method == "POST":
+        response = await client.http.post("/graphql", json=params, headers=client.headers)
+    else:
+        response = await client.http.get("/graphql", params=params, headers=client.headers)
+    assert response.status_code == 400, response.text
+    error = only_error(response.json())
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert "Unknown operation named" in error["message"]
+    assert "******-*******" in error["message"]
+    assert rrn not in response.text
+    assert rrn.replace("-", "") not in response.text

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -218,3 +219,65 @@ def test_two_workers_are_counted_as_one_gateway(
     served_by = {line["pid"] for line in lines if line.get("operation") == "Census"}
     assert len(served_by) == 2, served_by  # both workers answered some
     assert not list(scratch.glob("gateway-metrics-*"))  # the private directory is gone
+
+
+async def test_a_token_file_caught_mid_rotation_refuses_and_does_not_fail(
+    config: Config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``openssl rand -hex 32 > file`` empties the file before writing it, and a rotation may
+    replace it by a rename: a scrape in between is refused (401), never a 500 with a
+    traceback, and an operator's token still works on the main port and the listener answers."""
+    path = token_file(tmp_path)
+    scraped = dataclasses.replace(config, metrics=MetricsConfig(token_file=str(path)))
+    async with gateway_client(scraped) as gateway:
+        with Listener(MetricsConfig(listen="127.0.0.1:0", token_file=str(path))) as listener:
+            url = f"http://127.0.0.1:{listener.port}/metrics"
+            direct = httpx.AsyncClient()
+            for broken in ("empty", "missing"):
+                if broken == "empty":
+                    path.write_text("")
+                else:
+                    path.unlink()
+                main = await gateway.http.get("/metrics", headers=bearer(SCRAPE_TOKEN))
+                assert main.status_code == 401, main.text
+                assert main.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+                operator = await gateway.http.get("/metrics", headers=bearer(token("tester")))
+                assert operator.status_code == 200, operator.text
+                refused = await direct.get(url, headers=bearer(SCRAPE_TOKEN))
+                assert refused.status_code == 401
+            token_file(tmp_path)
+            assert (await gateway.http.get("/metrics", headers=bearer(SCRAPE_TOKEN))).is_success
+            assert (await direct.get(url, headers=bearer(SCRAPE_TOKEN))).status_code == 200
+            await direct.aclose()
+    assert not [r for r in caplog.records if r.exc_info or r.exc_text], caplog.text
+    assert "token_file" in caplog.text  # the operator is told why scrapes are refused
+
+
+def test_the_separate_listener_binds_an_ipv6_address(tmp_path: Path) -> None:
+    """``listen = "[::1]:PORT"`` passes the configuration check, so it must bind too."""
+    path = token_file(tmp_path)
+    with Listener(MetricsConfig(listen="[::1]:0", token_file=str(path))) as listener:
+        ok = httpx.get(f"http://[::1]:{listener.port}/metrics", headers=bearer(SCRAPE_TOKEN))
+        assert ok.status_code == 200
+        assert "# TYPE gateway_requests_total counter" in ok.text
+
+
+def test_an_idle_connection_does_not_stop_the_listener(tmp_path: Path) -> None:
+    """Anyone who reaches the listener can open a connection and send nothing more: scrapes
+    go on meanwhile, and the idle connection is closed after a while."""
+    path = token_file(tmp_path)
+    with Listener(MetricsConfig(listen="127.0.0.1:0", token_file=str(path))) as listener:
+        idle = socket.create_connection(("127.0.0.1", listener.port))
+        try:
+            idle.sendall(b"GET /metrics HTTP/1.1\r\n")  # and never the rest
+            time.sleep(0.2)
+            ok = httpx.get(
+                f"http://127.0.0.1:{listener.port}/metrics",
+                headers=bearer(SCRAPE_TOKEN),
+                timeout=5,
+            )
+            assert ok.status_code == 200
+            idle.settimeout(30)
+            assert idle.recv(1024) == b""  # closed by the listener, well before 30 s
+        finally:
+            idle.close()

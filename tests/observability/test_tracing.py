@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.config import Config, PolicyConfig, TracingConfig
+from gateway.logs import JSONFormatter
 from gateway.tracing import Tracing
 from tests.conftest import ScratchDatabase, gateway_client, make_config, token
 from tests.data import HEAD_RRN
@@ -126,6 +127,7 @@ async def test_the_callers_trace_context_is_continued(
 class Recorder:
     url: str
     traceparents: list[str | None] = dataclasses.field(default_factory=list)
+    headers: list[dict[str, str]] = dataclasses.field(default_factory=list)
     bodies: list[bytes] = dataclasses.field(default_factory=list)
 
 
@@ -159,6 +161,7 @@ def tax_agency() -> Iterator[Recorder]:
     async def batch(request: Request) -> Response:
         recorder: Recorder = state["recorder"]
         recorder.traceparents.append(request.headers.get("traceparent"))
+        recorder.headers.append(dict(request.headers))
         keys = (await request.json())["keys"]
         return JSONResponse({"records": [None] * len(keys)})
 
@@ -193,6 +196,41 @@ async def test_the_trace_context_goes_to_http_agencies(
     assert batch.context is not None
     assert len(nts.traceparents) == 1
     assert parent_of(nts.traceparents[0]) == (batch.context.trace_id, batch.context.span_id)
+
+
+async def test_a_callers_tracestate_and_baggage_go_nowhere(
+    agency_db: ScratchDatabase, http_agencies: dict[str, str], spans: InMemorySpanExporter
+) -> None:
+    """Only the caller's ``traceparent`` is continued: its ``tracestate`` (free text a hostile
+    caller fills with an RRN) is neither kept in the spans exported nor sent to an agency, and
+    neither is its ``baggage``."""
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    with tax_agency() as nts:
+        config = make_config(
+            agency_db.dsn, http_agencies, agencies={"nts": http_agency("nts", nts.url)}
+        )
+        async with gateway_client(config) as gateway:
+            response = await gateway.http.post(
+                "/graphql",
+                json={"query": NAMED_TAXES, "variables": {"rrn": HEAD_RRN}},
+                headers={
+                    **gateway.headers,
+                    "traceparent": f"00-{trace_id}-{parent}-01",
+                    "tracestate": f"leak={HEAD_RRN}",
+                    "baggage": f"leak={HEAD_RRN}",
+                },
+            )
+            assert response.json()["data"]["resident"]["taxes"] == []
+    [sent] = nts.headers
+    assert parent_of(sent["traceparent"])[0] == int(trace_id, 16)  # the trace is continued
+    assert HEAD_RRN not in repr(sent), sent
+    ended = spans.get_finished_spans()
+    [request] = by_name(ended, "graphql ")
+    [batch] = by_name(ended, "agency nts")
+    for span in (request, batch):
+        assert span.context is not None
+        assert HEAD_RRN not in repr(span.context.trace_state), span.context.trace_state
+        assert format(span.context.trace_id, "032x") == trace_id
 
 
 async def test_the_trace_context_goes_to_graphql_agencies(
@@ -280,3 +318,61 @@ def test_an_endpoint_that_is_not_an_http_url_is_refused(endpoint: str) -> None:
 
     with pytest.raises(ConfigError, match=r"\[tracing\] otlp_endpoint must be an http"):
         from_dict({"tracing": {"otlp_endpoint": endpoint}})
+
+
+async def test_a_caller_cannot_switch_the_gateways_own_tracing_off(config: Config) -> None:
+    """With ``otlp_endpoint`` the gateway samples every request: a caller's ``traceparent``
+    flagged not-sampled (``-00``) still gives its span (in the caller's trace), so a client
+    cannot keep its requests out of the operators' traces."""
+    state: dict[str, Any] = {}
+
+    async def traces(request: Request) -> Response:
+        state["recorder"].bodies.append(await request.body())
+        return Response(b"", media_type="application/x-protobuf")
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with recording_server([Route("/v1/traces", traces, methods=["POST"])], state) as url:
+        state["recorder"] = recorder = Recorder(url)
+        exporting = dataclasses.replace(
+            config, tracing=TracingConfig(otlp_endpoint=f"{url}/v1/traces")
+        )
+        async with gateway_client(exporting) as gateway:
+            response = await gateway.http.post(
+                "/graphql",
+                json={"query": NAMED_TAXES, "variables": {"rrn": HEAD_RRN}},
+                headers={**gateway.headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-00"},
+            )
+            assert "errors" not in response.json()
+    spans = []
+    for body in recorder.bodies:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(body)
+        for resource_spans in export.resource_spans:
+            for scope in resource_spans.scope_spans:
+                spans += [(s.name, s.trace_id.hex()) for s in scope.spans]
+    assert ("graphql Taxes", trace_id) in spans, spans
+
+
+async def test_a_trace_id_shaped_like_an_rrn_is_not_continued(
+    config: Config, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trace id is the caller's choice when its trace is continued, and the log line keeps
+    trace ids unmasked (they are hex ids): one holding 13 decimal digits in a row would put
+    a full RRN in the log and in every exported span. Such a traceparent starts a new trace."""
+    rrn_digits = HEAD_RRN.replace("-", "")
+    trace_id = "abcdefabcdefa" + rrn_digits + "bcdefa"
+    assert len(trace_id) == 32
+    async with gateway_client(config) as gateway:
+        response = await gateway.http.post(
+            "/graphql",
+            json={"query": "query Agencies { agencies { code } }"},
+            headers={**gateway.headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        )
+        assert response.status_code == 200
+    [request] = by_name(spans.get_finished_spans(), "graphql ")
+    assert request.context is not None
+    assert rrn_digits not in format(request.context.trace_id, "032x")
+    assert request.parent is None  # a new trace
+    lines = [r for r in caplog.records if r.name == "gateway.request"]
+    assert lines
+    assert not any(rrn_digits in JSONFormatter().format(r) for r in lines)
