@@ -9,6 +9,7 @@ denied field raises before its resolver runs, so its agency is never called.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import inspect
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from gateway.plans import Action, OperationPlan, ViewPlan, planner, response_pat
 from gateway.policy import SELF, Grant, Policy
 from gateway.principal import Principal
 from gateway.rrn import InvalidRRN, mask, parse
+from resolvers.loading import NOT_LOADED
 
 ROOT_TYPES = frozenset({"Query", "Mutation"})
 Info = GraphQLResolveInfo[Any]
@@ -77,6 +79,7 @@ class Access:
         # Per executing operation (by its node: a batch may run several at once): the
         # datasets each Resident path selects, and the nodes themselves, kept alive.
         self._selected: dict[int, Mapping[tuple[str, ...], frozenset[str]]] = {}
+        self._loads: dict[int, Mapping[tuple[str, ...], frozenset[str] | None]] = {}
         self._nodes: list[OperationDefinitionNode] = []
 
     # Plans -----------------------------------------------------------------------------
@@ -87,6 +90,7 @@ class Access:
         self._views.update(plan.views)
         self._operations.update(plan.operations)
         self._selected[id(operation)] = plan.selected
+        self._loads[id(operation)] = plan.loads
         self._nodes.append(operation)
 
     def view(self, view: str) -> ViewPlan:
@@ -144,7 +148,9 @@ class Access:
             self.root_keys.add(_root_key(info))
             self._entry(subject, view).denied.add(coordinate)
 
-    def returned(self, subject: str, view: str, info: Located, record: Any = None) -> None:
+    def returned(
+        self, subject: str, view: str, info: Located, record: Any = None
+    ) -> list[asyncio.Future[Any]]:
         """A resident object is in the response: its existence is a disclosure, even when
         every field under it is skipped (@skip/@include) or only __typename is asked.
 
@@ -155,26 +161,42 @@ class Access:
         With its ``record`` (a ``ResidentRecord``), every agency dataset the operation's
         plan selects for this object, granted without consent, is requested now, in one
         wave: the loads share the request's DataLoaders, so a household's members still
-        make one call per agency, and the field resolvers find their values loading."""
+        make one call per agency, and the field resolvers find their values loading.
+
+        Returns the loads worth awaiting before the object's fields run (pass them to
+        ``settled``): those of the wave when everything the object's selection can load is
+        in it (``OperationPlan.loads``), so awaiting delays no other load and the fields
+        answer from loaded values, without a task each; otherwise none."""
         self.root_keys.add(_root_key(info))
         self._entry(subject, view)
         if record is not None:
-            self._prefetch(record, view, info)
+            return self._prefetch(record, view, info)
+        return []
 
-    def _prefetch(self, record: Any, view: str, info: Located) -> None:
-        selected = self._selected.get(id(getattr(info, "operation", None)))
+    def _prefetch(self, record: Any, view: str, info: Located) -> list[asyncio.Future[Any]]:
+        operation = id(getattr(info, "operation", None))
+        selected = self._selected.get(operation)
         if not selected:
-            return
-        wanted = selected.get(response_path(info))
+            return []
+        path = response_path(info)
+        wanted = selected.get(path)
         if not wanted:
-            return
+            return []
         loaders = getattr(getattr(info, "context", None), "loaders", None)
         if loaders is None:
-            return
-        for dataset in sorted(wanted & self.view(view).prefetch):
+            return []
+        prefetch = wanted & self.view(view).prefetch
+        loads = self._loads.get(operation, {}).get(path)
+        settle = loads is not None and loads <= prefetch
+        waiting: list[asyncio.Future[Any]] = []
+        for dataset in sorted(prefetch):
             key = record.household_id if dataset == "household" else record.rrn
             if key is not None:
-                loaders[dataset].load(key).add_done_callback(_retrieved)
+                future = loaders[dataset].load(key)
+                future.add_done_callback(_retrieved)
+                if settle and not future.done():
+                    waiting.append(future)
+        return waiting
 
     def _entry(self, subject: str, view: str) -> Disclosure:
         entry = self.disclosures.get((subject, view))
@@ -250,6 +272,13 @@ class Access:
         ]
 
 
+async def settled(waiting: list[asyncio.Future[Any]]) -> None:
+    """Wait until ``waiting`` (from ``Access.returned``) are done, failed or not: a failure
+    is reported by the field that reads it, as before."""
+    if waiting:
+        await asyncio.wait(waiting)
+
+
 def _retrieved(future: Any) -> None:
     """A prefetched load's failure is reported by the field that awaits it; if none does
     (its object was dropped), asyncio must not log it as never retrieved."""
@@ -262,12 +291,15 @@ def planned_resolver(
     field_name: str,
     resolve: Callable[..., Any],
     direct: Callable[[Any], Any] | None,
+    ready: Callable[..., Any] | None = None,
 ) -> Callable[..., Any]:
     """The resolver of one field of a resident data type: the field's own ``resolve``
     behind the plan's decision for the view of the object it is read from.
 
     ``direct``: for a field that only reads its object (no arguments, no info), the
-    function that does so, called without strawberry's resolver machinery."""
+    function that does so, called without strawberry's resolver machinery. ``ready``: for
+    an asynchronous field, its synchronous twin answering from values loaded already, or
+    ``NOT_LOADED`` (``resolvers.loading.when_loaded``): tried first."""
     coordinate = f"{type_name}.{field_name}"
     is_resident = type_name == "Resident"
     names_another = coordinate == "HealthInsurance.insuredBy"
@@ -288,9 +320,11 @@ def planned_resolver(
             if direct is not None:
                 result = direct(root)
             else:
-                result = resolve(root, info, **kwargs)
-                if inspect.isawaitable(result):
-                    return _track(result, entry, coordinate)
+                result = NOT_LOADED if ready is None else ready(root, info, **kwargs)
+                if result is NOT_LOADED:
+                    result = resolve(root, info, **kwargs)
+                    if inspect.isawaitable(result):
+                        return _track(result, entry, coordinate)
             entry.disclosed.add(coordinate)
             if names_another and root.insured_by_rrn is not None:
                 # It names another resident: that resident's access log must show it too.
