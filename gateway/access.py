@@ -81,6 +81,9 @@ class Access:
         self._selected: dict[int, Mapping[tuple[str, ...], frozenset[str]]] = {}
         self._loads: dict[int, Mapping[tuple[str, ...], frozenset[str] | None]] = {}
         self._nodes: list[OperationDefinitionNode] = []
+        # The last resident object's wave (its info, view, datasets, whether to await them):
+        # a list's members share their info.
+        self._wave: tuple[Any, str, tuple[str, ...], bool] | None = None
 
     # Plans -----------------------------------------------------------------------------
 
@@ -174,29 +177,40 @@ class Access:
         return []
 
     def _prefetch(self, record: Any, view: str, info: Located) -> list[asyncio.Future[Any]]:
-        operation = id(getattr(info, "operation", None))
-        selected = self._selected.get(operation)
-        if not selected:
+        memo = self._wave
+        if memo is not None and memo[0] is info and memo[1] == view:
+            datasets, settle = memo[2], memo[3]  # the next member of the same list
+        else:
+            datasets, settle = self._wave_of(view, info)
+            self._wave = (info, view, datasets, settle)
+        if not datasets:
             return []
-        path = response_path(info)
-        wanted = selected.get(path)
-        if not wanted:
-            return []
-        loaders = getattr(getattr(info, "context", None), "loaders", None)
-        if loaders is None:
-            return []
-        prefetch = wanted & self.view(view).prefetch
-        loads = self._loads.get(operation, {}).get(path)
-        settle = loads is not None and loads <= prefetch
+        loaders = info.context.loaders  # type: ignore[attr-defined]
         waiting: list[asyncio.Future[Any]] = []
-        for dataset in sorted(prefetch):
+        for dataset in datasets:
             key = record.household_id if dataset == "household" else record.rrn
             if key is not None:
                 future = loaders[dataset].load(key)
-                future.add_done_callback(_retrieved)
-                if settle and not future.done():
-                    waiting.append(future)
+                if settle:
+                    waiting.append(future)  # ``settled`` sees to its failure
+                else:
+                    future.add_done_callback(_retrieved)
         return waiting
+
+    def _wave_of(self, view: str, info: Located) -> tuple[tuple[str, ...], bool]:
+        """The datasets to request for a resident object at ``info`` under ``view``, and
+        whether to await them before its fields run (see ``returned``)."""
+        operation = id(getattr(info, "operation", None))
+        selected = self._selected.get(operation)
+        if not selected:
+            return (), False
+        path = response_path(info)
+        wanted = selected.get(path)
+        if not wanted or getattr(getattr(info, "context", None), "loaders", None) is None:
+            return (), False
+        prefetch = wanted & self.view(view).prefetch
+        loads = self._loads.get(operation, {}).get(path)
+        return tuple(sorted(prefetch)), loads is not None and loads <= prefetch
 
     def _entry(self, subject: str, view: str) -> Disclosure:
         entry = self.disclosures.get((subject, view))
@@ -274,9 +288,21 @@ class Access:
 
 async def settled(waiting: list[asyncio.Future[Any]]) -> None:
     """Wait until ``waiting`` (from ``Access.returned``) are done, failed or not: a failure
-    is reported by the field that reads it, as before."""
-    if waiting:
-        await asyncio.wait(waiting)
+    is reported by the field that reads it, as before.
+
+    One at a time: a DataLoader answers its whole batch at once, so after the first of a
+    batch the others are done already, and waiting costs a callback per batch rather than
+    per future."""
+    try:
+        for future in waiting:
+            if not future.done():
+                await asyncio.wait((future,))
+    finally:
+        for future in waiting:
+            if future.done():
+                _retrieved(future)
+            else:  # cancelled while waiting
+                future.add_done_callback(_retrieved)
 
 
 def _retrieved(future: Any) -> None:
@@ -314,8 +340,9 @@ def planned_resolver(
         view: str | None = getattr(root, "view", None)
         if subject is None or view is None:  # a data type that cannot say whose data it is
             raise Forbidden(unreadable)
-        entry = access._entry(subject, view)
-        action = access.view(view).actions.get(coordinate)
+        key = (subject, view)
+        entry = access.disclosures.get(key) or access._entry(subject, view)
+        action = (access._views.get(view) or access.view(view)).actions.get(coordinate)
         if action is grant:
             if direct is not None:
                 result = direct(root)
