@@ -132,16 +132,15 @@ class Row(Protocol):
 def record_from_mapping(record: type[R], data: Row) -> R:
     """Build ``record`` from a row or JSON object, turning ISO strings into dates
     and lists into tuples. Extra keys are ignored; a missing key is an error."""
-    hints = _hints(record)
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(record):  # type: ignore[arg-type]
-        value = data[field.name]
-        hint = hints[field.name]
-        if isinstance(value, str) and dt.date in _members(hint):
-            value = dt.date.fromisoformat(value)
+    for name, dated in _shape(record):
+        value = data[name]
+        if isinstance(value, str):
+            if dated:
+                value = dt.date.fromisoformat(value)
         elif isinstance(value, list):
             value = tuple(value)
-        values[field.name] = value
+        values[name] = value
     return record(**values)
 
 
@@ -158,14 +157,20 @@ def record_to_json(record: Any) -> dict[str, Any]:
     return out
 
 
-_HINTS: dict[type[Any], dict[str, Any]] = {}
+_SHAPES: dict[type[Any], tuple[tuple[str, bool], ...]] = {}
 
 
-def _hints(record: type[Any]) -> dict[str, Any]:
-    hints = _HINTS.get(record)
-    if hints is None:
-        hints = _HINTS[record] = typing.get_type_hints(record)
-    return hints
+def _shape(record: type[Any]) -> tuple[tuple[str, bool], ...]:
+    """Per field of ``record``, in order: its name and whether its type admits a date;
+    worked out once per record class (``dataclasses.fields`` and the type hints are slow
+    to ask on every row)."""
+    shape = _SHAPES.get(record)
+    if shape is None:
+        hints = typing.get_type_hints(record)
+        shape = _SHAPES[record] = tuple(
+            (f.name, dt.date in _members(hints[f.name])) for f in dataclasses.fields(record)
+        )
+    return shape
 
 
 def _members(hint: Any) -> tuple[Any, ...]:

@@ -9,6 +9,7 @@ denied field raises before its resolver runs, so its agency is never called.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import inspect
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from gateway.plans import Action, OperationPlan, ViewPlan, planner, response_pat
 from gateway.policy import SELF, Grant, Policy
 from gateway.principal import Principal
 from gateway.rrn import InvalidRRN, mask, parse
+from resolvers.loading import NOT_LOADED
 
 ROOT_TYPES = frozenset({"Query", "Mutation"})
 Info = GraphQLResolveInfo[Any]
@@ -77,7 +79,11 @@ class Access:
         # Per executing operation (by its node: a batch may run several at once): the
         # datasets each Resident path selects, and the nodes themselves, kept alive.
         self._selected: dict[int, Mapping[tuple[str, ...], frozenset[str]]] = {}
+        self._loads: dict[int, Mapping[tuple[str, ...], frozenset[str] | None]] = {}
         self._nodes: list[OperationDefinitionNode] = []
+        # The last resident object's wave (its info, view, datasets, whether to await them):
+        # a list's members share their info.
+        self._wave: tuple[Any, str, tuple[str, ...], bool] | None = None
 
     # Plans -----------------------------------------------------------------------------
 
@@ -87,6 +93,7 @@ class Access:
         self._views.update(plan.views)
         self._operations.update(plan.operations)
         self._selected[id(operation)] = plan.selected
+        self._loads[id(operation)] = plan.loads
         self._nodes.append(operation)
 
     def view(self, view: str) -> ViewPlan:
@@ -144,7 +151,9 @@ class Access:
             self.root_keys.add(_root_key(info))
             self._entry(subject, view).denied.add(coordinate)
 
-    def returned(self, subject: str, view: str, info: Located, record: Any = None) -> None:
+    def returned(
+        self, subject: str, view: str, info: Located, record: Any = None
+    ) -> list[asyncio.Future[Any]]:
         """A resident object is in the response: its existence is a disclosure, even when
         every field under it is skipped (@skip/@include) or only __typename is asked.
 
@@ -155,26 +164,53 @@ class Access:
         With its ``record`` (a ``ResidentRecord``), every agency dataset the operation's
         plan selects for this object, granted without consent, is requested now, in one
         wave: the loads share the request's DataLoaders, so a household's members still
-        make one call per agency, and the field resolvers find their values loading."""
+        make one call per agency, and the field resolvers find their values loading.
+
+        Returns the loads worth awaiting before the object's fields run (pass them to
+        ``settled``): those of the wave when everything the object's selection can load is
+        in it (``OperationPlan.loads``), so awaiting delays no other load and the fields
+        answer from loaded values, without a task each; otherwise none."""
         self.root_keys.add(_root_key(info))
         self._entry(subject, view)
         if record is not None:
-            self._prefetch(record, view, info)
+            return self._prefetch(record, view, info)
+        return []
 
-    def _prefetch(self, record: Any, view: str, info: Located) -> None:
-        selected = self._selected.get(id(getattr(info, "operation", None)))
-        if not selected:
-            return
-        wanted = selected.get(response_path(info))
-        if not wanted:
-            return
-        loaders = getattr(getattr(info, "context", None), "loaders", None)
-        if loaders is None:
-            return
-        for dataset in sorted(wanted & self.view(view).prefetch):
+    def _prefetch(self, record: Any, view: str, info: Located) -> list[asyncio.Future[Any]]:
+        memo = self._wave
+        if memo is not None and memo[0] is info and memo[1] == view:
+            datasets, settle = memo[2], memo[3]  # the next member of the same list
+        else:
+            datasets, settle = self._wave_of(view, info)
+            self._wave = (info, view, datasets, settle)
+        if not datasets:
+            return []
+        loaders = info.context.loaders  # type: ignore[attr-defined]
+        waiting: list[asyncio.Future[Any]] = []
+        for dataset in datasets:
             key = record.household_id if dataset == "household" else record.rrn
             if key is not None:
-                loaders[dataset].load(key).add_done_callback(_retrieved)
+                future = loaders[dataset].load(key)
+                if settle:
+                    waiting.append(future)  # ``settled`` sees to its failure
+                else:
+                    future.add_done_callback(_retrieved)
+        return waiting
+
+    def _wave_of(self, view: str, info: Located) -> tuple[tuple[str, ...], bool]:
+        """The datasets to request for a resident object at ``info`` under ``view``, and
+        whether to await them before its fields run (see ``returned``)."""
+        operation = id(getattr(info, "operation", None))
+        selected = self._selected.get(operation)
+        if not selected:
+            return (), False
+        path = response_path(info)
+        wanted = selected.get(path)
+        if not wanted or getattr(getattr(info, "context", None), "loaders", None) is None:
+            return (), False
+        prefetch = wanted & self.view(view).prefetch
+        loads = self._loads.get(operation, {}).get(path)
+        return tuple(sorted(prefetch)), loads is not None and loads <= prefetch
 
     def _entry(self, subject: str, view: str) -> Disclosure:
         entry = self.disclosures.get((subject, view))
@@ -250,6 +286,25 @@ class Access:
         ]
 
 
+async def settled(waiting: list[asyncio.Future[Any]]) -> None:
+    """Wait until ``waiting`` (from ``Access.returned``) are done, failed or not: a failure
+    is reported by the field that reads it, as before.
+
+    One at a time: a DataLoader answers its whole batch at once, so after the first of a
+    batch the others are done already, and waiting costs a callback per batch rather than
+    per future."""
+    try:
+        for future in waiting:
+            if not future.done():
+                await asyncio.wait((future,))
+    finally:
+        for future in waiting:
+            if future.done():
+                _retrieved(future)
+            else:  # cancelled while waiting
+                future.add_done_callback(_retrieved)
+
+
 def _retrieved(future: Any) -> None:
     """A prefetched load's failure is reported by the field that awaits it; if none does
     (its object was dropped), asyncio must not log it as never retrieved."""
@@ -262,12 +317,15 @@ def planned_resolver(
     field_name: str,
     resolve: Callable[..., Any],
     direct: Callable[[Any], Any] | None,
+    ready: Callable[..., Any] | None = None,
 ) -> Callable[..., Any]:
     """The resolver of one field of a resident data type: the field's own ``resolve``
     behind the plan's decision for the view of the object it is read from.
 
     ``direct``: for a field that only reads its object (no arguments, no info), the
-    function that does so, called without strawberry's resolver machinery."""
+    function that does so, called without strawberry's resolver machinery. ``ready``: for
+    an asynchronous field, its synchronous twin answering from values loaded already, or
+    ``NOT_LOADED`` (``resolvers.loading.when_loaded``): tried first."""
     coordinate = f"{type_name}.{field_name}"
     is_resident = type_name == "Resident"
     names_another = coordinate == "HealthInsurance.insuredBy"
@@ -282,15 +340,18 @@ def planned_resolver(
         view: str | None = getattr(root, "view", None)
         if subject is None or view is None:  # a data type that cannot say whose data it is
             raise Forbidden(unreadable)
-        entry = access._entry(subject, view)
-        action = access.view(view).actions.get(coordinate)
+        key = (subject, view)
+        entry = access.disclosures.get(key) or access._entry(subject, view)
+        action = (access._views.get(view) or access.view(view)).actions.get(coordinate)
         if action is grant:
             if direct is not None:
                 result = direct(root)
             else:
-                result = resolve(root, info, **kwargs)
-                if inspect.isawaitable(result):
-                    return _track(result, entry, coordinate)
+                result = NOT_LOADED if ready is None else ready(root, info, **kwargs)
+                if result is NOT_LOADED:
+                    result = resolve(root, info, **kwargs)
+                    if inspect.isawaitable(result):
+                        return _track(result, entry, coordinate)
             entry.disclosed.add(coordinate)
             if names_another and root.insured_by_rrn is not None:
                 # It names another resident: that resident's access log must show it too.

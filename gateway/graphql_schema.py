@@ -50,6 +50,7 @@ from gateway.observe import ObserveOperation
 from gateway.plans import Planned
 from gateway.policy import ACCESS, SERVICE_TYPES, Policy
 from gateway.view import log_errors
+from resolvers.loading import WHEN_LOADED
 from schema import Mutation, Query
 from schema.enums import Purpose
 from schema.scalars import SCALARS
@@ -161,7 +162,11 @@ def install_plans(schema: strawberry.Schema, found: frozenset[str]) -> None:
                     graphql_field.resolve = rrn_resolver(resolve)
                     continue
                 graphql_field.resolve = planned_resolver(
-                    name, field_name, resolve, _direct(graphql_field, resolve)
+                    name,
+                    field_name,
+                    resolve,
+                    _direct(graphql_field, resolve),
+                    _when_loaded(graphql_field),
                 )
             elif name in ROOT_TYPES:
                 graphql_field.resolve = root_resolver(f"{name}.{field_name}", resolve)
@@ -184,6 +189,18 @@ def _direct(graphql_field: GraphQLField, resolve: Any) -> Any:
     if not callable(function) or list(inspect.signature(function).parameters) != ["root"]:
         return None
     return function
+
+
+def _when_loaded(graphql_field: GraphQLField) -> Any:
+    """For a strawberry field whose async resolver registered a synchronous twin
+    (``resolvers.loading.when_loaded``), that twin. None otherwise."""
+    definition = (graphql_field.extensions or {}).get("strawberry-definition")
+    if not isinstance(definition, StrawberryField) or definition.extensions:
+        return None
+    resolver = definition.base_resolver
+    if resolver is None:
+        return None
+    return WHEN_LOADED.get(resolver.wrapped_func)  # type: ignore[arg-type]
 
 
 def schema_for(config: Config) -> GatewaySchema:

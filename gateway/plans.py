@@ -33,6 +33,7 @@ whether an agency answered) are never planned.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import weakref
 from collections import OrderedDict
@@ -46,6 +47,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLField,
     GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
@@ -57,6 +59,7 @@ from graphql import (
     get_operation_ast,
 )
 from strawberry.extensions import SchemaExtension
+from strawberry.types.field import StrawberryField
 
 from gateway.limits import FIELD_DATASET
 from gateway.policy import SELF, SELF_HOUSEHOLD, Policy
@@ -99,6 +102,13 @@ class OperationPlan:
     #: Response path (keys only, no list indices) of a Resident object -> the Resident
     #: datasets its selection asks for on every execution.
     selected: Mapping[tuple[str, ...], frozenset[str]]
+    #: Response path of a Resident object -> every agency dataset anything selected under it
+    #: can load (conditional selections included), or None when something under it may load
+    #: more than that (a nested Resident, a field of unknown resolver). Where these datasets
+    #: are all prefetched, the resolver returning the object awaits that wave before its
+    #: fields run (``Access.returned``): no later load waits on it, so nothing changes but
+    #: that the fields find their values loaded.
+    loads: Mapping[tuple[str, ...], frozenset[str] | None] = dataclasses.field(default_factory=dict)
 
 
 class _LRU:
@@ -187,6 +197,7 @@ class Planner:
                 },
                 views=views,
                 selected=_selected(schema, operation, fragments),
+                loads=_loads(schema, operation, fragments),
             )
 
         plan: OperationPlan = self._operations.get(key, make)
@@ -307,6 +318,86 @@ def _selected(
                 key = selection.alias.value if selection.alias else name
                 todo.append((selection.selection_set, target, (*path, key), here, spread))
     return {path: frozenset(datasets) for path, datasets in found.items()}
+
+
+def _loads(
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> dict[tuple[str, ...], frozenset[str] | None]:
+    """Per Resident path, what may load below it (see ``OperationPlan.loads``): every field,
+    conditional or not, under any fragment. A field loads nothing if its resolver is
+    synchronous (a plain attribute or a sync strawberry resolver); an asynchronous Resident
+    field loads its ``FIELD_DATASET``; anything else asynchronous, and any nested Resident,
+    makes the answer None (unknown)."""
+    root = schema.get_root_type(operation.operation)
+    found: dict[tuple[str, ...], frozenset[str] | None] = {}
+    if root is None:
+        return found
+
+    def walk(
+        selection_set: SelectionSetNode,
+        parent: GraphQLObjectType,
+        path: tuple[str, ...],
+        spread: frozenset[str],
+    ) -> frozenset[str] | None:
+        loads: set[str] | None = set()
+        todo = [(selection_set, spread)]
+        while todo:
+            current, seen = todo.pop()
+            for selection in current.selections:
+                if isinstance(selection, InlineFragmentNode):
+                    todo.append((selection.selection_set, seen))
+                    continue
+                if isinstance(selection, FragmentSpreadNode):
+                    name = selection.name.value
+                    fragment = fragments.get(name)
+                    if fragment is not None and name not in seen:
+                        todo.append((fragment.selection_set, seen | {name}))
+                    continue
+                if not isinstance(selection, FieldNode):
+                    continue
+                name = selection.name.value
+                definition = parent.fields.get(name)
+                if definition is None:  # __typename and introspection
+                    continue
+                target = get_named_type(definition.type)
+                here: frozenset[str] | None = frozenset()
+                if not _synchronous(definition):
+                    dataset = FIELD_DATASET.get((parent.name, name))
+                    here = None if dataset is None else frozenset({dataset})
+                if target.name == "Resident":
+                    here = None  # its own wave, after this one
+                if selection.selection_set is not None:
+                    if isinstance(target, GraphQLObjectType):
+                        key = selection.alias.value if selection.alias else name
+                        below = walk(selection.selection_set, target, (*path, key), seen)
+                        here = None if here is None or below is None else here | below
+                    else:  # a union or interface: not worked out
+                        here = None
+                if here is None:
+                    loads = None
+                elif loads is not None:
+                    loads |= here
+        result = None if loads is None else frozenset(loads)
+        if parent.name == "Resident":
+            if path in found:
+                before = found[path]
+                result = None if before is None or result is None else before | result
+            found[path] = result
+        return result
+
+    walk(operation.selection_set, root, (), frozenset())
+    return found
+
+
+def _synchronous(definition: GraphQLField) -> bool:
+    """Whether a field's own resolver answers without awaiting (so loads nothing)."""
+    strawberry_field = (definition.extensions or {}).get("strawberry-definition")
+    if not isinstance(strawberry_field, StrawberryField):
+        return False
+    resolver = strawberry_field.base_resolver
+    return resolver is None or not resolver.is_async
 
 
 def response_path(info: Any) -> tuple[str, ...]:

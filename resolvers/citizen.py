@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
+from gateway.access import settled
 from gateway.consent import ConsentRecord
 from gateway.context import Context
 from gateway.errors import BadRequest, Forbidden
@@ -46,7 +47,7 @@ async def me(info: Info) -> Resident | None:
     record = await load(info, "resident", own_rrn(info))
     if record is None:
         return None
-    info.context.access.returned(record.rrn, SELF, info, record)
+    await settled(info.context.access.returned(record.rrn, SELF, info, record))
     return Resident(record=record, view=SELF)
 
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import strawberry
 
+from gateway.access import settled
 from gateway.context import Context
 from gateway.policy import SELF, SELF_HOUSEHOLD
 from resolvers.loading import load, load_many
@@ -40,7 +41,7 @@ async def head(root: Household, info: Info) -> Resident | None:
     if record is None:
         return None
     view = member_view(root, record.rrn)
-    info.context.access.returned(record.rrn, view, info, record)
+    await settled(info.context.access.returned(record.rrn, view, info, record))
     return Resident(record=record, view=view)
 
 
@@ -48,12 +49,15 @@ async def members(root: Household, info: Info) -> list[Resident | None]:
     from schema.resident import Resident
 
     records = await load_many(info, "resident", list(root.record.member_rrns))
+    access = info.context.access
     out: list[Resident | None] = []
+    waiting = []
     for record in records:
         if record is None:
             out.append(None)
             continue
         view = member_view(root, record.rrn)
-        info.context.access.returned(record.rrn, view, info, record)
+        waiting += access.returned(record.rrn, view, info, record)
         out.append(Resident(record=record, view=view))
+    await settled(waiting)  # the members' wave: their fields answer from loaded values
     return out

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from gateway import rrn as rrns
+from gateway.access import settled
 from gateway.context import Context
 from gateway.errors import InvalidRRNError, QueryTooComplex
 from resolvers.loading import load
@@ -50,7 +51,7 @@ async def _resident(info: Info, rrn: str, purpose: Purpose) -> Resident | None:
     record = await load(info, "resident", parse_rrn(rrn))
     if record is None:
         return None
-    info.context.access.returned(record.rrn, purpose.name, info, record)
+    await settled(info.context.access.returned(record.rrn, purpose.name, info, record))
     return Resident(record=record, view=purpose.name)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
 from gateway.context import Context
-from resolvers.loading import load
+from resolvers.loading import NOT_LOADED, load, loaded, when_loaded
 from schema.address import Address
 from schema.enums import (
     InsuredType,
@@ -75,19 +75,29 @@ def address(root: Resident) -> Address | None:
     )
 
 
-async def household(root: Resident, info: Info) -> Household | None:
+def _household(root: Resident, record: Any) -> Household | None:
     from schema.household import Household
 
-    if root.record.household_id is None:
-        return None
-    record = await load(info, "household", root.record.household_id)
     if record is None:
         return None
     return Household(record=record, view=root.view, subject=root.record.rrn)
 
 
-async def insurance(root: Resident, info: Info) -> HealthInsurance | None:
-    r = await load(info, "insurance", root.record.rrn)
+def household_loaded(root: Resident, info: Info) -> Household | None:
+    if root.record.household_id is None:
+        return None
+    record = loaded(info, "household", root.record.household_id)
+    return record if record is NOT_LOADED else _household(root, record)
+
+
+@when_loaded(household_loaded)
+async def household(root: Resident, info: Info) -> Household | None:
+    if root.record.household_id is None:
+        return None
+    return _household(root, await load(info, "household", root.record.household_id))
+
+
+def _insurance(root: Resident, info: Info, r: Any) -> HealthInsurance | None:
     if r is None:
         return None
     return HealthInsurance(
@@ -104,20 +114,23 @@ async def insurance(root: Resident, info: Info) -> HealthInsurance | None:
     )
 
 
-async def taxes(
-    root: Resident,
-    info: Info,
-    years: Annotated[
-        list[int] | None,
-        strawberry.argument(description="Only these tax years; all years on record when omitted."),
-    ] = None,
-) -> list[TaxRecord] | None:
-    records = await load(info, "taxes", root.record.rrn)
+def insurance_loaded(root: Resident, info: Info) -> HealthInsurance | None:
+    r = loaded(info, "insurance", root.record.rrn)
+    return r if r is NOT_LOADED else _insurance(root, info, r)
+
+
+@when_loaded(insurance_loaded)
+async def insurance(root: Resident, info: Info) -> HealthInsurance | None:
+    return _insurance(root, info, await load(info, "insurance", root.record.rrn))
+
+
+def _taxes(root: Resident, records: Any, years: list[int] | None) -> list[TaxRecord] | None:
     wanted = None if not years else set(years)
+    view, subject = root.view, root.record.rrn
     return [
         TaxRecord(
-            view=root.view,
-            subject=root.record.rrn,
+            view=view,
+            subject=subject,
             year=r.tax_year,
             reported_income=r.reported_income,
             tax_assessed=r.tax_assessed,
@@ -129,8 +142,24 @@ async def taxes(
     ]
 
 
-async def pension(root: Resident, info: Info) -> Pension | None:
-    r = await load(info, "pension", root.record.rrn)
+def taxes_loaded(root: Resident, info: Info, years: list[int] | None = None) -> Any:
+    records = loaded(info, "taxes", root.record.rrn)
+    return records if records is NOT_LOADED else _taxes(root, records, years)
+
+
+@when_loaded(taxes_loaded)
+async def taxes(
+    root: Resident,
+    info: Info,
+    years: Annotated[
+        list[int] | None,
+        strawberry.argument(description="Only these tax years; all years on record when omitted."),
+    ] = None,
+) -> list[TaxRecord] | None:
+    return _taxes(root, await load(info, "taxes", root.record.rrn), years)
+
+
+def _pension(root: Resident, r: Any) -> Pension | None:
     if r is None:
         return None
     return Pension(
@@ -144,8 +173,17 @@ async def pension(root: Resident, info: Info) -> Pension | None:
     )
 
 
-async def military_service(root: Resident, info: Info) -> MilitaryService | None:
-    r = await load(info, "military_service", root.record.rrn)
+def pension_loaded(root: Resident, info: Info) -> Pension | None:
+    r = loaded(info, "pension", root.record.rrn)
+    return r if r is NOT_LOADED else _pension(root, r)
+
+
+@when_loaded(pension_loaded)
+async def pension(root: Resident, info: Info) -> Pension | None:
+    return _pension(root, await load(info, "pension", root.record.rrn))
+
+
+def _military_service(root: Resident, r: Any) -> MilitaryService | None:
     if r is None:
         return None
     return MilitaryService(
@@ -157,3 +195,13 @@ async def military_service(root: Resident, info: Info) -> MilitaryService | None
         discharged_on=r.discharged_on,
         exemption_reason=r.exemption_reason,
     )
+
+
+def military_service_loaded(root: Resident, info: Info) -> MilitaryService | None:
+    r = loaded(info, "military_service", root.record.rrn)
+    return r if r is NOT_LOADED else _military_service(root, r)
+
+
+@when_loaded(military_service_loaded)
+async def military_service(root: Resident, info: Info) -> MilitaryService | None:
+    return _military_service(root, await load(info, "military_service", root.record.rrn))

@@ -145,3 +145,31 @@ def test_prefetch_selects_only_what_every_execution_reads(
     query: str, expected: dict[tuple[str, ...], set[str]]
 ) -> None:
     assert plan(planner(policy()), query).selected == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (  # agency objects of plain fields, registry fields: known; a nested Resident: not
+            '{ r: resident(rrn: "1", purpose: CIVIL_PETITION) { name rrn address { city } '
+            "insurance { insuredType } taxes(years: [2024]) { year } "
+            "household { size members { pension { subscriberType } } } } }",
+            {("r",): None, ("r", "household", "members"): frozenset({"pension"})},
+        ),
+        (  # conditional selections count: they may load
+            'query($no: Boolean!) { resident(rrn: "1", purpose: CIVIL_PETITION) { '
+            "insurance @skip(if: $no) { insuredType } ...P household { id size } } } "
+            "fragment P on Resident { militaryService { status } }",
+            {("resident",): frozenset({"insurance", "military_service", "household"})},
+        ),
+        (
+            '{ residents(rrns: ["1"], purpose: CIVIL_PETITION) { name } '
+            "me { household { head { name } } } }",
+            {("residents",): frozenset(), ("me",): None, ("me", "household", "head"): frozenset()},
+        ),
+    ],
+)
+def test_a_plan_knows_what_may_load_below_each_resident(
+    query: str, expected: dict[tuple[str, ...], frozenset[str] | None]
+) -> None:
+    assert plan(planner(policy()), query).loads == expected
