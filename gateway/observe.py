@@ -356,11 +356,21 @@ def agency_refused(agency: str, dataset: str, size: int, code: str, reason: str)
     span.end()
 
 
+#: (agency, dataset) -> its bound cache hit and miss counters.
+_CACHE_SERIES: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
 def cache_lookup(agency: str, dataset: str, hits: int, misses: int) -> None:
+    series = _CACHE_SERIES.get((agency, dataset))
+    if series is None:
+        series = _CACHE_SERIES[agency, dataset] = (
+            metrics.CACHE_HITS.labels(agency, dataset),
+            metrics.CACHE_MISSES.labels(agency, dataset),
+        )
     if hits:
-        metrics.CACHE_HITS.labels(agency, dataset).inc(hits)
+        series[0].inc(hits)
     if misses:
-        metrics.CACHE_MISSES.labels(agency, dataset).inc(misses)
+        series[1].inc(misses)
 
 
 def agency_retry(agency: str) -> None:
