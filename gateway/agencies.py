@@ -122,6 +122,13 @@ class Agency:
         self, dataset: Dataset, keys: Sequence[str], deadline: float | None = None
     ) -> list[Outcome]:
         """One outcome per key, in order. ``deadline`` is the request's (monotonic clock)."""
+        if self.cache is None:  # nothing to look up or keep: straight to the agency
+            answers = await self.single_flight.run(
+                dataset.name, keys, lambda mine: self.coalescer.fetch(dataset, mine, deadline)
+            )
+            now = time.time()
+            outcome = self.cached.outcome
+            return [outcome(answer, None, now) for answer in answers]
         found, stale, pending = await self.cached.lookup(dataset, keys)
         if pending:
 

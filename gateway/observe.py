@@ -12,8 +12,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -104,6 +106,7 @@ class Observer:
             config.metrics.max_operations, config.metrics.operations
         )
         self.tracing = tracing.Tracing(config.tracing)
+        self._request_series: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     @contextlib.contextmanager
     def request(
@@ -115,13 +118,32 @@ class Observer:
     ) -> Iterator[RequestSeen]:
         """Around one request: its span (a child of the caller's ``traceparent``), then its
         metrics and its log line."""
+        if not self.tracing.active:
+            # No span is recorded anywhere: none is made, and the request runs with no
+            # current span, as under a tracer that records nothing.
+            token = tracing.current.set(tracing.OFF)
+            attached = otel_context.attach(trace.set_span_in_context(trace.INVALID_SPAN))
+            seen = RequestSeen(request_id, method, client_request_id)
+            try:
+                yield seen
+            except Exception:
+                seen.codes.append("INTERNAL")  # escaped the view: the server answers 500
+                seen.status = seen.status or 500
+                raise
+            finally:
+                try:
+                    self._finish(seen, None)
+                finally:
+                    otel_context.detach(attached)
+                    tracing.current.reset(token)
+            return
         tracer = self.tracing.tracer
         token = tracing.current.set(tracer)
         seen = RequestSeen(request_id, method, client_request_id)
         try:
             with tracer.start_as_current_span(
                 f"{method} /graphql",
-                context=_callers_context(headers) if self.tracing.active else None,
+                context=_callers_context(headers),
                 kind=SpanKind.SERVER,
                 attributes={
                     "http.request.method": method,
@@ -142,17 +164,34 @@ class Observer:
         finally:
             tracing.current.reset(token)
 
-    def _finish(self, seen: RequestSeen, span: trace.Span) -> None:
+    def _series(self, operation: str, outcome: str) -> tuple[Any, Any]:
+        """The request counter and histogram of (operation, outcome), bound once (both
+        labels are bounded sets: ``OperationNames`` and the contract's codes)."""
+        series = self._request_series.get((operation, outcome))
+        if series is None:
+            series = self._request_series[operation, outcome] = (
+                metrics.REQUESTS.labels(operation, outcome),
+                metrics.REQUEST_DURATION.labels(operation, outcome),
+            )
+        return series
+
+    def _finish(self, seen: RequestSeen, span: trace.Span | None) -> None:
         duration = time.perf_counter() - seen.started
         outcome = metrics.outcome(seen.codes)
         operation = self.names.label(seen.operations)
-        metrics.REQUESTS.labels(operation, outcome).inc()
-        metrics.REQUEST_DURATION.labels(operation, outcome).observe(duration)
+        requests, durations = self._series(operation, outcome)
+        requests.inc()
+        durations.observe(duration)
         for code in seen.codes:
             if code in metrics.DENIALS:
                 metrics.DENIED.labels(code).inc()
+        recording = span is not None and span.is_recording()
+        logged = request_log.isEnabledFor(logging.INFO)
+        if not (recording or logged):
+            return
         fields = seen.fields(operation, outcome, duration)
-        if span.is_recording():
+        if recording:
+            assert span is not None
             span.update_name(f"graphql {operation}")
             span.set_attributes({
                 "http.response.status_code": seen.status,
@@ -169,7 +208,7 @@ class Observer:
             if outcome in FAILURES or seen.status >= 500:
                 span.set_status(Status(StatusCode.ERROR, outcome))
             fields["trace_id"] = format(span.get_span_context().trace_id, "032x")
-        if request_log.isEnabledFor(logging.INFO):
+        if logged:
             request_log.info(
                 "request %s %s %s op=%s",
                 seen.method,
@@ -219,9 +258,14 @@ class ObserveOperation(SchemaExtension):
 
 
 class AgencyCall:
-    """One batched call to an agency, as the gateway saw it (see :func:`agency_call`)."""
+    """One batched call to an agency, as the gateway saw it: a context manager around the
+    adapter's ``fetch`` (see :func:`agency_call`)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_duration", "_scope", "_span", "_started", "agency", "code", "dataset",
+                 "failed_keys", "reason", "size")  # fmt: skip
+
+    def __init__(self, agency: str = "", dataset: str = "", size: int = 0) -> None:
+        self.agency, self.dataset, self.size = agency, dataset, size
         self.code = "OK"
         self.reason = ""
         self.failed_keys = 0
@@ -235,49 +279,80 @@ class AgencyCall:
         if self.failed_keys:
             self.code, self.reason = "AGENCY_UNAVAILABLE", "key_failure"
 
+    def __enter__(self) -> AgencyCall:
+        calls, batch, self._duration = _agency_series(self.agency, self.dataset)
+        calls.inc()
+        batch.observe(self.size)
+        self._started = time.perf_counter()
+        tracer = tracing.tracer()
+        if tracer is tracing.OFF:  # no span is recorded anywhere: none is made
+            self._scope: contextlib.AbstractContextManager[trace.Span] | None = None
+            self._span: trace.Span | None = None
+        else:
+            self._scope = tracer.start_as_current_span(
+                f"agency {self.agency} {self.dataset}",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "gateway.agency": self.agency,
+                    "gateway.dataset": self.dataset,
+                    "gateway.batch_size": self.size,
+                },
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+            self._span = self._scope.__enter__()
+        return self
 
-@contextlib.contextmanager
-def agency_call(agency: str, dataset: str, size: int) -> Iterator[AgencyCall]:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                pass
+            elif issubclass(exc_type, TimeoutError):
+                self.code, self.reason = "AGENCY_TIMEOUT", "timeout"
+            elif issubclass(exc_type, asyncio.CancelledError):
+                self.code = "CANCELLED"  # the request went away: not the agency's doing
+            elif issubclass(exc_type, Exception):
+                self.code, self.reason = "AGENCY_UNAVAILABLE", "failure"
+            if self.code != "CANCELLED":
+                self._duration.observe(time.perf_counter() - self._started)
+            if self.reason:
+                metrics.AGENCY_ERRORS.labels(self.agency, self.code, self.reason).inc()
+            span = self._span
+            if span is not None:
+                span.set_attribute("gateway.outcome", self.code)
+                if self.failed_keys:
+                    span.set_attribute("gateway.failed_keys", self.failed_keys)
+                if self.reason:
+                    span.set_status(Status(StatusCode.ERROR, f"{self.code} ({self.reason})"))
+        finally:
+            if self._scope is not None:
+                self._scope.__exit__(exc_type, exc, traceback)
+
+
+#: (agency, dataset) -> its bound calls, batch-size and duration series (``labels()`` once).
+_AGENCY_SERIES: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+
+
+def _agency_series(agency: str, dataset: str) -> tuple[Any, Any, Any]:
+    series = _AGENCY_SERIES.get((agency, dataset))
+    if series is None:
+        series = _AGENCY_SERIES[agency, dataset] = (
+            metrics.AGENCY_CALLS.labels(agency, dataset),
+            metrics.AGENCY_BATCH.labels(agency, dataset),
+            metrics.AGENCY_DURATION.labels(agency, dataset),
+        )
+    return series
+
+
+def agency_call(agency: str, dataset: str, size: int) -> AgencyCall:
     """Around the adapter's ``fetch`` (and the timeout around it): a span, the call, batch and
     latency metrics, and the error metric when it fails (a timeout is AGENCY_TIMEOUT)."""
-    metrics.AGENCY_CALLS.labels(agency, dataset).inc()
-    metrics.AGENCY_BATCH.labels(agency, dataset).observe(size)
-    call = AgencyCall()
-    started = time.perf_counter()
-    with tracing.tracer().start_as_current_span(
-        f"agency {agency} {dataset}",
-        kind=SpanKind.CLIENT,
-        attributes={
-            "gateway.agency": agency,
-            "gateway.dataset": dataset,
-            "gateway.batch_size": size,
-        },
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            yield call
-        except TimeoutError:
-            call.code, call.reason = "AGENCY_TIMEOUT", "timeout"
-            raise
-        except asyncio.CancelledError:
-            call.code = "CANCELLED"  # the request went away: not the agency's doing
-            raise
-        except Exception:
-            call.code, call.reason = "AGENCY_UNAVAILABLE", "failure"
-            raise
-        finally:
-            if call.code != "CANCELLED":
-                metrics.AGENCY_DURATION.labels(agency, dataset).observe(
-                    time.perf_counter() - started
-                )
-            if call.reason:
-                metrics.AGENCY_ERRORS.labels(agency, call.code, call.reason).inc()
-            span.set_attribute("gateway.outcome", call.code)
-            if call.failed_keys:
-                span.set_attribute("gateway.failed_keys", call.failed_keys)
-            if call.reason:
-                span.set_status(Status(StatusCode.ERROR, f"{call.code} ({call.reason})"))
+    return AgencyCall(agency, dataset, size)
 
 
 def agency_refused(agency: str, dataset: str, size: int, code: str, reason: str) -> None:
@@ -299,11 +374,21 @@ def agency_refused(agency: str, dataset: str, size: int, code: str, reason: str)
     span.end()
 
 
+#: (agency, dataset) -> its bound cache hit and miss counters.
+_CACHE_SERIES: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
 def cache_lookup(agency: str, dataset: str, hits: int, misses: int) -> None:
+    series = _CACHE_SERIES.get((agency, dataset))
+    if series is None:
+        series = _CACHE_SERIES[agency, dataset] = (
+            metrics.CACHE_HITS.labels(agency, dataset),
+            metrics.CACHE_MISSES.labels(agency, dataset),
+        )
     if hits:
-        metrics.CACHE_HITS.labels(agency, dataset).inc(hits)
+        series[0].inc(hits)
     if misses:
-        metrics.CACHE_MISSES.labels(agency, dataset).inc(misses)
+        series[1].inc(misses)
 
 
 def agency_retry(agency: str) -> None:

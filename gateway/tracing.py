@@ -68,6 +68,11 @@ class Tracing:
             self.provider.shutdown()
 
 
+#: The tracer of a request while no span is recorded anywhere (``Tracing.active`` is false):
+#: the request's hooks skip making spans that nobody would see.
+OFF: trace.Tracer = trace.NoOpTracer()
+
+
 def tracer() -> trace.Tracer:
     """The current request's tracer, else the global one."""
     return current.get() or trace.get_tracer(INSTRUMENTATION)

@@ -52,6 +52,10 @@ class Limit:
 
     async def acquire(self, within: float) -> bool:
         """A slot, or False when none came free within ``within`` seconds."""
+        if not self._slots.locked():
+            # A slot is free and nobody queues before us: taken at once, no timeout needed.
+            await self._slots.acquire()
+            return True
         try:
             async with asyncio.timeout(max(within, 0.001)):
                 await self._slots.acquire()

@@ -233,6 +233,35 @@ async def test_a_callers_tracestate_and_baggage_go_nowhere(
         assert format(span.context.trace_id, "032x") == trace_id
 
 
+async def test_with_tracing_off_no_span_is_made_and_no_trace_context_is_passed_on(
+    agency_db: ScratchDatabase,
+    http_agencies: dict[str, str],
+    spans: InMemorySpanExporter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A program that set no tracer provider: spans would be recorded nowhere.
+    monkeypatch.setattr(trace_api, "get_tracer_provider", trace_api.ProxyTracerProvider)
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with tax_agency() as nts:
+        config = make_config(
+            agency_db.dsn, http_agencies, agencies={"nts": http_agency("nts", nts.url)}
+        )
+        async with gateway_client(config) as gateway:
+            response = await gateway.http.post(
+                "/graphql",
+                json={"query": NAMED_TAXES, "variables": {"rrn": HEAD_RRN}},
+                headers={**gateway.headers, "traceparent": caller},
+            )
+            assert response.status_code == 200
+            assert response.json()["data"]["resident"]["taxes"] == []
+            metrics = await gateway.http.get("/metrics", headers=gateway.headers)
+    assert nts.traceparents == [None]
+    assert by_name(spans.get_finished_spans(), "graphql ") == []
+    assert by_name(spans.get_finished_spans(), "agency ") == []
+    assert 'gateway_agency_calls_total{agency="nts",dataset="taxes"}' in metrics.text
+    assert 'gateway_requests_total{code="OK",operation="Taxes"}' in metrics.text
+
+
 async def test_the_trace_context_goes_to_graphql_agencies(
     agency_db: ScratchDatabase,
     http_agencies: dict[str, str],
@@ -255,9 +284,7 @@ async def test_the_trace_context_goes_to_graphql_agencies(
         traceparents = subgraph.traceparents  # read from the subgraph while it runs
     [batch] = by_name(spans.get_finished_spans(), "agency vehicle")
     assert batch.context is not None
-    assert [parent_of(t) for t in traceparents] == [
-        (batch.context.trace_id, batch.context.span_id)
-    ]
+    assert [parent_of(t) for t in traceparents] == [(batch.context.trace_id, batch.context.span_id)]
 
 
 # --- OTLP/HTTP export -----------------------------------------------------------------------
