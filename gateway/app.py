@@ -69,18 +69,23 @@ async def open_store(url: str, keys: AuditKeys, statement_cache_size: int = 100)
     pool = await asyncpg.create_pool(
         url, min_size=1, max_size=8, statement_cache_size=statement_cache_size
     )
-    async with pool.acquire() as conn:
-        # Serialise concurrent start-ups (several workers) running the same DDL.
-        await conn.execute("select pg_advisory_lock(727001)")
-        try:
+    try:
+        async with pool.acquire() as conn:
+            # Serialise concurrent start-ups (several workers) running the same DDL.
+            await conn.execute("select pg_advisory_lock(727001)")
             try:
-                await _ensure_tables(conn)
-            except asyncpg.InsufficientPrivilegeError:
-                # A least-privilege role (docs/deployment.md): the store's owner applied it.
-                await _check_store(conn)
-            problem = await ensure_head(conn, keys)
-        finally:
-            await conn.execute("select pg_advisory_unlock(727001)")
+                try:
+                    await _ensure_tables(conn)
+                except asyncpg.InsufficientPrivilegeError:
+                    # A least-privilege role (docs/deployment.md): the store's owner applied it.
+                    await _check_store(conn)
+                problem = await ensure_head(conn, keys)
+            finally:
+                await conn.execute("select pg_advisory_unlock(727001)")
+    except BaseException:
+        # A store the gateway cannot use: no pool left behind (it would keep reconnecting).
+        await pool.close()
+        raise
     if problem is not None:
         # Not sealed here, ever: the writer refuses, resident data is withheld and /readyz
         # says why, until an operator runs `gateway audit repair`.
