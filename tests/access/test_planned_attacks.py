@@ -10,21 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
+import strawberry
 from asgi_lifespan import LifespanManager
+from graphql import GraphQLObjectType
 
 from adapters.base import Adapter, AgencyFailure
 from adapters.records import Dataset
 from gateway import agencies as agencies_module
 from gateway.app import create_app
 from gateway.config import AgencyConfig, LimitsConfig
-from gateway.graphql_schema import PURPOSES
+from gateway.graphql_schema import PURPOSES, _when_loaded
 from gateway.policy import SELF, SELF_HOUSEHOLD
+from resolvers.loading import NOT_LOADED, when_loaded
 from tests.access.conftest import demo_config, scratch_store
 from tests.access.per_field import per_field_schema
 from tests.access.test_planned import Request, Side, canonical, run, sides, subjects
@@ -278,3 +282,54 @@ async def test_an_agency_failing_for_one_member_only(
                 # its breaker opens: AGENCY_UNAVAILABLE then).
                 assert "AGENCY_UNAVAILABLE" in codes, result["body"]
                 assert codes <= {"AGENCY_UNAVAILABLE", "AGENCY_TIMEOUT"}, result["body"]
+
+
+# --- what a when_loaded twin may be given ------------------------------------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+def _twin(root: Any, info: Any, **kwargs: Any) -> Any:
+    return NOT_LOADED
+
+
+@when_loaded(_twin)
+async def _by_colour(root: Any, colour: Colour) -> str:
+    return "red" if colour is Colour.RED else "?"
+
+
+@when_loaded(_twin)
+async def _by_tax_year(root: Any, tax_year: int) -> int:
+    return tax_year
+
+
+@when_loaded(_twin)
+async def _by_years(root: Any, years: list[int] | None = None) -> int:
+    return len(years or ())
+
+
+@strawberry.type
+class Probe:
+    by_colour: str = strawberry.field(resolver=_by_colour)
+    by_tax_year: int = strawberry.field(resolver=_by_tax_year)
+    by_years: int = strawberry.field(resolver=_by_years)
+
+
+@strawberry.type
+class ProbeQuery:
+    probe: Probe
+
+
+def test_a_twin_is_refused_where_strawberry_would_have_converted_its_arguments() -> None:
+    """The twin gets graphql-core's arguments: GraphQL names (taxYear, not tax_year) and an
+    enum's raw value ("red", not Colour.RED). Used there, it would answer a TypeError
+    (INTERNAL) or quietly differ from its resolver; the schema must not be built so."""
+    probe = strawberry.Schema(query=ProbeQuery)._schema.type_map["Probe"]
+    assert isinstance(probe, GraphQLObjectType)
+    fields = probe.fields
+    assert _when_loaded(fields["byYears"]) is _twin  # builtin scalars, same name: fine
+    for name in ("byColour", "byTaxYear"):
+        with pytest.raises(TypeError, match="when_loaded"):
+            _when_loaded(fields[name])
