@@ -83,6 +83,8 @@ async def same(sides: tuple[Side, Side], request: Request) -> dict[str, Any]:
         assert canonical(body) == canonical(old_body), (body, old_body)
     assert sorted(rows) == sorted(old_rows), (rows, old_rows)
     assert keys == old_keys
+    for one in parsed if isinstance(parsed, list) else [parsed]:
+        assert one.get("data"), one  # it ran: a refused document would prove nothing
     return {"body": parsed, "rows": rows}
 
 
@@ -94,17 +96,23 @@ async def test_aliased_taxes_with_different_years(
     sides: tuple[Side, Side], subjects: list[str]
 ) -> None:
     policy = officer({P0: grant(*EVERYTHING)})
-    query = (
-        "query($r: String!, $y: [Int!], $one: Int!) { resident(rrn: $r, purpose: " + P0 + ") {"
+    aliases = (
         " rrn a: taxes(years: [2024]) { year } b: taxes(years: $y) { year arrears }"
-        " c: taxes { year } d: taxes(years: $one) { year } e: taxes(years: []) { year }"
-        " f: taxes(years: null) { year }"
-        " household { members { rrn x: taxes(years: [2023]) { year } y: taxes { year } } } } }"
+        " c: taxes { year } d: taxes(years: 2024) { year } e: taxes(years: []) { year }"
+        " f: taxes(years: null) { year } g: taxes(years: [2024, 2024, 1900]) { year }"
     )
-    for y in ([2025], None, [2024, 2023]):
-        for rrn in subjects:
-            body = {"query": query, "variables": {"r": rrn, "y": y, "one": 2024}}
-            await same(sides, officer_request(policy, body, rrn))
+    head = "query($r: String!, $y: [Int!]) { resident(rrn: $r, purpose: " + P0 + ") {"
+    queries = [
+        # Nothing under the resident loads more than its wave: its taxes answer from it.
+        head + aliases + " } }",
+        # A nested Resident: the root answers as before, the members from their wave.
+        head + " rrn household { members {" + aliases + " } } } }",
+    ]
+    for query in queries:
+        for y in ([2025], None, [2024, 2023]):
+            for rrn in subjects:
+                body = {"query": query, "variables": {"r": rrn, "y": y}}
+                await same(sides, officer_request(policy, body, rrn))
 
 
 async def test_consent_gated_field_beside_granted_ones_in_a_household(
@@ -203,6 +211,41 @@ async def test_insured_by_masking_and_its_audit(
                 sides, officer_request(officer(views), {"query": query, "variables": {"r": rrn}})
             )
             assert "insuredBy" in json.dumps(result["body"])
+
+
+async def test_one_dataset_granted_under_one_purpose_and_consent_gated_under_another(
+    sides: tuple[Side, Side], subjects: list[str]
+) -> None:
+    """The same resident under two aliases: taxes loaded (and answered from the loaded
+    value) under P0 must still need consent under P1, and stay denied under P2."""
+    p2 = PURPOSES[2]
+    views = {
+        P0: grant("Resident.rrn", "Resident.taxes", "TaxRecord.year"),
+        P1: grant("Resident.rrn", "Resident.taxes", "TaxRecord.year",
+                  consent=("Resident.taxes",)),
+        p2: grant("Resident.rrn"),
+    }  # fmt: skip
+    query = (
+        "query($r: String!) {"
+        " a: resident(rrn: $r, purpose: " + P0 + ") { rrn taxes { year } }"
+        " b: resident(rrn: $r, purpose: " + P1 + ") { rrn taxes { year } }"
+        " c: resident(rrn: $r, purpose: " + p2 + ") { rrn taxes { year } } }"
+    )
+    consented = set(subjects[::2])
+    for rrn in subjects:
+        result = await same(
+            sides, officer_request(officer(views), {"query": query, "variables": {"r": rrn}})
+        )
+        data, errors = result["body"]["data"], result["body"].get("errors", [])
+        assert data["a"]["taxes"] is not None
+        assert data["c"]["taxes"] is None
+        codes = {tuple(e["path"]): e["extensions"]["code"] for e in errors}
+        assert codes[("c", "taxes")] == "FORBIDDEN"
+        if rrn in consented:
+            assert data["b"]["taxes"] == data["a"]["taxes"]
+        else:
+            assert data["b"]["taxes"] is None
+            assert codes[("b", "taxes")] == "CONSENT_REQUIRED"
 
 
 # --- an agency failing for one member only, cache off and on ---------------------------------
