@@ -248,6 +248,40 @@ async def test_one_dataset_granted_under_one_purpose_and_consent_gated_under_ano
             assert codes[("b", "taxes")] == "CONSENT_REQUIRED"
 
 
+async def test_provenance_of_values_answered_from_the_wave(
+    sides: tuple[Side, Side], subjects: list[str]
+) -> None:
+    """A twin notes where its value came from as the resolver would: same paths (list
+    indices included), agencies and staleness; only the times differ between gateways."""
+    policy = officer({P0: grant(*EVERYTHING)})
+    member = (
+        "rrn a: taxes(years: [2024]) { year } insurance { insuredBy } pension { subscriberType }"
+    )
+    queries = [
+        "query($r: String!) { resident(rrn: $r, purpose: " + P0 + ") { " + member + " } }",
+        "query($r: String!) { residents(rrns: [$r, $r], purpose: " + P0 + ") { rrn"
+        " household { size members { " + member + " } } } }",
+    ]
+
+    def entries(one: Side, body: bytes) -> list[tuple[Any, ...]]:
+        found = json.loads(body).get("extensions", {}).get("provenance", [])
+        return sorted((json.dumps(e["path"]), e["agency"], e["stale"]) for e in found)
+
+    planned, per_field = sides
+    for query in queries:
+        for rrn in subjects:
+            request = officer_request(
+                policy,
+                {"query": query, "variables": {"r": rrn}, "extensions": {"provenance": True}},
+            )
+            body, rows, _ = await run(planned, request)
+            old_body, old_rows, _ = await run(per_field, request)
+            assert sorted(rows) == sorted(old_rows)
+            assert json.loads(body)["data"] == json.loads(old_body)["data"]
+            assert entries(planned, body) == entries(per_field, old_body)
+            assert entries(planned, body), body
+
+
 # --- an agency failing for one member only, cache off and on ---------------------------------
 
 FAILING = HOUSEHOLD_RRNS[-1]
