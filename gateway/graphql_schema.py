@@ -10,11 +10,16 @@ from typing import TYPE_CHECKING, Any
 import strawberry
 from graphql import (
     DocumentNode,
+    GraphQLBoolean,
     GraphQLError,
     GraphQLField,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInt,
     GraphQLInterfaceType,
     GraphQLNamedType,
     GraphQLObjectType,
+    GraphQLString,
     GraphQLUnionType,
     default_field_resolver,
     get_named_type,
@@ -200,7 +205,24 @@ def _when_loaded(graphql_field: GraphQLField) -> Any:
     resolver = definition.base_resolver
     if resolver is None:
         return None
-    return WHEN_LOADED.get(resolver.wrapped_func)  # type: ignore[arg-type]
+    ready = WHEN_LOADED.get(resolver.wrapped_func)  # type: ignore[arg-type]
+    if ready is not None:
+        for name, argument in graphql_field.args.items():
+            # graphql-core hands the twin its arguments as they are: by GraphQL name, enums
+            # as their raw values, input objects as dicts. Only where strawberry would hand
+            # them over unchanged may the twin stand in for the resolver.
+            own = (argument.extensions or {}).get("strawberry-definition")
+            python_name = getattr(own, "python_name", name)
+            if python_name != name or get_named_type(argument.type) not in _AS_THEY_ARE:
+                raise TypeError(
+                    f"{definition.name}: its when_loaded twin cannot take argument {name}"
+                    " (strawberry converts it; graphql-core would hand it over unconverted)"
+                )
+    return ready
+
+
+#: Argument types graphql-core and strawberry hand a resolver alike.
+_AS_THEY_ARE = (GraphQLInt, GraphQLFloat, GraphQLString, GraphQLBoolean, GraphQLID)
 
 
 def schema_for(config: Config) -> GatewaySchema:
