@@ -205,6 +205,9 @@ def create_app(
                 async with asyncio.timeout(1):
                     problem = await rt.audit.head_problem()
                 reachable = True
+                # A sealed head, yet every recent commit failed (a row forged at the chain's
+                # next place, say): requests are withheld, so the replica is not ready.
+                problem = problem or rt.audit.failing
                 audit = {"ok": problem is None} | ({"reason": problem} if problem else {})
             except Exception as exc:
                 log.warning(

@@ -58,6 +58,10 @@ COLUMNS = (
     "disclosed", "denied", "prev_hash", "hash", "note",
 )  # fmt: skip
 MAX_BATCH = 500
+#: This many audit commits failing in a row (none succeeding between) make ``failing`` say so,
+#: and /readyz take the replica out of its pool: one record the database cannot take fails
+#: alone, a store that refuses every commit (a row forged at the chain's next place, say) does not.
+FAILING_AFTER = 3
 #: The head file is rewritten at most this often (and once more on close).
 HEAD_FILE_EVERY_S = 1.0
 #: Errors that say the store is unreachable, not that one record is unwritable: a failed
@@ -111,6 +115,8 @@ class AuditLog:
         self.commits = 0
         self.records_written = 0
         self.abandoned = 0
+        self._failed_in_a_row = 0
+        self._last_failure = ""
 
     async def start(self) -> None:
         if self.head_file is not None:
@@ -206,17 +212,26 @@ class AuditLog:
                 count += len(item.records)
             await self._commit(batch)
 
+    @property
+    def failing(self) -> str | None:
+        """Why the last commits all failed, once ``FAILING_AFTER`` of them did; else None."""
+        if self._failed_in_a_row < FAILING_AFTER:
+            return None
+        return f"the last {self._failed_in_a_row} audit commits failed ({self._last_failure})"
+
     async def _commit(self, batch: list[Pending]) -> None:
         started = time.perf_counter()
         try:
             written = await self._write(batch)
         except AuditStoreRefused as exc:
+            self._count_failure(exc)
             observe.audit_failed()
             log.error("audit store refused: %s; resident data is withheld until an operator"
                       " runs `gateway audit repair`", exc)  # fmt: skip
             _fail(batch)
             return
         except Exception as exc:
+            self._count_failure(exc)
             if len(batch) > 1 and not isinstance(exc, STORE_DOWN):
                 log.warning("audit group of %d requests failed (%s); writing them one by one",
                             len(batch), type(exc).__name__)  # fmt: skip
@@ -227,6 +242,7 @@ class AuditLog:
             observe.audit_failed()
             _fail(batch)
             return
+        self._failed_in_a_row = 0
         if written:
             self.commits += 1
             self.records_written += sum(len(item.records) for item in written)
@@ -236,6 +252,10 @@ class AuditLog:
         for item in written:
             if not item.done.done():
                 item.done.set_result(None)
+
+    def _count_failure(self, exc: Exception) -> None:
+        self._failed_in_a_row += 1
+        self._last_failure = type(exc).__name__  # never its text: it may quote a record
 
     async def _write(self, batch: Sequence[Pending]) -> list[Pending]:
         """Write the records of every request still waiting; return those requests."""

@@ -802,3 +802,28 @@ async def test_workers_sharing_a_head_file_never_move_it_back(
         last = await fetch(db.dsn, "select last_seq, last_hash from gateway.audit_head")
     assert head_file.read_text().strip() == f"5:{last[0]['last_hash']}"
     assert last[0]["last_seq"] == 5
+
+
+async def test_a_row_forged_at_the_chains_next_place_takes_the_replica_out_of_its_pool(
+    admin_dsn: str, agency_db: ScratchDatabase, http_agencies: dict[str, str]
+) -> None:
+    """A row inserted where the next commit must go (the app role may INSERT) makes every
+    commit fail: resident data is withheld, and /readyz says not ready (with the failure's
+    kind, never a record's text) until the row is gone; then both recover."""
+    async with (
+        scratch_store(admin_dsn) as db,
+        demo_gateway(agency_db, http_agencies, db) as gateway,
+    ):
+        assert "Kim" in json.dumps(await lookup(gateway))
+        [head] = await fetch(db.dsn, "select last_seq from gateway.audit_head")
+        await fetch(db.dsn, FORGE, head["last_seq"] + 1, HEAD_SUBJECT)
+        for _ in range(3):
+            assert_withheld(await lookup(gateway))
+        ready = await gateway.http.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["audit"]["ok"] is False
+        assert "audit commits failed (UniqueViolationError)" in ready.json()["audit"]["reason"]
+        await execute(db.dsn, "delete from gateway.audit_log where request_id = 'forged'")
+        assert "Kim" in json.dumps(await lookup(gateway))
+        ready = await gateway.http.get("/readyz")
+        assert ready.status_code == 200, ready.text
