@@ -118,28 +118,21 @@ class Observer:
     ) -> Iterator[RequestSeen]:
         """Around one request: its span (a child of the caller's ``traceparent``), then its
         metrics and its log line."""
+        seen = RequestSeen(request_id, method, client_request_id)
         if not self.tracing.active:
             # No span is recorded anywhere: none is made, and the request runs with no
             # current span, as under a tracer that records nothing.
             token = tracing.current.set(tracing.OFF)
             attached = otel_context.attach(trace.set_span_in_context(trace.INVALID_SPAN))
-            seen = RequestSeen(request_id, method, client_request_id)
             try:
-                yield seen
-            except Exception:
-                seen.codes.append("INTERNAL")  # escaped the view: the server answers 500
-                seen.status = seen.status or 500
-                raise
+                with self._finished(seen, None):
+                    yield seen
             finally:
-                try:
-                    self._finish(seen, None)
-                finally:
-                    otel_context.detach(attached)
-                    tracing.current.reset(token)
+                otel_context.detach(attached)
+                tracing.current.reset(token)
             return
         tracer = self.tracing.tracer
         token = tracing.current.set(tracer)
-        seen = RequestSeen(request_id, method, client_request_id)
         try:
             with tracer.start_as_current_span(
                 f"{method} /graphql",
@@ -152,17 +145,22 @@ class Observer:
                 },
                 record_exception=False,  # an exception's text may quote anything
                 set_status_on_exception=False,
-            ) as span:
-                try:
-                    yield seen
-                except Exception:
-                    seen.codes.append("INTERNAL")  # escaped the view: the server answers 500
-                    seen.status = seen.status or 500
-                    raise
-                finally:
-                    self._finish(seen, span)
+            ) as span, self._finished(seen, span):  # fmt: skip
+                yield seen
         finally:
             tracing.current.reset(token)
+
+    @contextlib.contextmanager
+    def _finished(self, seen: RequestSeen, span: trace.Span | None) -> Iterator[None]:
+        """Metrics and the log line of ``seen`` once the request is done (inside its span)."""
+        try:
+            yield
+        except Exception:
+            seen.codes.append("INTERNAL")  # escaped the view: the server answers 500
+            seen.status = seen.status or 500
+            raise
+        finally:
+            self._finish(seen, span)
 
     def _series(self, operation: str, outcome: str) -> tuple[Any, Any]:
         """The request counter and histogram of (operation, outcome), bound once (both
