@@ -447,8 +447,9 @@ class Bench:
         ceiling: ServerProcess | None = None
         wanted = {t for s in self.scenarios for t in s.targets if t in self.targets}
         peer_server: ServerProcess | None = None
-        peer_bodies = {s.name: peer.bodies(s.name) for s in self.scenarios}
-        if "peer" in wanted:
+        peer_bodies: dict[str, list[bytes] | None] = {}
+        if "peer" in wanted:  # its files are read only when it runs
+            peer_bodies = {s.name: peer.bodies(s.name) for s in self.scenarios}
             say(f"starting the peer ({args.peer_variant} planner variant)")
             self.peer = peer.Peer(stack.workdir, args.peer_variant)
             peer_server = self.peer.start()

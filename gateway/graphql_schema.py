@@ -43,6 +43,7 @@ from gateway.access import (
 )
 from gateway.config import Config, ConfigError, LimitsConfig, cost_weights
 from gateway.errors import GatewayError, QueryTooComplex
+from gateway.executor import PlannedExecutor
 from gateway.limits import (
     FIELD_DATASET,
     MeasureCache,
@@ -118,6 +119,8 @@ def build_schema(
             types=federation.object_types(contributions),
             extensions=extensions,
             config=StrawberryConfig(scalar_map=SCALARS),
+            # Queries run compiled (gateway/executor.py); the rest through graphql-core.
+            execution_context_class=PlannedExecutor,
         )
     except DuplicatedTypeName as exc:
         name = str(exc.message).split()[1]
