@@ -28,7 +28,7 @@ from graphql import (
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.exceptions import DuplicatedTypeName
-from strawberry.extensions import AddValidationRules, ValidationCache
+from strawberry.extensions import AddValidationRules
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 from strawberry.types.field import StrawberryField
@@ -48,6 +48,7 @@ from gateway.limits import (
     FIELD_DATASET,
     MeasureCache,
     QueryLimits,
+    ValidatedOnce,
     measure,
     over_limit,
     parse_limited,
@@ -97,7 +98,7 @@ def build_schema(
     limits = limits or LimitsConfig()
     weights = dict(weights or {})
     measured = MeasureCache()
-    # Built once (ValidationCache keys on the rule classes).
+    # Built once (ValidatedOnce keys on the rule classes).
     rules: list[Any] = []
     if not limits.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)  # __schema, __type; __typename stays
@@ -107,7 +108,7 @@ def build_schema(
         # gateway/limits.py). Parse and validation dominate a cached request's CPU time
         # (see STACK.md), hence the caches. Order matters: QueryLimits refuses first.
         lambda: QueryLimits(limits, weights, measured),
-        lambda: ValidationCache(maxsize=256),
+        ValidatedOnce,  # graphql-core's validation, once per document
         *([lambda: AddValidationRules(rules)] if rules else []),
         Planned,  # once per operation: its plan (decisions made once; see gateway/plans.py)
         ObserveOperation,

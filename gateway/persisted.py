@@ -15,9 +15,9 @@ manifest run; anything else is ``OPERATION_NOT_ALLOWED``, HTTP 403, unless the c
 of ``allow_free_form_roles``, e.g. analysts in GraphiQL).
 
 The view calls :meth:`PersistedDocuments.resolve` once per operation, after authentication;
-it returns the document text to execute. Strawberry's ParserCache and ValidationCache are keyed
-by that text, so a stored document is parsed and validated once per process (while it stays
-among the 256 most recent documents).
+it returns the document text to execute. The parse cache is keyed by that text, and
+validation (``ValidatedOnce``) by the cached document, so a stored document is parsed and
+validated once per process (while it stays among the 256 most recent documents).
 """
 
 from __future__ import annotations

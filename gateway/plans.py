@@ -19,7 +19,7 @@ built here, once per schema, that looks its coordinate up in the view's table an
 answers (noting the disclosure), refuses (null and FORBIDDEN, the same message, path and
 extensions as before) or checks consent once per resident. No schema extension runs per
 field. Parse, validation and cost are cached by their own document-keyed caches
-(``gateway.limits``, strawberry's ``ValidationCache``), ahead of the plan.
+(``gateway.limits``: ``parse_limited``, ``ValidatedOnce``), ahead of the plan.
 
 Why a plan cache keeps the contract ("caches hold agency data, never decisions"): a plan is
 a cache of decisions, but it holds **no data** and is keyed by the **whole** authorization

@@ -16,6 +16,7 @@ from graphql import parse
 
 from gateway.config import Config, LimitsConfig
 from gateway.graphql_schema import build_schema
+from gateway import limits as limits_module
 from gateway.limits import measure
 from tests.access.conftest import served
 from tests.conftest import GatewayClient, gateway_client
@@ -250,3 +251,26 @@ async def test_introspection_is_priced_so_aliases_cannot_multiply_it(client: Gat
     body = (await client.post({"query": aliased, "extensions": {"cost": True}})).json()
     assert code(body) == "QUERY_TOO_COMPLEX"
     assert "cost" in body["errors"][0]["message"]
+
+
+async def test_a_document_is_validated_once_and_its_errors_kept(
+    client: GatewayClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation is cached by the (cached) document: the same text is validated once, its
+    errors come back every time, and another text is validated on its own."""
+    calls: list[str] = []
+    real = limits_module.validate_document
+
+    def counting(schema: Any, document: Any, rules: Any) -> Any:
+        calls.append(document.loc.source.body)
+        return real(schema, document, rules)
+
+    monkeypatch.setattr(limits_module, "validate_document", counting)
+    good = f"{{ {RESIDENT} {{ name }} }}"
+    bad = f"{{ {RESIDENT} {{ name nickname }} }}"
+    for _ in range(3):
+        assert "errors" not in await client.query(good)
+        errors = (await client.query(bad))["errors"]
+        assert [e["extensions"]["code"] for e in errors] == ["BAD_REQUEST"]
+        assert "nickname" in errors[0]["message"]
+    assert sorted(calls) == sorted([good, bad])

@@ -127,7 +127,7 @@ async def test_only_valid_documents_are_registered(config: Config) -> None:
 
 async def test_a_known_document_is_parsed_and_validated_once(config: Config) -> None:
     """The gateway's parse cache (gateway.limits) is keyed by the text: the stored text hits
-    it, and ValidationCache is keyed by that same cached document."""
+    it, and validation (ValidatedOnce) is keyed by that same cached document."""
     parse_cache: Any = limits_module._parse  # an lru_cache: cache_info()
     async with gateway_client(with_persisted(config, mode="apq")) as gw:
         await gw.post(apq(AGENCIES_HASH, AGENCIES))
