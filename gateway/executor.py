@@ -65,6 +65,10 @@ from strawberry.schema.schema import (
 #: combination of the values its @skip/@include variables took.
 CACHE_SIZE = 256
 _CONDITIONS = frozenset({"skip", "include"})
+_Info = _OperationContextAwareGraphQLResolveInfo
+# NamedTuples built from a tuple without their Python-level ``__new__``.
+_info = cast("Callable[[type[_Info], tuple[Any, ...]], Any]", tuple.__new__)
+_path = cast("Callable[[type[Path], tuple[Any, ...]], Path]", tuple.__new__)
 _INTROSPECTION = frozenset({"__schema", "__type"})
 
 
@@ -101,6 +105,11 @@ class Step:
     #: Arguments coerced once (literals only); None: coerced per execution (variables).
     args: dict[str, Any] | None
     shape: Shape
+    #: A scalar or enum field (``Leaf`` or ``Leaf!``): completed in line.
+    leaf: GraphQLLeafType | None = None
+    non_null: bool = False
+    #: What every resolve info of this field starts with (name, nodes, type, parent type).
+    head: tuple[Any, ...] = ()
 
 
 class Unsupported(Exception):
@@ -267,6 +276,9 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                         )  # fmt: skip
                     except GraphQLError:
                         args = None  # the error is raised, located, at execution
+            shape = self._compile_shape(field_def.type, details)
+            leaf = shape if shape.kind is Kind.LEAF else shape.inner
+            nodes = [d.node for d in details]
             steps.append(
                 Step(
                     key=key,
@@ -275,10 +287,17 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                     parent_name=parent_type.name,
                     field_def=field_def,
                     details=details,
-                    nodes=[d.node for d in details],
+                    nodes=nodes,
                     resolve=field_def.resolve or self.field_resolver,
                     args=args,
-                    shape=self._compile_shape(field_def.type, details),
+                    shape=shape,
+                    leaf=(
+                        cast("GraphQLLeafType", leaf.type)
+                        if leaf is not None and leaf.kind is Kind.LEAF
+                        else None
+                    ),
+                    non_null=shape.kind is Kind.NON_NULL,
+                    head=(name, nodes, field_def.type, parent_type),
                 )
             )
         return tuple(steps)
@@ -312,14 +331,25 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def _fields(self, steps: Sequence[Step], source: Any, path: Path | None) -> Any:
         results: dict[str, Any] = {}
-        is_awaitable = self.is_awaitable
         awaitable_keys: list[str] = []
+        # What every resolve info of this request ends with (see ``_field``).
+        tail = (
+            self.schema,
+            self.fragment_definitions,
+            self.root_value,
+            self.operation,
+            self.variable_values.coerced,
+            self.context_value,
+            self.is_awaitable,
+            self.abort_signal,
+            self.async_helpers,
+            self.operation_extensions,
+        )
+        field = self._field
         try:
             for step in steps:
-                result = self._field(step, source, Path(path, step.key, step.parent_name))
-                results[step.key] = result
-                if is_awaitable(result):
-                    awaitable_keys.append(step.key)
+                field(step, source, _path(Path, (path, step.key, step.parent_name)), tail,
+                      results, awaitable_keys)  # fmt: skip
         except Exception:
             if awaitable_keys:
                 self.settle_in_background([results[key] for key in awaitable_keys])
@@ -338,25 +368,18 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
 
         return get_results()
 
-    def _field(self, step: Step, source: Any, path: Path) -> Any:
-        info = _OperationContextAwareGraphQLResolveInfo(
-            step.name,
-            step.nodes,
-            step.field_def.type,
-            step.parent_type,
-            path,
-            self.schema,
-            self.fragment_definitions,
-            self.root_value,
-            self.operation,
-            self.variable_values.coerced,
-            self.context_value,
-            self.is_awaitable,
-            self.abort_signal,
-            self.async_helpers,
-            self.operation_extensions,
-        )
-        shape = step.shape
+    def _field(
+        self,
+        step: Step,
+        source: Any,
+        path: Path,
+        tail: tuple[Any, ...],
+        results: dict[str, Any],
+        awaitable_keys: list[str],
+    ) -> None:
+        """graphql-core's ``execute_field``, its result put in ``results`` (its key in
+        ``awaitable_keys`` too when it is awaitable)."""
+        info = _info(_Info, (*step.head, path, *tail))
         try:
             args = step.args
             if args is None:
@@ -366,14 +389,32 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 )  # fmt: skip
             result = step.resolve(source, info, **args)
             if self.is_awaitable(result):
-                return self._awaited(shape, step, info, path, result)
-            completed = self._complete(shape, step, info, path, result)
+                results[step.key] = self._awaited(step.shape, step, info, path, result)
+                awaitable_keys.append(step.key)
+                return
+            leaf = step.leaf
+            if leaf is not None:  # complete_value for Leaf and Leaf!, in line
+                if isinstance(result, Exception):
+                    raise result
+                if result is None or result is Undefined:
+                    if step.non_null:
+                        raise TypeError(
+                            "Cannot return null for non-nullable field"
+                            f" {step.parent_name}.{step.name}."
+                        )
+                    results[step.key] = None
+                else:
+                    results[step.key] = self.complete_leaf_value(leaf, result)
+                return
+            completed = self._complete(step.shape, step, info, path, result)
             if self.is_awaitable(completed):
-                return self._completing(shape, step, path, completed)
+                results[step.key] = self._completing(step.shape, step, path, completed)
+                awaitable_keys.append(step.key)
+                return
         except Exception as raw_error:
-            self._error(raw_error, shape, step, path)
-            return None
-        return completed
+            self._error(raw_error, step.shape, step, path)
+            completed = None
+        results[step.key] = completed
 
     async def _completing(self, shape: Shape, step: Step, path: Path, completed: Any) -> Any:
         try:
@@ -448,7 +489,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         index = 0
         try:
             for item in iterator:
-                item_path = path.add_key(index, None)
+                item_path = _path(Path, (path, index, None))
                 if is_awaitable(item):
                     append(self._awaited(item_shape, step, info, item_path, item))
                     awaitable_indices.append(index)
