@@ -6,9 +6,9 @@ middleware for a resolver, coercing arguments, then completing the value through
 type predicates (non-null? list? leaf? abstract? object?), and it collects the subfields of
 every object anew in each request. None of that depends on data: for one operation it is
 the same every time. ``PlannedExecutor`` (the schema's executor class) works it out once per
-(operation, values of the variables its @skip/@include read), from the operation's second
-run on (the parse cache hands the same document node to every request with the same text),
-into a tree of ``Step``s — the
+(operation, values of the variables its @skip/@include read) — the parse cache
+(``gateway.limits.parse_limited``) hands every request with the same text the same document
+node — into a tree of ``Step``s — the
 field's definition, its resolver, its literal arguments coerced once, and its completion as
 a precomputed ``Shape`` — and runs that tree.
 
@@ -215,9 +215,6 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 conditions = tuple(sorted(names))
             compiled = Compiled(operation, conditions, {})
             _COMPILED.put(key, compiled)
-            # Compiled from its second run on: a document parsed anew for every request
-            # (no parse cache in front) is never worth compiling.
-            return None
         if compiled.conditions is None:
             return None
         coerced = self.variable_values.coerced

@@ -20,13 +20,14 @@ import pytest
 import strawberry
 from asgi_lifespan import LifespanManager
 from graphql import GraphQLObjectType
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from adapters.base import Adapter, AgencyFailure
 from adapters.records import Dataset
 from gateway import agencies as agencies_module
 from gateway.app import create_app
 from gateway.config import AgencyConfig, LimitsConfig
-from gateway.graphql_schema import PURPOSES, _when_loaded
+from gateway.graphql_schema import PURPOSES, _when_loaded, schema_for
 from gateway.policy import SELF, SELF_HOUSEHOLD
 from resolvers.loading import NOT_LOADED, when_loaded
 from tests.access.conftest import demo_config, scratch_store
@@ -70,9 +71,13 @@ def citizen(views: dict[str, Any]) -> dict[str, Any]:
     return {"roles": {"tester": role}}
 
 
-async def same(sides: tuple[Side, Side], request: Request) -> dict[str, Any]:
-    planned, per_field = sides
+async def same(sides: tuple[Side, Side, Side], request: Request) -> dict[str, Any]:
+    planned, uncompiled, per_field = sides
     body, rows, keys = await run(planned, request)
+    core_body, core_rows, core_keys = await run(uncompiled, request)
+    assert _canonical_any(body) == _canonical_any(core_body), (body, core_body)
+    assert sorted(rows) == sorted(core_rows), (rows, core_rows)
+    assert keys == core_keys
     old_body, old_rows, old_keys = await run(per_field, request)
     parsed, old = json.loads(body), json.loads(old_body)
     if isinstance(parsed, list):
@@ -88,12 +93,19 @@ async def same(sides: tuple[Side, Side], request: Request) -> dict[str, Any]:
     return {"body": parsed, "rows": rows}
 
 
+def _canonical_any(body: bytes) -> Any:
+    parsed = json.loads(body)
+    if isinstance(parsed, list):  # a batch
+        return [canonical(json.dumps(p).encode()) for p in parsed]
+    return canonical(body)
+
+
 def officer_request(policy: dict[str, Any], body: Any, rrn: str = HEAD_RRN) -> Request:
     return Request(policy, ["tester"], body, False, rrn)
 
 
 async def test_aliased_taxes_with_different_years(
-    sides: tuple[Side, Side], subjects: list[str]
+    sides: tuple[Side, Side, Side], subjects: list[str]
 ) -> None:
     policy = officer({P0: grant(*EVERYTHING)})
     aliases = (
@@ -116,7 +128,7 @@ async def test_aliased_taxes_with_different_years(
 
 
 async def test_consent_gated_field_beside_granted_ones_in_a_household(
-    sides: tuple[Side, Side], subjects: list[str]
+    sides: tuple[Side, Side, Side], subjects: list[str]
 ) -> None:
     # insurance needs consent (only every other subject has one); taxes and pension do not;
     # militaryService is denied.
@@ -133,7 +145,7 @@ async def test_consent_gated_field_beside_granted_ones_in_a_household(
 
 
 async def test_members_only_granted_agency_fields_with_fragments_and_directives(
-    sides: tuple[Side, Side], subjects: list[str]
+    sides: tuple[Side, Side, Side], subjects: list[str]
 ) -> None:
     views = {P0: grant(*EVERYTHING, unmasked=True)}
     query = (
@@ -150,7 +162,7 @@ async def test_members_only_granted_agency_fields_with_fragments_and_directives(
 
 
 async def test_batched_operations_with_different_purposes(
-    sides: tuple[Side, Side], subjects: list[str]
+    sides: tuple[Side, Side, Side], subjects: list[str]
 ) -> None:
     views = {
         P0: grant("Resident.rrn", "Resident.taxes", "TaxRecord.year", "Resident.household",
@@ -181,7 +193,9 @@ async def test_batched_operations_with_different_purposes(
         await same(sides, officer_request(officer(views), body, rrn))
 
 
-async def test_citizen_me_with_household(sides: tuple[Side, Side], subjects: list[str]) -> None:
+async def test_citizen_me_with_household(
+    sides: tuple[Side, Side, Side], subjects: list[str]
+) -> None:
     views = {
         SELF: grant(*EVERYTHING),
         SELF_HOUSEHOLD: grant("Resident.rrn", "Resident.name", "Resident.taxes",
@@ -198,7 +212,7 @@ async def test_citizen_me_with_household(sides: tuple[Side, Side], subjects: lis
 
 @pytest.mark.parametrize("purpose", [P0])
 async def test_insured_by_masking_and_its_audit(
-    sides: tuple[Side, Side], subjects: list[str], purpose: str
+    sides: tuple[Side, Side, Side], subjects: list[str], purpose: str
 ) -> None:
     for unmasked in (False, True):
         views = {purpose: grant(*EVERYTHING, unmasked=unmasked)}
@@ -214,7 +228,7 @@ async def test_insured_by_masking_and_its_audit(
 
 
 async def test_one_dataset_granted_under_one_purpose_and_consent_gated_under_another(
-    sides: tuple[Side, Side], subjects: list[str]
+    sides: tuple[Side, Side, Side], subjects: list[str]
 ) -> None:
     """The same resident under two aliases: taxes loaded (and answered from the loaded
     value) under P0 must still need consent under P1, and stay denied under P2."""
@@ -249,7 +263,7 @@ async def test_one_dataset_granted_under_one_purpose_and_consent_gated_under_ano
 
 
 async def test_provenance_of_values_answered_from_the_wave(
-    sides: tuple[Side, Side], subjects: list[str]
+    sides: tuple[Side, Side, Side], subjects: list[str]
 ) -> None:
     """A twin notes where its value came from as the resolver would: same paths (list
     indices included), agencies and staleness; only the times differ between gateways."""
@@ -267,7 +281,7 @@ async def test_provenance_of_values_answered_from_the_wave(
         found = json.loads(body).get("extensions", {}).get("provenance", [])
         return sorted((json.dumps(e["path"]), e["agency"], e["stale"]) for e in found)
 
-    planned, per_field = sides
+    planned, _, per_field = sides
     for query in queries:
         for rrn in subjects:
             request = officer_request(
@@ -306,10 +320,10 @@ def failing_kind(base: type[Adapter], *, slow: bool) -> type[Adapter]:
 @contextlib.asynccontextmanager
 async def failing_sides(
     admin_dsn: str, agency_db: ScratchDatabase, urls: dict[str, str], cached: bool
-) -> AsyncIterator[tuple[Side, Side]]:
+) -> AsyncIterator[tuple[Side, Side, Side]]:
     async with contextlib.AsyncExitStack() as stack:
         out = []
-        for planned in (True, False):
+        for planned, compiled in ((True, True), (True, False), (False, False)):
             store = await stack.enter_async_context(scratch_store(admin_dsn))
             config = demo_config(agency_db, urls, store.dsn, limits=LimitsConfig(max_cost=200_000))
             agencies = dict(config.agencies)
@@ -318,7 +332,10 @@ async def failing_sides(
             agencies["nps"] = AgencyConfig(code="nps", kind="one-slow", dsn=agency_db.dsn,
                                            cache=cached, retries=0, timeout_ms=300)  # fmt: skip
             config = dataclasses.replace(config, agencies=agencies)
-            app = create_app(config, None if planned else per_field_schema(config))
+            schema = schema_for(config) if planned else per_field_schema(config)
+            if not compiled:
+                schema.execution_context_class = StrawberryGraphQLCoreExecutionContext
+            app = create_app(config, schema)
             manager = await stack.enter_async_context(LifespanManager(app))
             http = await stack.enter_async_context(
                 httpx.AsyncClient(
@@ -326,7 +343,7 @@ async def failing_sides(
                 )
             )
             out.append(Side(GatewayClient(http, app, token("tester")), store))
-        yield out[0], out[1]
+        yield out[0], out[1], out[2]
 
 
 @pytest.mark.parametrize("cached", [False, True])

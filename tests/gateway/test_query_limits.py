@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from graphql import parse
+from strawberry.schema.schema import validate_document
 
+from gateway import limits as limits_module
 from gateway.config import Config, LimitsConfig
 from gateway.graphql_schema import build_schema
-from gateway import limits as limits_module
 from gateway.limits import measure
 from tests.access.conftest import served
 from tests.conftest import GatewayClient, gateway_client
@@ -259,7 +260,7 @@ async def test_a_document_is_validated_once_and_its_errors_kept(
     """Validation is cached by the (cached) document: the same text is validated once, its
     errors come back every time, and another text is validated on its own."""
     calls: list[str] = []
-    real = limits_module.validate_document
+    real = validate_document
 
     def counting(schema: Any, document: Any, rules: Any) -> Any:
         calls.append(document.loc.source.body)
