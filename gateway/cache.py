@@ -202,6 +202,27 @@ class AgencyCache:
             out.append(entry if usable else None)
         return out
 
+    def peek(self, agency: str, dataset: Dataset, key: str, max_age_s: float) -> Entry | None:
+        """``get_many`` for one key, without awaiting: only the in-process store can answer
+        so (None from any other backend, as from a miss). Same freshness and tombstone
+        rules."""
+        store = self._cache
+        if not isinstance(store, MemoryStore):
+            return None
+        now = store._clock()
+        name = self.key(agency, dataset.name, key)
+        item = store._get(name, now)
+        if item is None:
+            return None
+        tomb = store._get(f"{self.key(agency, dataset.base, key)}{TOMBSTONE}", now)
+        entry = self._decode(dataset, item)
+        usable = (
+            entry is not None
+            and time.time() - entry.fetched_at < max_age_s
+            and (tomb is None or entry.fetched_at > float(tomb))
+        )
+        return entry if usable else None
+
     async def set_many(
         self,
         agency: str,

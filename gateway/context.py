@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.dataloader import DataLoader
 
-from gateway.agencies import Agencies, Sourced, unserved_name
+from adapters.records import Dataset
+from gateway.agencies import Agencies, Agency, Sourced, unserved_name
 from gateway.config import LimitsConfig, StatisticsConfig
 from gateway.errors import AgencyError
 from gateway.principal import Principal
@@ -61,11 +62,36 @@ class Loaders:
         agency_client, spec = found
         if part:
             spec = spec.narrowed(part)
+        return AgencyLoader(agency_client, spec, self.deadline)
 
-        async def load(keys: Sequence[str]) -> list[Any]:
-            return await agency_client.fetch(spec, keys, self.deadline)
 
-        return DataLoader(load_fn=load)
+class AgencyLoader(DataLoader[str, Any]):
+    """A request's DataLoader of one dataset. A key the in-process cache holds fresh is
+    answered at once (a done future, ``CacheLayer.peek``): no batch, task or coroutine for
+    it. Every other key is batched and fetched as before (``Agency.fetch``: cache, single
+    flight, coalescing, the resilient call)."""
+
+    def __init__(self, agency: Agency, dataset: Dataset, deadline: float | None) -> None:
+        super().__init__(load_fn=self._fetch)
+        self.agency = agency
+        self.dataset = dataset
+        self.deadline = deadline
+        self._peek = agency.cached.peek
+
+    async def _fetch(self, keys: Sequence[str]) -> list[Any]:
+        return await self.agency.fetch(self.dataset, keys, self.deadline)
+
+    def load(self, key: str) -> Any:
+        known = self.cache_map.get(key)
+        if known is not None and not known.cancelled():
+            return known
+        hit = self._peek(self.dataset, key)
+        if hit is None:
+            return super().load(key)
+        future = self.loop.create_future()
+        future.set_result(hit)
+        self.cache_map.set(key, future)
+        return future
 
 
 class Provenance:

@@ -53,6 +53,19 @@ class CacheLayer:
         self._counted(dataset, len(keys) - len(pending), len(pending))
         return found, stale, pending
 
+    def peek(self, dataset: Dataset, key: str) -> Sourced | None:
+        """A fresh answer for ``key`` from the in-process cache, without awaiting (counted
+        as a hit); None otherwise, counting nothing: ``lookup`` decides and counts then."""
+        if self.cache is None:
+            return None
+        fresh_s = self.config.cache_ttl_s
+        entry = self.cache.peek(self.code, dataset, key, fresh_s)
+        if entry is None:
+            return None
+        now = time.time()
+        self._counted(dataset, 1, 0)
+        return Sourced(entry.value, self.code, self.no_older_than(now))
+
     def _counted(self, dataset: Dataset, hits: int, misses: int) -> None:
         """The one place cache hits and misses are counted."""
         self.stats.cache_hits += hits
