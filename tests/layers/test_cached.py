@@ -12,6 +12,7 @@ from gateway.errors import AgencyError
 from gateway.layers import AgencyStats, Sourced
 from gateway.layers.cached import CacheLayer
 from tests.layers.conftest import PEOPLE
+from tests.resilience.conftest import cache_of
 
 
 def layer(**kw: int) -> CacheLayer:
@@ -59,3 +60,46 @@ async def test_as_of_is_the_start_of_a_minute_ttl_ago() -> None:
     cached = layer(cache_ttl_s=60)
     now = 1_800_000_030.0
     assert cached.no_older_than(now) == 1_799_999_940.0
+
+
+async def test_peek_answers_what_lookup_would_find_fresh_and_nothing_else() -> None:
+    cached = layer(cache_ttl_s=60, stale_ttl_s=3600)
+    assert cached.peek(PEOPLE, "a") is None  # nothing stored
+    await cached.store(PEOPLE, ["a"], ["record a"], time.time())
+    await cached.store(PEOPLE, ["b"], ["record b"], time.time() - 120)  # stale only
+    await cached.store(PEOPLE, ["n"], [None], time.time())  # the agency has no record
+    hit = cached.peek(PEOPLE, "a")
+    assert isinstance(hit, Sourced)
+    assert (hit.value, hit.agency, hit.stale) == ("record a", "nts", False)
+    assert hit.as_of == cached.no_older_than(time.time())
+    assert cached.peek(PEOPLE, "b") is None  # stale copies are lookup's to serve
+    none = cached.peek(PEOPLE, "n")
+    assert none is not None
+    assert none.value is None
+    # Only the answered peeks count, as hits; a miss is counted by the lookup that follows.
+    assert (cached.stats.cache_hits, cached.stats.cache_misses) == (2, 0)
+
+
+async def test_peek_sees_an_invalidation() -> None:
+    cached = layer()
+    assert cached.cache is not None
+    await cached.store(PEOPLE, ["a"], ["record a"], time.time() - 1)
+    assert cached.peek(PEOPLE, "a") is not None
+    await cached.cache.invalidate("nts", [PEOPLE.name], ["a"], ttl_s=60)
+    assert cached.peek(PEOPLE, "a") is None
+    found, _, pending = await cached.lookup(PEOPLE, ["a"])
+    assert (found, pending) == ({}, ["a"])
+
+
+async def test_peek_never_answers_from_redis() -> None:
+    config = AgencyConfig(code="nts", kind="memory")
+    shared = AgencyCache(cache_of("redis"))
+    cached = CacheLayer(config, shared, AgencyStats())
+    try:
+        await cached.store(PEOPLE, ["a"], [None], time.time())  # "no record", JSON-storable
+        found, _, _ = await cached.lookup(PEOPLE, ["a"])
+        assert "a" in found  # stored and found through the awaited path
+        assert cached.peek(PEOPLE, "a") is None  # a round trip is never made in peek
+    finally:
+        await shared.clear_agency("nts")
+        await shared.close()
