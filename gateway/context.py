@@ -76,12 +76,14 @@ class AgencyLoader(DataLoader[str, Any]):
         self.agency = agency
         self.dataset = dataset
         self.deadline = deadline
-        self._peek = agency.cached.peek
+        self._peek = agency.cached.peek if agency.cache is not None else None
 
     async def _fetch(self, keys: Sequence[str]) -> list[Any]:
         return await self.agency.fetch(self.dataset, keys, self.deadline)
 
     def load(self, key: str) -> Any:
+        if self._peek is None:  # no cache for this agency
+            return super().load(key)
         known = self.cache_map.get(key)
         if known is not None and not known.cancelled():
             return known
