@@ -1,7 +1,8 @@
-"""CPU per request of execution with operation plans against per-field authorization, in
-one process, interleaved: the gateway app in-process (httpx ASGI transport, no sockets, no
-load generator), the agency cache on and primed, so what is left is the gateway's own work
-per request (token check, parse/validate caches, execution and authorization, audit).
+"""CPU per request of compiled execution against graphql-core's executor (both with operation
+plans) and against per-field authorization, in one process, interleaved: the gateway app in-
+process (httpx ASGI transport, no sockets, no load generator), the agency cache on and
+primed, so what is left is the gateway's own work per request (token check, parse/validate
+caches, execution and authorization, audit).
 
     .venv/bin/python -m bench.plans_cpu --rounds 7 --requests 300
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from bench.scenarios import FULL_QUERY, HOUSEHOLD_QUERY
 from bench.stack import BenchStack, to_toml
@@ -34,10 +36,24 @@ from gateway.config import from_dict
 from gateway.graphql_schema import schema_for
 from tests.access.per_field import per_field_schema
 
-VARIANTS: dict[str, Callable[..., Any]] = {"planned": schema_for, "per-field": per_field_schema}
+
+def graphql_core_schema(config: Any) -> Any:
+    """The planned schema, executed by graphql-core's executor instead of the compiled one."""
+    schema = schema_for(config)
+    schema.execution_context_class = StrawberryGraphQLCoreExecutionContext
+    return schema
 
 
-async def measure(app: Any, token: str, bodies: list[bytes], rounds: int, n: int) -> list[float]:
+VARIANTS: dict[str, Callable[..., Any]] = {
+    "compiled": schema_for,
+    "graphql-core": graphql_core_schema,
+    "per-field": per_field_schema,
+}
+
+
+async def measure(
+    app: Any, token: str, bodies: list[bytes], rounds: int, n: int, concurrency: int = 1
+) -> list[float]:
     out = []
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     async with LifespanManager(app) as manager:
@@ -47,10 +63,14 @@ async def measure(app: Any, token: str, bodies: list[bytes], rounds: int, n: int
                 response = await http.post("/graphql", content=body, headers=headers)
                 assert response.status_code == 200, response.text
                 assert "errors" not in response.json(), response.text
+
+            async def client(first: int) -> None:
+                for i in range(first, n, concurrency):
+                    await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
+
             for _ in range(rounds):
                 started = time.process_time()
-                for i in range(n):
-                    await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
+                await asyncio.gather(*(client(k) for k in range(concurrency)))
                 out.append((time.process_time() - started) / n * 1000)
     return out
 
@@ -61,6 +81,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--residents", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="requests in flight at once (16: audit commits shared as under load)",
+    )
     args = parser.parse_args(argv)
     results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as workdir, BenchStack(
@@ -80,16 +106,25 @@ def main(argv: list[str] | None = None) -> None:
             for _ in range(args.rounds):
                 for variant, build in VARIANTS.items():
                     app = create_app(config, build(config))
-                    got = asyncio.run(measure(app, token, bodies, 1, args.requests))
+                    got = asyncio.run(
+                        measure(app, token, bodies, 1, args.requests, args.concurrency)
+                    )
                     results.setdefault(name, {}).setdefault(variant, []).extend(got)
                     print(f"{name} {variant}: {got[0]:.2f} ms CPU/request", file=sys.stderr)
-    print("| scenario | planned ms CPU/req | per-field ms CPU/req | per-field / planned |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, by in results.items():
-        planned, per_field = statistics.median(by["planned"]), statistics.median(by["per-field"])
-        print(f"| {name} | {planned:.2f} | {per_field:.2f} | {per_field / planned:.2f} |")
     print(
-        f"\n`python -m bench.plans_cpu --rounds {args.rounds} --requests {args.requests}`: "
+        "| scenario | compiled ms CPU/req | planned, graphql-core's executor | per-field |"
+        " graphql-core / compiled | per-field / compiled |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, by in results.items():
+        compiled, core, per_field = (statistics.median(by[v]) for v in VARIANTS)
+        print(
+            f"| {name} | {compiled:.2f} | {core:.2f} | {per_field:.2f} | {core / compiled:.2f}"
+            f" | {per_field / compiled:.2f} |"
+        )
+    print(
+        f"\n`python -m bench.plans_cpu --rounds {args.rounds} --requests {args.requests}"
+        f" --concurrency {args.concurrency}`: "
         "medians over rounds; each round primes a fresh app, then times the requests."
     )
 
