@@ -27,6 +27,7 @@ graphql-core's and compares the response bytes.
 from __future__ import annotations
 
 import enum
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from graphql import (
     GraphQLLeafType,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
     VariableNode,
@@ -64,6 +66,8 @@ from strawberry.schema.schema import (
 #: Compiled operations kept (least recently used out first); each holds one tree per
 #: combination of the values its @skip/@include variables took.
 CACHE_SIZE = 256
+#: Trees kept per operation (combinations of its condition variables); past that graphql-core.
+TREES_PER_OPERATION = 16
 _CONDITIONS = frozenset({"skip", "include"})
 _Info = _OperationContextAwareGraphQLResolveInfo
 # NamedTuples built from a tuple without their Python-level ``__new__``.
@@ -102,7 +106,8 @@ class Step:
     details: FieldDetailsList
     nodes: list[FieldNode]
     resolve: Callable[..., Any]
-    #: Arguments coerced once (literals only); None: coerced per execution (variables).
+    #: Arguments coerced once (literal scalars and enums only); None: coerced per execution
+    #: (variables, lists, input objects).
     args: dict[str, Any] | None
     shape: Shape
     #: A scalar or enum field (``Leaf`` or ``Leaf!``): completed in line.
@@ -121,6 +126,9 @@ class Compiled:
     """One operation: its tree per combination of condition variables."""
 
     operation: OperationDefinitionNode  # kept alive: the cache is keyed by its id
+    #: The schema compiled for (the key holds only its id; a schema freed while the entry
+    #: lives may be followed by another at the same address, with the same documents).
+    schema: weakref.ref[GraphQLSchema]
     conditions: tuple[str, ...] | None  # variables @skip/@include read; None: not compiled
     trees: dict[Hashable, tuple[Step, ...] | None]
 
@@ -202,7 +210,11 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             return None
         key = (id(self.schema), id(operation))
         compiled = _COMPILED.get(key)
-        if compiled is None or compiled.operation is not operation:
+        if (
+            compiled is None
+            or compiled.operation is not operation
+            or compiled.schema() is not self.schema
+        ):
             conditions = _conditions(operation)
             if conditions is not None and any(
                 _conditions(f.definition) is None for f in self.fragments.values()
@@ -213,7 +225,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                 for fragment in self.fragments.values():
                     names.update(_conditions(fragment.definition) or ())
                 conditions = tuple(sorted(names))
-            compiled = Compiled(operation, conditions, {})
+            compiled = Compiled(operation, weakref.ref(self.schema), conditions, {})
             _COMPILED.put(key, compiled)
         if compiled.conditions is None:
             return None
@@ -225,12 +237,20 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             pass
         except TypeError:  # an unhashable value: not worth a tree
             return None
+        if len(compiled.trees) >= TREES_PER_OPERATION:
+            # Compiled every time and never kept, a tree would cost each request a walk of
+            # the whole selection, reached or not (graphql-core collects only what it
+            # reaches): a caller varying the conditions would make every request pay it.
+            return None
         try:
             tree: tuple[Step, ...] | None = self._compile_root()
-        except Unsupported:
+        except (Unsupported, GraphQLError, RecursionError):
+            # GraphQLError: a selection graphql-core refuses only where it collects it (a
+            # condition variable declared ``Boolean = true`` and sent as null): there it is
+            # a field error of the object holding the selection, the rest served, whereas
+            # raised from here it would end the whole request. graphql-core answers it.
             tree = None
-        if len(compiled.trees) < 16:
-            compiled.trees[signature] = tree
+        compiled.trees[signature] = tree
         return tree
 
     def _compile_root(self) -> tuple[Step, ...]:
@@ -273,6 +293,12 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
                         )  # fmt: skip
                     except GraphQLError:
                         args = None  # the error is raised, located, at execution
+                    if args is not None and not all(map(_immutable, args.values())):
+                        # A list or an input object: every execution gets its own, as from
+                        # graphql-core, or a resolver changing it in place (one handed
+                        # graphql-core's values: a when_loaded twin, a contributed field)
+                        # would change the next request's arguments.
+                        args = None
             shape = self._compile_shape(field_def.type, details)
             leaf = shape if shape.kind is Kind.LEAF else shape.inner
             nodes = [d.node for d in details]
@@ -460,9 +486,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             if object_type.is_type_of:
                 is_type_of = object_type.is_type_of(result, info)
                 if self.is_awaitable(is_type_of):  # as graphql-core does it
-                    return self.complete_value(
-                        shape.type, step.details, info, path, result, None
-                    )
+                    return self.complete_value(shape.type, step.details, info, path, result, None)
                 if not is_type_of:
                     raise invalid_return_type_error(object_type, result, step.details)
             return self._fields(shape.steps, result, path)
@@ -526,6 +550,13 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
         return get_completed_results()
 
 
+_IMMUTABLE = (str, int, float, bool, enum.Enum, type(None))
+
+
+def _immutable(value: Any) -> bool:
+    return isinstance(value, _IMMUTABLE)
+
+
 def _reads_variables(node: FieldNode) -> bool:
     found = False
 
@@ -537,4 +568,3 @@ def _reads_variables(node: FieldNode) -> bool:
     for argument in node.arguments or ():
         visit(argument, Variables())
     return found
-

@@ -9,11 +9,14 @@ graphql-core (unions, mutations, introspection, @defer-free documents only)."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import pytest
 import strawberry
-from strawberry.extensions import ParserCache
+from graphql import parse
+from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gateway import executor as executor_module
@@ -147,6 +150,16 @@ DOCUMENTS: list[tuple[str, dict[str, Any] | None]] = [
     ("mutation { touch }", None),  # mutations: graphql-core's
     ("query($c: Int!) { items(count: $c) { n } }", {"c": 2}),
     ("query($c: Int!) { items(count: $c) { n } }", {"c": "two"}),  # a bad variable
+    # A condition variable with a default may be sent as null: graphql-core refuses the
+    # directive where it collects it, a field error at that object (here each list item,
+    # then up the non-null list), not a request error.
+    (
+        "query($v: Boolean = true) { maybe(flag: true) { n label @include(if: $v) } greeting }",
+        {"v": None},
+    ),
+    ("query($v: Boolean = true) { items(count: 2) { n label @skip(if: $v) } }", {"v": None}),
+    ("query($v: Boolean = true) { greeting @include(if: $v) }", {"v": None}),
+    ("query($v: Boolean = true) { greeting @include(if: $v) }", {}),
 ]
 
 
@@ -195,3 +208,100 @@ async def test_each_value_of_a_condition_variable_gets_its_own_tree() -> None:
     assert no.data == {"items": [{"n": 0}]}
     entry = list(executor_module._COMPILED.items.values())[-1]
     assert set(entry.trees) == {(False,), (True,)}
+
+
+_shared_parse = functools.lru_cache(maxsize=64)(parse)
+
+
+class SharedParse(SchemaExtension):
+    """One parse cache for every schema, as the gateway's (``gateway.limits``)."""
+
+    def on_parse(self) -> Iterator[None]:
+        query = self.execution_context.query
+        assert query is not None
+        self.execution_context.graphql_document = _shared_parse(query)
+        yield
+
+
+def _answering(word: str) -> strawberry.Schema:
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def word(self) -> str:
+            return word
+
+    return strawberry.Schema(
+        query=Query, execution_context_class=PlannedExecutor, extensions=[SharedParse]
+    )
+
+
+async def test_a_tree_is_never_run_for_another_schema_at_the_same_address() -> None:
+    """The cache is keyed by the schema's id: a schema freed while its entry lives may be
+    followed by another at the same address (CPython reuses it), asked the same document
+    (the parse cache is shared). Its answer must come from its own resolvers."""
+    first, second = _answering("first"), _answering("second")
+    document = "{ word }"
+    for _ in range(2):
+        assert (await first.execute(document)).data == {"word": "first"}
+    items = executor_module._COMPILED.items
+    (schema_id, operation_id), entry = list(items.items())[-1]
+    assert schema_id == id(first._schema)
+    items[(id(second._schema), operation_id)] = entry  # the same address
+    for _ in range(3):
+        assert (await second.execute(document)).data == {"word": "second"}
+
+
+@strawberry.type
+class Counting:
+    @strawberry.field
+    def counted(self, years: list[int]) -> int:
+        return len(years)
+
+
+async def test_literal_arguments_are_not_shared_between_executions() -> None:
+    """A resolver handed its arguments as graphql-core coerced them (a ``when_loaded`` twin,
+    a contributed field) gets a fresh list every execution from graphql-core; one that
+    changes it in place must not change the next request's arguments."""
+    schema = strawberry.Schema(
+        query=Counting, execution_context_class=PlannedExecutor, extensions=[SharedParse]
+    )
+    query_type = schema._schema.query_type
+    assert query_type is not None
+
+    def counted(_root: Any, _info: Any, years: list[int]) -> int:
+        years.append(0)  # e.g. a default year added in place
+        return len(years)
+
+    query_type.fields["counted"].resolve = counted
+    for _ in range(4):
+        result = await schema.execute("{ counted(years: [2023, 2024]) }")
+        assert result.data == {"counted": 3}
+
+
+async def test_past_its_tree_budget_an_operation_is_not_compiled_again_and_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operation with many condition variables: once it holds TREES_PER_OPERATION trees,
+    a new combination runs on graphql-core, not compiled anew (and dropped) per request."""
+    compiled, plain = schemas()
+    document = (
+        "query($a: Boolean!, $b: Boolean!, $c: Boolean!, $d: Boolean!, $e: Boolean!) {"
+        " items(count: 1) { n @include(if: $a) label @include(if: $b) later @include(if: $c)"
+        " again: n @include(if: $d) } greeting @include(if: $e) }"
+    )
+    calls = 0
+    compile_root = PlannedExecutor._compile_root
+
+    def counting(self: PlannedExecutor) -> Any:
+        nonlocal calls
+        calls += 1
+        return compile_root(self)
+
+    monkeypatch.setattr(PlannedExecutor, "_compile_root", counting)
+    combinations = [{name: bool(i >> k & 1) for k, name in enumerate("abcde")} for i in range(32)]
+    for _ in range(2):
+        for variables in combinations:
+            ours = await compiled.execute(document, variable_values=variables)
+            theirs = await plain.execute(document, variable_values=variables)
+            assert as_comparable(ours) == as_comparable(theirs)
+    assert calls == executor_module.TREES_PER_OPERATION
