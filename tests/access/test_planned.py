@@ -68,7 +68,9 @@ async def side(
     compiled: bool = True,
 ) -> AsyncIterator[Side]:
     async with scratch_store(admin_dsn) as store:
-        config = demo_config(agency_db, urls, store.dsn, limits=LimitsConfig(max_cost=200_000))
+        # No rate limit: the attack tests send hundreds of requests a minute per side.
+        limits = LimitsConfig(max_cost=200_000, rate_requests=0, rate_cost=0)
+        config = demo_config(agency_db, urls, store.dsn, limits=limits)
         schema = schema_for(config) if planned else per_field_schema(config)
         if not compiled:
             schema.execution_context_class = StrawberryGraphQLCoreExecutionContext
