@@ -27,6 +27,7 @@ Cost model (docs/query-safety.md has the worked example)::
 from __future__ import annotations
 
 import functools
+import weakref
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
@@ -472,7 +473,9 @@ class QueryLimits(SchemaExtension):
         return {"cost": {"requested": self.cost, "limit": self.limits.max_cost}}
 
 
-_VALIDATED: OrderedDict[tuple[int, int, Hashable], tuple[DocumentNode, list[Any]]]
+_VALIDATED: OrderedDict[
+    tuple[int, int, Hashable], tuple[DocumentNode, weakref.ref[GraphQLSchema], list[Any]]
+]
 _VALIDATED = OrderedDict()
 
 
@@ -498,12 +501,15 @@ class ValidatedOnce(SchemaExtension):
         key = (id(schema), id(document), rules)
         entries = _VALIDATED
         found = entries.get(key)
-        if found is not None and found[0] is document:
+        # The schema is checked too: the key holds only its id, and a schema freed while
+        # the entry lives may be followed by another at its address (the parse cache is
+        # module-wide: same text, same document), whose validation may differ.
+        if found is not None and found[0] is document and found[1]() is schema:
             entries.move_to_end(key)
-            errors = found[1]
+            errors = found[2]
         else:
             errors = validate_document(schema, document, rules)
-            entries[key] = (document, errors)
+            entries[key] = (document, weakref.ref(schema), errors)
             if len(entries) > self.size:
                 entries.popitem(last=False)
         context.pre_execution_errors = errors

@@ -20,6 +20,7 @@ from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gateway import executor as executor_module
+from gateway import limits
 from gateway.executor import PlannedExecutor
 
 
@@ -305,3 +306,34 @@ async def test_past_its_tree_budget_an_operation_is_not_compiled_again_and_again
             theirs = await plain.execute(document, variable_values=variables)
             assert as_comparable(ours) == as_comparable(theirs)
     assert calls == executor_module.TREES_PER_OPERATION
+
+
+async def test_validation_is_never_reused_for_another_schema_at_the_same_address() -> None:
+    """``ValidatedOnce`` keys its entries by the schema's id too (gateway.limits): a schema
+    at a freed one's address, asked the same document, is validated against itself."""
+
+    @strawberry.type
+    class Words:
+        @strawberry.field
+        def word(self) -> str:
+            return "word"
+
+    @strawberry.type
+    class Other:
+        @strawberry.field
+        def other(self) -> str:
+            return "other"
+
+    def validated(query: type) -> strawberry.Schema:
+        return strawberry.Schema(query=query, extensions=[SharedParse, limits.ValidatedOnce])
+
+    first, second = validated(Words), validated(Other)
+    document = "{ word }"
+    assert (await first.execute(document)).errors is None
+    entries = limits._VALIDATED
+    (schema_id, document_id, rules), entry = list(entries.items())[-1]
+    assert schema_id == id(first._schema)
+    entries[(id(second._schema), document_id, rules)] = entry  # the same address
+    result = await second.execute(document)
+    assert result.errors, result
+    assert "Cannot query field 'word'" in result.errors[0].message
