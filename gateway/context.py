@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,7 +73,8 @@ class AgencyLoader(DataLoader[str, Any]):
     flight, coalescing, the resilient call)."""
 
     def __init__(self, agency: Agency, dataset: Dataset, deadline: float | None) -> None:
-        super().__init__(load_fn=self._fetch)
+        # The running loop, asked once (strawberry asks get_event_loop() per loader).
+        super().__init__(load_fn=self._fetch, loop=asyncio.get_running_loop())
         self.agency = agency
         self.dataset = dataset
         self.deadline = deadline
