@@ -197,6 +197,10 @@ class Access:
                     future.add_done_callback(_retrieved)
         return waiting
 
+    def forget(self) -> None:
+        """The request is answered: let go of its last resolve info (see ``_prefetch``)."""
+        self._wave = None
+
     def _wave_of(self, view: str, info: Located) -> tuple[tuple[str, ...], bool]:
         """The datasets to request for a resident object at ``info`` under ``view``, and
         whether to await them before its fields run (see ``returned``)."""

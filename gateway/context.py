@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,12 @@ class Loaders:
         return AgencyLoader(agency_client, spec, self.deadline)
 
 
+async def _fetch(
+    agency: Agency, dataset: Dataset, deadline: float | None, keys: Sequence[str]
+) -> list[Any]:
+    return await agency.fetch(dataset, keys, deadline)
+
+
 class AgencyLoader(DataLoader[str, Any]):
     """A request's DataLoader of one dataset. A key the in-process cache holds fresh is
     answered at once (a done future, ``CacheLayer.peek``): no batch, task or coroutine for
@@ -73,15 +80,16 @@ class AgencyLoader(DataLoader[str, Any]):
     flight, coalescing, the resilient call)."""
 
     def __init__(self, agency: Agency, dataset: Dataset, deadline: float | None) -> None:
-        # The running loop, asked once (strawberry asks get_event_loop() per loader).
-        super().__init__(load_fn=self._fetch, loop=asyncio.get_running_loop())
-        self.agency = agency
-        self.dataset = dataset
-        self.deadline = deadline
+        # load_fn must not hold the loader (a bound method would): a loader in a reference
+        # cycle takes every future, record and batch of the request with it into the cyclic
+        # garbage, freed only by the collector (and walked by it until then). The running
+        # loop is asked once (strawberry asks get_event_loop() per loader).
+        super().__init__(
+            load_fn=functools.partial(_fetch, agency, dataset, deadline),
+            loop=asyncio.get_running_loop(),
+        )
         self._peek = agency.cached.peek if agency.cache is not None else None
-
-    async def _fetch(self, keys: Sequence[str]) -> list[Any]:
-        return await self.agency.fetch(self.dataset, keys, self.deadline)
+        self.dataset = dataset
 
     def load(self, key: str) -> Any:
         if self._peek is None:  # no cache for this agency

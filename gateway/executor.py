@@ -41,6 +41,7 @@ from graphql import (
     GraphQLLeafType,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfoHelpers,
     GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
@@ -196,6 +197,16 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
 
             return await_result()
         return self.build_response(cast("dict[str, Any]", result))
+
+    def build_response(self, data: dict[str, Any] | None) -> Any:
+        """graphql-core's, then the executor lets go of itself: its resolve-info helpers are
+        its own bound methods, so it sits in a reference cycle with the request's context
+        behind it (loaders, futures, records: the whole request), kept until the collector
+        walks it — a tenth of a household request's CPU, in pauses of up to ~100 ms."""
+        try:
+            return super().build_response(data)
+        finally:
+            self.async_helpers = _ENDED
 
     # Compiling ---------------------------------------------------------------------------
 
@@ -549,6 +560,17 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
 
         return get_completed_results()
 
+
+async def _gather_after(values: Sequence[Any]) -> list[Any]:
+    raise RuntimeError("the operation has been answered")
+
+
+def _track_after(values: Sequence[Any]) -> None:
+    raise RuntimeError("the operation has been answered")
+
+
+#: Resolve-info helpers of an executor whose operation is answered (see ``build_response``).
+_ENDED = GraphQLResolveInfoHelpers(gather=_gather_after, track=_track_after)
 
 _IMMUTABLE = (str, int, float, bool, enum.Enum, type(None))
 
