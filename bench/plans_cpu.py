@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import sys
@@ -27,21 +28,50 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from bench.scenarios import FULL_QUERY, HOUSEHOLD_QUERY
+from bench.scenarios import CACHE_OFF, FULL_QUERY, HOUSEHOLD_QUERY
 from bench.stack import BenchStack, to_toml
 from gateway.app import create_app
 from gateway.config import from_dict
+from gateway.executor import PlannedExecutor
 from gateway.graphql_schema import schema_for
 from tests.access.per_field import per_field_schema
+
+
+class Uncompiled(PlannedExecutor):
+    """Every operation left to graphql-core (and the executor's cycle still broken, so the
+    two differ only in how fields execute)."""
+
+    def _tree(self) -> None:
+        return None
 
 
 def graphql_core_schema(config: Any) -> Any:
     """The planned schema, executed by graphql-core's executor instead of the compiled one."""
     schema = schema_for(config)
-    schema.execution_context_class = StrawberryGraphQLCoreExecutionContext
+    schema.execution_context_class = Uncompiled
     return schema
+
+
+class Pauses:
+    """The cycle collector's runs while ``on``: how many, their total and longest."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.durations: list[float] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if not self.on:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.durations.append(time.perf_counter() - self._started)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 VARIANTS: dict[str, Callable[..., Any]] = {
@@ -52,7 +82,13 @@ VARIANTS: dict[str, Callable[..., Any]] = {
 
 
 async def measure(
-    app: Any, token: str, bodies: list[bytes], rounds: int, n: int, concurrency: int = 1
+    app: Any,
+    token: str,
+    bodies: list[bytes],
+    rounds: int,
+    n: int,
+    concurrency: int = 1,
+    pauses: Pauses | None = None,
 ) -> list[float]:
     out = []
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -70,7 +106,11 @@ async def measure(
 
             for _ in range(rounds):
                 started = time.process_time()
+                if pauses is not None:
+                    pauses.on = True
                 await asyncio.gather(*(client(k) for k in range(concurrency)))
+                if pauses is not None:
+                    pauses.on = False
                 out.append((time.process_time() - started) / n * 1000)
     return out
 
@@ -87,29 +127,42 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="requests in flight at once (16: audit commits shared as under load)",
     )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="agency cache off (every request asks the agencies), as bench.run's full and"
+        " household-rotating",
+    )
     args = parser.parse_args(argv)
     results: dict[str, dict[str, list[float]]] = {}
+    collected: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as workdir, BenchStack(
         args.admin_dsn, Path(workdir), lambda text: print(text, file=sys.stderr)
     ) as stack:  # fmt: skip
         stack.setup(args.residents)
         sample, _, households = stack.keys(100)
+        suffix = "" if args.cold else "-warm"
         scenarios = {
-            "full-warm": (FULL_QUERY, sample),
-            "household-rotating-warm": (HOUSEHOLD_QUERY, households[:50]),
+            f"full{suffix}": (FULL_QUERY, sample),
+            f"household-rotating{suffix}": (HOUSEHOLD_QUERY, households[:50]),
         }
-        warm = stack.gateway_config({"cache": {"backend": "memory"}})
-        config = from_dict(tomllib.loads(to_toml(warm)))
+        overrides = CACHE_OFF if args.cold else {"cache": {"backend": "memory"}}
+        config = from_dict(tomllib.loads(to_toml(stack.gateway_config(overrides))))
         token = stack.token()
         for name, (query, keys) in scenarios.items():
             bodies = [json.dumps({"query": query, "variables": {"rrn": k}}).encode() for k in keys]
             for _ in range(args.rounds):
                 for variant, build in VARIANTS.items():
                     app = create_app(config, build(config))
+                    pauses = Pauses()
                     got = asyncio.run(
-                        measure(app, token, bodies, 1, args.requests, args.concurrency)
+                        measure(app, token, bodies, 1, args.requests, args.concurrency, pauses)
                     )
+                    pauses.close()
                     results.setdefault(name, {}).setdefault(variant, []).extend(got)
+                    collected.setdefault(name, {}).setdefault(variant, []).extend(
+                        pauses.durations
+                    )
                     print(f"{name} {variant}: {got[0]:.2f} ms CPU/request", file=sys.stderr)
     print(
         "| scenario | compiled ms CPU/req | planned, graphql-core's executor | per-field |"
@@ -123,9 +176,23 @@ def main(argv: list[str] | None = None) -> None:
             f" | {per_field / compiled:.2f} |"
         )
     print(
+        "\n| scenario | variant | collector runs per 1,000 requests | collector ms per request"
+        " | longest pause ms |"
+    )
+    print("| --- | --- | ---: | ---: | ---: |")
+    total = args.rounds * args.requests
+    for name, by_variant in collected.items():
+        for variant, durations in by_variant.items():
+            longest = max(durations, default=0.0) * 1000
+            print(
+                f"| {name} | {variant} | {len(durations) * 1000 / total:.1f}"
+                f" | {sum(durations) * 1000 / total:.3f} | {longest:.1f} |"
+            )
+    cold = " --cold" if args.cold else ""
+    print(
         f"\n`python -m bench.plans_cpu --rounds {args.rounds} --requests {args.requests}"
-        f" --concurrency {args.concurrency}`: "
-        "medians over rounds; each round primes a fresh app, then times the requests."
+        f" --concurrency {args.concurrency}{cold}`: medians over rounds; each round primes a"
+        " fresh app, then times the requests (the collector's runs: over every round)."
     )
 
 
