@@ -27,8 +27,6 @@ graphql-core's and compares the response bytes.
 from __future__ import annotations
 
 import enum
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -42,8 +40,6 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfoHelpers,
-    GraphQLSchema,
-    OperationDefinitionNode,
     OperationType,
     VariableNode,
     located_error,
@@ -63,6 +59,8 @@ from strawberry.schema.schema import (
     StrawberryGraphQLCoreExecutionContext,
     _OperationContextAwareGraphQLResolveInfo,
 )
+
+from gateway.lru import ByNode
 
 #: Compiled operations kept (least recently used out first); each holds one tree per
 #: combination of the values its @skip/@include variables took.
@@ -126,32 +124,13 @@ class Unsupported(Exception):
 class Compiled:
     """One operation: its tree per combination of condition variables."""
 
-    operation: OperationDefinitionNode  # kept alive: the cache is keyed by its id
-    #: The schema compiled for (the key holds only its id; a schema freed while the entry
-    #: lives may be followed by another at the same address, with the same documents).
-    schema: weakref.ref[GraphQLSchema]
     conditions: tuple[str, ...] | None  # variables @skip/@include read; None: not compiled
     trees: dict[Hashable, tuple[Step, ...] | None]
 
 
-class _Cache:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.items: OrderedDict[tuple[int, int], Compiled] = OrderedDict()
-
-    def get(self, key: tuple[int, int]) -> Compiled | None:
-        found = self.items.get(key)
-        if found is not None:
-            self.items.move_to_end(key)
-        return found
-
-    def put(self, key: tuple[int, int], value: Compiled) -> None:
-        self.items[key] = value
-        if len(self.items) > self.size:
-            self.items.popitem(last=False)
-
-
-_COMPILED = _Cache(CACHE_SIZE)
+#: (schema, operation node) -> its trees (``gateway.lru.ByNode``: by identity, never by the
+#: syntax tree's hash; a freed schema's entries never serve another at its address).
+_COMPILED: ByNode[Compiled] = ByNode(CACHE_SIZE)
 
 
 def _conditions(document_or_operation: Any) -> tuple[str, ...] | None:
@@ -219,25 +198,18 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             or self.schema.query_type is None
         ):
             return None
-        key = (id(self.schema), id(operation))
-        compiled = _COMPILED.get(key)
-        if (
-            compiled is None
-            or compiled.operation is not operation
-            or compiled.schema() is not self.schema
-        ):
-            conditions = _conditions(operation)
-            if conditions is not None and any(
-                _conditions(f.definition) is None for f in self.fragments.values()
-            ):
-                conditions = None
-            if conditions is not None:  # fragments' condition variables count too
-                names = set(conditions)
-                for fragment in self.fragments.values():
-                    names.update(_conditions(fragment.definition) or ())
-                conditions = tuple(sorted(names))
-            compiled = Compiled(operation, weakref.ref(self.schema), conditions, {})
-            _COMPILED.put(key, compiled)
+        compiled = _COMPILED.get(self.schema, operation)
+        if compiled is None:
+            # The fragments' condition variables count too.
+            found = [_conditions(operation)]
+            found += [_conditions(f.definition) for f in self.fragments.values()]
+            conditions = (
+                None
+                if any(names is None for names in found)
+                else tuple(sorted({name for names in found for name in names or ()}))
+            )
+            compiled = Compiled(conditions, {})
+            _COMPILED.put(self.schema, operation, compiled)
         if compiled.conditions is None:
             return None
         coerced = self.variable_values.coerced

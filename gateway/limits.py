@@ -27,8 +27,6 @@ Cost model (docs/query-safety.md has the worked example)::
 from __future__ import annotations
 
 import functools
-import weakref
-from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +56,7 @@ from strawberry.schema.schema import validate_document
 
 from gateway.config import DEFAULT_COST_WEIGHT, LimitsConfig
 from gateway.errors import GatewayError, QueryTooComplex
+from gateway.lru import LRU, ByNode
 
 # Which agency-backed fields read which dataset (its weight is the cost_weight of the agency
 # configured to serve it: ``gateway.config.cost_weights``).
@@ -342,31 +341,22 @@ def over_limit(measured: Measured, limits: LimitsConfig) -> str | None:
     return None
 
 
-class MeasureCache:
+class MeasureCache(LRU[Measured]):
     """Measurements of recent documents, shared by a schema's requests. A measurement
     depends on the document, the operation and, of the variables, only on whether each is a
     list (and how long), null or a single value (``_shape``): requests that differ only in
     an RRN share one, so a repeated document is measured once (about 0.1 ms each time
-    otherwise, for the README's sample query)."""
+    otherwise, for the README's sample query). A key of None (no text) is never kept."""
 
     def __init__(self, size: int = 512) -> None:
-        self.size = size
-        self._entries: OrderedDict[Hashable, Measured] = OrderedDict()
+        super().__init__(size)
 
     def get(self, key: Hashable | None) -> Measured | None:
-        if key is None:
-            return None
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
+        return None if key is None else super().get(key)
 
-    def put(self, key: Hashable | None, measured: Measured) -> None:
-        if key is None:
-            return
-        self._entries[key] = measured
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+    def put(self, key: Hashable | None, value: Measured) -> None:
+        if key is not None:
+            super().put(key, value)
 
 
 def _shape(variables: Mapping[str, Any] | None) -> Hashable:
@@ -473,10 +463,8 @@ class QueryLimits(SchemaExtension):
         return {"cost": {"requested": self.cost, "limit": self.limits.max_cost}}
 
 
-_VALIDATED: OrderedDict[
-    tuple[int, int, Hashable], tuple[DocumentNode, weakref.ref[GraphQLSchema], list[Any]]
-]
-_VALIDATED = OrderedDict()
+#: (schema, document, rules) -> validation errors (``gateway.lru.ByNode``).
+_VALIDATED: ByNode[list[Any]] = ByNode(256)
 
 
 class ValidatedOnce(SchemaExtension):
@@ -486,11 +474,8 @@ class ValidatedOnce(SchemaExtension):
 
     strawberry's ``ValidationCache`` keys an ``lru_cache`` on the document itself, whose
     hash walks the whole syntax tree on every request (~90 node hashes for the README's
-    sample query, a tenth of a cached request's CPU). An entry keeps its document alive, so
-    its ``id`` cannot be reused while the entry is there; an entry whose document is not
-    this request's (parsed anew: no parse cache in front) is validated again."""
-
-    size = 256
+    sample query, a tenth of a cached request's CPU). A document parsed anew (no parse
+    cache in front) is validated again."""
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
@@ -498,20 +483,10 @@ class ValidatedOnce(SchemaExtension):
         assert document is not None
         schema = context.schema._schema
         rules = tuple(context.validation_rules)
-        key = (id(schema), id(document), rules)
-        entries = _VALIDATED
-        found = entries.get(key)
-        # The schema is checked too: the key holds only its id, and a schema freed while
-        # the entry lives may be followed by another at its address (the parse cache is
-        # module-wide: same text, same document), whose validation may differ.
-        if found is not None and found[0] is document and found[1]() is schema:
-            entries.move_to_end(key)
-            errors = found[2]
-        else:
+        errors = _VALIDATED.get(schema, document, rules)
+        if errors is None:
             errors = validate_document(schema, document, rules)
-            entries[key] = (document, weakref.ref(schema), errors)
-            if len(entries) > self.size:
-                entries.popitem(last=False)
+            _VALIDATED.put(schema, document, errors, rules)
         context.pre_execution_errors = errors
         yield
 

@@ -36,8 +36,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +61,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.field import StrawberryField
 
 from gateway.limits import FIELD_DATASET
+from gateway.lru import LRU
 from gateway.policy import SELF, SELF_HOUSEHOLD, Policy
 
 #: How many plans one policy keeps (least recently used out first).
@@ -111,36 +111,16 @@ class OperationPlan:
     loads: Mapping[tuple[str, ...], frozenset[str] | None] = dataclasses.field(default_factory=dict)
 
 
-class _LRU:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-
-    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        try:
-            self._items.move_to_end(key)
-            return self._items[key]
-        except KeyError:
-            value = self._items[key] = make()
-            if len(self._items) > self.size:
-                self._items.popitem(last=False)
-            return value
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 class Planner:
     """The plans of one policy (see ``planner``)."""
 
     def __init__(self, policy: Policy, size: int = PLAN_CACHE_SIZE) -> None:
         self.policy = policy
-        self._views = _LRU(size)
-        self._operations = _LRU(size)
+        self._views: LRU[ViewPlan] = LRU(size)
+        self._operations: LRU[OperationPlan] = LRU(size)
 
     def view(self, roles: tuple[str, ...], view: str) -> ViewPlan:
-        plan: ViewPlan = self._views.get((roles, view), lambda: self._view(roles, view))
-        return plan
+        return self._views.get_or_make((roles, view), lambda: self._view(roles, view))
 
     def _view(self, roles: tuple[str, ...], view: str) -> ViewPlan:
         grant = self.policy.grant(roles, view)
@@ -200,7 +180,7 @@ class Planner:
                 loads=_loads(schema, operation, fragments),
             )
 
-        plan: OperationPlan = self._operations.get(key, make)
+        plan = self._operations.get_or_make(key, make)
         return operation, plan
 
 

@@ -214,7 +214,7 @@ COMPILED: list[bool] = []
 def _compiled_trees() -> int:
     return sum(
         tree is not None
-        for entry in executor_module._COMPILED.items.values()
+        for _, _, entry in executor_module._COMPILED.lru.entries.values()
         for tree in entry.trees.values()
     )
 

@@ -22,6 +22,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from gateway import executor as executor_module
 from gateway import limits
 from gateway.executor import PlannedExecutor
+from gateway.lru import ByNode
 
 
 class Boom(Exception):
@@ -164,6 +165,12 @@ DOCUMENTS: list[tuple[str, dict[str, Any] | None]] = [
 ]
 
 
+def newest(cache: ByNode[Any]) -> tuple[Any, Any, Any]:
+    """The entry last stored: (its node, a weak reference to its schema, its value)."""
+    node, schema, value = list(cache.lru.entries.values())[-1]
+    return node, schema, value
+
+
 def as_comparable(result: Any) -> tuple[Any, list[dict[str, Any]] | None]:
     errors = [e.formatted for e in result.errors] if result.errors else None
     return result.data, errors
@@ -187,15 +194,15 @@ async def test_queries_are_compiled_once_and_the_rest_is_left_to_graphql_core() 
         assert result.data == {"items": [{"n": i, "label": f"item {i}"} for i in range(3)]} | {
             "greeting": "hello you"
         }
-    entry = list(executor_module._COMPILED.items.values())[-1]
-    assert entry.operation.loc is not None
-    assert entry.operation.loc.source.body == "{ items { n label } greeting }"
+    operation, _, entry = newest(executor_module._COMPILED)
+    assert operation.loc is not None
+    assert operation.loc.source.body == "{ items { n label } greeting }"
     assert [tree is not None for tree in entry.trees.values()] == [True]
     # A union under the selection: not compiled, answered by graphql-core all the same.
     for _ in range(2):
         result = await compiled.execute("{ pets { ... on Cat { name } } }")
     assert result.data == {"pets": [{"name": "nabi"}, {}]}
-    entry = list(executor_module._COMPILED.items.values())[-1]
+    _, _, entry = newest(executor_module._COMPILED)
     assert list(entry.trees.values()) == [None]
 
 
@@ -207,7 +214,7 @@ async def test_each_value_of_a_condition_variable_gets_its_own_tree() -> None:
         no = await compiled.execute(document, variable_values={"yes": False})
     assert yes.data == {"items": [{"n": 0, "label": "item 0"}]}
     assert no.data == {"items": [{"n": 0}]}
-    entry = list(executor_module._COMPILED.items.values())[-1]
+    _, _, entry = newest(executor_module._COMPILED)
     assert set(entry.trees) == {(False,), (True,)}
 
 
@@ -244,10 +251,10 @@ async def test_a_tree_is_never_run_for_another_schema_at_the_same_address() -> N
     document = "{ word }"
     for _ in range(2):
         assert (await first.execute(document)).data == {"word": "first"}
-    items = executor_module._COMPILED.items
-    (schema_id, operation_id), entry = list(items.items())[-1]
+    entries: dict[Any, Any] = executor_module._COMPILED.lru.entries
+    (schema_id, operation_id, extra), entry = list(entries.items())[-1]
     assert schema_id == id(first._schema)
-    items[(id(second._schema), operation_id)] = entry  # the same address
+    entries[(id(second._schema), operation_id, extra)] = entry  # the same address
     for _ in range(3):
         assert (await second.execute(document)).data == {"word": "second"}
 
@@ -330,7 +337,7 @@ async def test_validation_is_never_reused_for_another_schema_at_the_same_address
     first, second = validated(Words), validated(Other)
     document = "{ word }"
     assert (await first.execute(document)).errors is None
-    entries = limits._VALIDATED
+    entries: dict[Any, Any] = limits._VALIDATED.lru.entries
     (schema_id, document_id, rules), entry = list(entries.items())[-1]
     assert schema_id == id(first._schema)
     entries[(id(second._schema), document_id, rules)] = entry  # the same address
