@@ -191,16 +191,10 @@ class AgencyCache:
             return [None] * len(keys)
         self._recovered()
         now = time.time()
-        out: list[Entry | None] = []
-        for item, tomb in zip(raw[: len(keys)], raw[len(keys) :], strict=True):
-            entry = self._decode(dataset, item)
-            usable = (
-                entry is not None
-                and now - entry.fetched_at < max_age_s
-                and (tomb is None or entry.fetched_at > float(tomb))
-            )
-            out.append(entry if usable else None)
-        return out
+        return [
+            self._usable(dataset, item, tomb, now, max_age_s)
+            for item, tomb in zip(raw[: len(keys)], raw[len(keys) :], strict=True)
+        ]
 
     def peek(self, agency: str, dataset: Dataset, key: str, max_age_s: float) -> Entry | None:
         """``get_many`` for one key, without awaiting: only the in-process store can answer
@@ -215,13 +209,19 @@ class AgencyCache:
         if item is None:
             return None
         tomb = store._get(f"{self.key(agency, dataset.base, key)}{TOMBSTONE}", now)
+        return self._usable(dataset, item, tomb, time.time(), max_age_s)
+
+    def _usable(
+        self, dataset: Dataset, item: Any, tomb: Any, now: float, max_age_s: float
+    ) -> Entry | None:
+        """The entry stored as ``item``, if younger than ``max_age_s`` and than its key's
+        last invalidation (``tomb``, when there was one)."""
         entry = self._decode(dataset, item)
-        usable = (
-            entry is not None
-            and time.time() - entry.fetched_at < max_age_s
-            and (tomb is None or entry.fetched_at > float(tomb))
-        )
-        return entry if usable else None
+        if entry is None or now - entry.fetched_at >= max_age_s:
+            return None
+        if tomb is not None and entry.fetched_at <= float(tomb):
+            return None
+        return entry
 
     async def set_many(
         self,

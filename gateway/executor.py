@@ -155,10 +155,25 @@ def _conditions(document_or_operation: Any) -> tuple[str, ...] | None:
 class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     """strawberry's executor, running compiled queries (see the module's docstring)."""
 
+    _tail: tuple[Any, ...] = ()
+
     def execute_operation(self, serially: bool | None = None) -> Any:
         tree = self._tree() if serially is None else None
         if tree is None:
             return super().execute_operation(serially)
+        # What every resolve info of this execution ends with (see ``_field``).
+        self._tail = (
+            self.schema,
+            self.fragment_definitions,
+            self.root_value,
+            self.operation,
+            self.variable_values.coerced,
+            self.context_value,
+            self.is_awaitable,
+            self.abort_signal,
+            self.async_helpers,
+            self.operation_extensions,
+        )
         try:
             result = self._fields(tree, self.root_value, None)
         except GraphQLError as error:
@@ -338,19 +353,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
     def _fields(self, steps: Sequence[Step], source: Any, path: Path | None) -> Any:
         results: dict[str, Any] = {}
         awaitable_keys: list[str] = []
-        # What every resolve info of this request ends with (see ``_field``).
-        tail = (
-            self.schema,
-            self.fragment_definitions,
-            self.root_value,
-            self.operation,
-            self.variable_values.coerced,
-            self.context_value,
-            self.is_awaitable,
-            self.abort_signal,
-            self.async_helpers,
-            self.operation_extensions,
-        )
+        tail = self._tail
         field = self._field
         try:
             for step in steps:
