@@ -11,8 +11,6 @@ Prints the median of 7 runs, in microseconds of this process's CPU per operation
 from __future__ import annotations
 
 import asyncio
-import io
-import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -22,7 +20,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from adapters.memory import InMemoryAdapter
 from adapters.records import INSURANCE
-from gateway import logs, observe
+from bench.inprocess import request_log_to_memory
+from gateway import observe
 from gateway.agencies import Agency
 from gateway.config import AgencyConfig, Config
 from gateway.principal import Principal
@@ -65,13 +64,7 @@ def agency_fetch(observer: observe.Observer) -> float:
 
 
 def main() -> None:
-    handler = logging.StreamHandler(io.StringIO())
-    handler.setFormatter(logs.formatter("json"))
-    logs.install_filter(handler)
-    request_log = logging.getLogger("gateway.request")
-    request_log.addHandler(handler)
-    request_log.setLevel(logging.INFO)
-    request_log.propagate = False
+    request_log_to_memory()
     observer = observe.Observer(Config())
     principal = Principal(sub="officer", roles=("welfare_officer",), agency="welfare")
 

@@ -15,50 +15,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import io
 import json
-import logging
 import statistics
 import sys
 import tempfile
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
 
-import httpx
-from asgi_lifespan import LifespanManager
-
+from bench.inprocess import measure, request_log_to_memory
 from bench.scenarios import CACHE_OFF, FULL_QUERY
 from bench.stack import BenchStack, to_toml
-from gateway import logs
 from gateway.app import create_app
 from gateway.config import from_dict
 from gateway.graphql_schema import schema_for
-
-
-async def measure(
-    app: Any, token: str, bodies: list[bytes], rounds: int, n: int, profile: cProfile.Profile | None
-) -> list[float]:
-    out = []
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
-            for body in bodies:  # warm up (and prime the cache where it is on)
-                response = await http.post("/graphql", content=body, headers=headers)
-                assert response.status_code == 200, response.text
-                assert "errors" not in response.json(), response.text
-            for _ in range(rounds):
-                if profile is not None:
-                    profile.enable()
-                started = time.process_time()
-                for i in range(n):
-                    await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
-                out.append((time.process_time() - started) / n * 1000)
-                if profile is not None:
-                    profile.disable()
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,13 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=["full-cold", "full-warm"], default=None)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the timed requests")
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler(io.StringIO())
-    handler.setFormatter(logs.formatter("json"))
-    logs.install_filter(handler)
-    request_log = logging.getLogger("gateway.request")
-    request_log.addHandler(handler)
-    request_log.setLevel(logging.INFO)
-    request_log.propagate = False
+    request_log_to_memory()
     profile = cProfile.Profile(time.process_time) if args.profile else None
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as workdir, BenchStack(
@@ -97,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             config = from_dict(tomllib.loads(to_toml(stack.gateway_config(overrides))))
             app = create_app(config, schema_for(config))
-            got = asyncio.run(measure(app, token, bodies, args.rounds, args.requests, profile))
+            run = measure(app, token, bodies, args.rounds, args.requests, profile=profile)
+            got = asyncio.run(run)
             results[name] = got
             print(f"{name}: {' '.join(f'{g:.2f}' for g in got)} ms CPU/request", file=sys.stderr)
     if profile is not None:

@@ -15,20 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import statistics
 import sys
 import tempfile
-import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-from asgi_lifespan import LifespanManager
-
+from bench.inprocess import Pauses, measure
 from bench.scenarios import CACHE_OFF, FULL_QUERY, HOUSEHOLD_QUERY
 from bench.stack import BenchStack, to_toml
 from gateway.app import create_app
@@ -53,66 +49,11 @@ def graphql_core_schema(config: Any) -> Any:
     return schema
 
 
-class Pauses:
-    """The cycle collector's runs while ``on``: how many, their total and longest."""
-
-    def __init__(self) -> None:
-        self.on = False
-        self.durations: list[float] = []
-        self._started = 0.0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, info: dict[str, Any]) -> None:
-        if not self.on:
-            return
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.durations.append(time.perf_counter() - self._started)
-
-    def close(self) -> None:
-        gc.callbacks.remove(self._callback)
-
-
 VARIANTS: dict[str, Callable[..., Any]] = {
     "compiled": schema_for,
     "graphql-core": graphql_core_schema,
     "per-field": per_field_schema,
 }
-
-
-async def measure(
-    app: Any,
-    token: str,
-    bodies: list[bytes],
-    rounds: int,
-    n: int,
-    concurrency: int = 1,
-    pauses: Pauses | None = None,
-) -> list[float]:
-    out = []
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
-            for body in bodies:  # prime the agency cache
-                response = await http.post("/graphql", content=body, headers=headers)
-                assert response.status_code == 200, response.text
-                assert "errors" not in response.json(), response.text
-
-            async def client(first: int) -> None:
-                for i in range(first, n, concurrency):
-                    await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
-
-            for _ in range(rounds):
-                started = time.process_time()
-                if pauses is not None:
-                    pauses.on = True
-                await asyncio.gather(*(client(k) for k in range(concurrency)))
-                if pauses is not None:
-                    pauses.on = False
-                out.append((time.process_time() - started) / n * 1000)
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -155,9 +96,11 @@ def main(argv: list[str] | None = None) -> None:
                 for variant, build in VARIANTS.items():
                     app = create_app(config, build(config))
                     pauses = Pauses()
-                    got = asyncio.run(
-                        measure(app, token, bodies, 1, args.requests, args.concurrency, pauses)
-                    )
+                    run = measure(
+                        app, token, bodies, 1, args.requests,
+                        concurrency=args.concurrency, pauses=pauses,
+                    )  # fmt: skip
+                    got = asyncio.run(run)
                     pauses.close()
                     results.setdefault(name, {}).setdefault(variant, []).extend(got)
                     collected.setdefault(name, {}).setdefault(variant, []).extend(

@@ -1,0 +1,95 @@
+"""The gateway app measured in this process: requests through httpx's ASGI transport (no
+sockets, no load generator), this process's CPU time per request (``time.process_time``),
+and what the cycle collector did meanwhile. Shared by ``bench.plans_cpu`` and
+``bench.pipeline_cpu``."""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import gc
+import io
+import logging
+import time
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from gateway import logs
+
+
+class Pauses:
+    """The cycle collector's runs while ``on``: their durations."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.durations: list[float] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if not self.on:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.durations.append(time.perf_counter() - self._started)
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+async def measure(
+    app: Any,
+    token: str,
+    bodies: list[bytes],
+    rounds: int,
+    n: int,
+    *,
+    concurrency: int = 1,
+    pauses: Pauses | None = None,
+    profile: cProfile.Profile | None = None,
+) -> list[float]:
+    """Milliseconds of CPU per request, one figure per round of ``n`` requests (``bodies``
+    in turn, ``concurrency`` in flight), after one request of each body (warm-up, and the
+    agency cache primed where it is on)."""
+    out = []
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            for body in bodies:
+                response = await http.post("/graphql", content=body, headers=headers)
+                assert response.status_code == 200, response.text
+                assert "errors" not in response.json(), response.text
+
+            async def client(first: int) -> None:
+                for i in range(first, n, concurrency):
+                    await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
+
+            for _ in range(rounds):
+                if profile is not None:
+                    profile.enable()
+                if pauses is not None:
+                    pauses.on = True
+                started = time.process_time()
+                await asyncio.gather(*(client(k) for k in range(concurrency)))
+                out.append((time.process_time() - started) / n * 1000)
+                if pauses is not None:
+                    pauses.on = False
+                if profile is not None:
+                    profile.disable()
+    return out
+
+
+def request_log_to_memory() -> None:
+    """The request log as a deployment writes it (JSON, the RRN filter), into a string
+    buffer: its cost counted, nothing printed."""
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(logs.formatter("json"))
+    logs.install_filter(handler)
+    request_log = logging.getLogger("gateway.request")
+    request_log.addHandler(handler)
+    request_log.setLevel(logging.INFO)
+    request_log.propagate = False
