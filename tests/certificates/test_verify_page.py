@@ -186,10 +186,10 @@ async def test_camera_scan_reads_the_qr_code(
     """The camera path, with Chromium's fake camera playing a video of the QR code."""
     from playwright.async_api import async_playwright
 
-    from tests.browser import CHROMIUM
+    from tests.browser import CHROMIUM, SKIP
 
     if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium")
+        pytest.skip(SKIP)
     video = tmp_path / "qr.y4m"
     y4m_of_qr(tokens["expired"], video)
     async with async_playwright() as playwright:

@@ -42,6 +42,22 @@ def by_name(spans: tuple[ReadableSpan, ...], prefix: str) -> list[ReadableSpan]:
     return [span for span in spans if span.name.startswith(prefix)]
 
 
+async def request_span(
+    config: Config, spans: InMemorySpanExporter, traceparent: str
+) -> ReadableSpan:
+    """The span of one request sent with ``traceparent``."""
+    async with gateway_client(config) as gateway:
+        response = await gateway.http.post(
+            "/graphql",
+            json={"query": "query Agencies { agencies { code } }"},
+            headers={**gateway.headers, "traceparent": traceparent},
+        )
+        assert response.status_code == 200
+    [request] = by_name(spans.get_finished_spans(), "graphql ")
+    assert request.context is not None
+    return request
+
+
 async def test_a_span_per_request_and_per_agency_batch(
     config: Config, spans: InMemorySpanExporter
 ) -> None:
@@ -106,15 +122,7 @@ async def test_the_callers_trace_context_is_continued(
     config: Config, spans: InMemorySpanExporter
 ) -> None:
     trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-    async with gateway_client(config) as gateway:
-        response = await gateway.http.post(
-            "/graphql",
-            json={"query": "query Agencies { agencies { code } }"},
-            headers={**gateway.headers, "traceparent": f"00-{trace_id}-{parent}-01"},
-        )
-        assert response.status_code == 200
-    [request] = by_name(spans.get_finished_spans(), "graphql ")
-    assert request.context is not None
+    request = await request_span(config, spans, f"00-{trace_id}-{parent}-01")
     assert request.parent is not None
     assert format(request.context.trace_id, "032x") == trace_id
     assert format(request.parent.span_id, "016x") == parent
@@ -389,15 +397,7 @@ async def test_a_trace_id_shaped_like_an_rrn_is_not_continued(
     rrn_digits = HEAD_RRN.replace("-", "")
     trace_id = "abcdefabcdefa" + rrn_digits + "bcdefa"
     assert len(trace_id) == 32
-    async with gateway_client(config) as gateway:
-        response = await gateway.http.post(
-            "/graphql",
-            json={"query": "query Agencies { agencies { code } }"},
-            headers={**gateway.headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
-        )
-        assert response.status_code == 200
-    [request] = by_name(spans.get_finished_spans(), "graphql ")
-    assert request.context is not None
+    request = await request_span(config, spans, f"00-{trace_id}-00f067aa0ba902b7-01")
     assert rrn_digits not in format(request.context.trace_id, "032x")
     assert request.parent is None  # a new trace
     lines = [r for r in caplog.records if r.name == "gateway.request"]
