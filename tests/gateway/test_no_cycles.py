@@ -3,7 +3,7 @@ futures and records are freed by reference counting as soon as it is answered, n
 until the cycle collector walks them. They once were (graphql-core's executor holds its
 own bound methods; the context and the request held each other; a request's Access held
 a resolve info holding the context): a household request left ~420 objects for the
-collector, which then took a tenth of the gateway's CPU in pauses of up to ~150 ms
+collector, which took 0.3 ms of a cold household request's 4.1 ms in pauses of up to 77 ms
 (docs/plans.md, "No cyclic garbage per request")."""
 
 from __future__ import annotations
