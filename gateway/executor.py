@@ -201,6 +201,9 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             return super().build_response(data)
         finally:
             self.async_helpers = _ENDED
+            tail = self._tail
+            if tail:  # it holds the helpers too: work still settling gets the ended ones
+                self._tail = (*tail[:8], _ENDED, *tail[9:])
 
     # Compiling ---------------------------------------------------------------------------
 
