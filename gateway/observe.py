@@ -336,7 +336,15 @@ class AgencyCall:
 _AGENCY_SERIES: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
 
+def _configured(dataset: str) -> str:
+    """A metric's dataset label: the configured dataset, never a part of it
+    (``adapters.records.Dataset.narrowed``, ``<name>@<digest>``): parts follow callers'
+    selections, and a label per selection would grow the series without bound."""
+    return dataset.partition("@")[0]
+
+
 def _agency_series(agency: str, dataset: str) -> tuple[Any, Any, Any]:
+    dataset = _configured(dataset)
     series = _AGENCY_SERIES.get((agency, dataset))
     if series is None:
         series = _AGENCY_SERIES[agency, dataset] = (
@@ -377,6 +385,7 @@ _CACHE_SERIES: dict[tuple[str, str], tuple[Any, Any]] = {}
 
 
 def cache_lookup(agency: str, dataset: str, hits: int, misses: int) -> None:
+    dataset = _configured(dataset)
     series = _CACHE_SERIES.get((agency, dataset))
     if series is None:
         series = _CACHE_SERIES[agency, dataset] = (
