@@ -1,5 +1,6 @@
-"""CPU per request of compiled execution against graphql-core's executor (both with operation
-plans) and against per-field authorization, in one process, interleaved: the gateway app in-
+"""CPU per request of compiled execution through the direct lane (gateway/direct.py) against
+the same through strawberry's request path, graphql-core's executor (both with operation
+plans) and per-field authorization, in one process, interleaved: the gateway app in-
 process (httpx ASGI transport, no sockets, no load generator), the agency cache on and
 primed, so what is left is the gateway's own work per request (token check, parse/validate
 caches, execution and authorization, audit).
@@ -49,10 +50,12 @@ def graphql_core_schema(config: Any) -> Any:
     return schema
 
 
-VARIANTS: dict[str, Callable[..., Any]] = {
-    "compiled": schema_for,
-    "graphql-core": graphql_core_schema,
-    "per-field": per_field_schema,
+#: name -> (schema builder, whether the direct lane is on; gateway/direct.py).
+VARIANTS: dict[str, tuple[Callable[..., Any], bool]] = {
+    "compiled": (schema_for, True),
+    "compiled, strawberry's request path": (schema_for, False),
+    "graphql-core": (graphql_core_schema, False),
+    "per-field": (per_field_schema, False),
 }
 
 
@@ -93,8 +96,9 @@ def main(argv: list[str] | None = None) -> None:
         for name, (query, keys) in scenarios.items():
             bodies = [json.dumps({"query": query, "variables": {"rrn": k}}).encode() for k in keys]
             for _ in range(args.rounds):
-                for variant, build in VARIANTS.items():
+                for variant, (build, direct) in VARIANTS.items():
                     app = create_app(config, build(config))
+                    app.state.view.direct = direct
                     pauses = Pauses()
                     run = measure(
                         app, token, bodies, 1, args.requests,
@@ -107,16 +111,23 @@ def main(argv: list[str] | None = None) -> None:
                         pauses.durations
                     )
                     print(f"{name} {variant}: {got[0]:.2f} ms CPU/request", file=sys.stderr)
+    first = next(iter(VARIANTS))
     print(
-        "| scenario | compiled ms CPU/req | planned, graphql-core's executor | per-field |"
-        " graphql-core / compiled | per-field / compiled |"
+        "| scenario | "
+        + " | ".join(f"{v} ms CPU/req" for v in VARIANTS)
+        + " | "
+        + " | ".join(f"{v} / {first}" for v in list(VARIANTS)[1:])
+        + " |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- |" + " ---: |" * (2 * len(VARIANTS) - 1))
     for name, by in results.items():
-        compiled, core, per_field = (statistics.median(by[v]) for v in VARIANTS)
+        medians = [statistics.median(by[v]) for v in VARIANTS]
         print(
-            f"| {name} | {compiled:.2f} | {core:.2f} | {per_field:.2f} | {core / compiled:.2f}"
-            f" | {per_field / compiled:.2f} |"
+            f"| {name} | "
+            + " | ".join(f"{m:.2f}" for m in medians)
+            + " | "
+            + " | ".join(f"{m / medians[0]:.2f}" for m in medians[1:])
+            + " |"
         )
     print(
         "\n| scenario | variant | collector runs per 1,000 requests | collector ms per request"

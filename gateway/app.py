@@ -305,6 +305,7 @@ def create_app(
     app.state.config = config
     app.state.runtime = rt
     app.state.agencies = rt.agencies
+    app.state.view = view
     if demo_roles is not None:
         # The page carries the demo's tokens: answer only requests addressed to this machine,
         # so a page elsewhere cannot read them by rebinding its DNS name to 127.0.0.1.

@@ -73,6 +73,10 @@ class GatewaySchema(strawberry.Schema):
     #: Coordinates contributed by agency packages and subgraphs -> who contributes them
     #: (see :func:`contributed_fields`).
     contributed: Mapping[str, str]
+    #: The extensions build_schema gave it and the validation rules they amount to: the
+    #: direct lane (gateway/direct.py) is used while ``extensions`` is still this list.
+    direct_extensions: object = None
+    direct_rules: tuple[Any, ...] = ()
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -136,6 +140,10 @@ def build_schema(
     schema.limits = limits
     schema.weights = weights
     schema.measured = measured
+    # The direct lane (gateway/direct.py) runs these extensions' steps in line, and only
+    # while the schema keeps this very list.
+    schema.direct_extensions = schema.extensions
+    schema.direct_rules = (*specified_rules, *rules)
     found = resident_types(schema)  # refuse a schema with an unclassified type
     install_plans(schema, found)
     return schema

@@ -53,6 +53,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
+from strawberry.types import ExecutionContext
 
 from gateway.config import DEFAULT_COST_WEIGHT, LimitsConfig
 from gateway.errors import GatewayError, QueryTooComplex
@@ -433,34 +434,54 @@ class QueryLimits(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        assert context.graphql_document is not None
-        key = None
-        if context.query is not None:
-            key = (context.query, context.operation_name, _shape(context.variables))
-        measured = self.measured.get(key)
-        if measured is None:
-            measured = measure(
-                context.schema._schema,
-                context.graphql_document,
-                operation_name=context.operation_name,
-                variables=context.variables,
-                limits=self.limits,
-                weights=self.weights,
-            )
-            self.measured.put(key, measured)
-        self.cost = measured.cost
+        found = measured_operation(context, self.limits, self.weights, self.measured)
+        self.cost = found.cost
         if hasattr(context.context, "cost"):  # our Context: the rate limiter charges it
-            context.context.cost = measured.cost
-        reason = over_limit(measured, self.limits)
+            context.context.cost = found.cost
+        reason = over_limit(found, self.limits)
         if reason is not None:
             raise QueryTooComplex(f"The query is too complex: {reason}.")
         yield
 
     def get_results(self) -> dict[str, Any]:
-        asked = self.execution_context.operation_extensions or {}
-        if asked.get("cost") is not True or self.cost is None:
-            return {}
-        return {"cost": {"requested": self.cost, "limit": self.limits.max_cost}}
+        return cost_extension(self.execution_context, self.cost, self.limits)
+
+
+def measured_operation(
+    context: ExecutionContext,
+    limits: LimitsConfig,
+    weights: Mapping[str, int],
+    measured: MeasureCache,
+) -> Measured:
+    """The measure of ``context``'s parsed operation with its variables, from ``measured``
+    (keyed by text, operation name and the variables' shape) or taken now and kept."""
+    assert context.graphql_document is not None
+    key = None
+    if context.query is not None:
+        key = (context.query, context.operation_name, _shape(context.variables))
+    found = measured.get(key)
+    if found is None:
+        found = measure(
+            context.schema._schema,
+            context.graphql_document,
+            operation_name=context.operation_name,
+            variables=context.variables,
+            limits=limits,
+            weights=weights,
+        )
+        measured.put(key, found)
+    return found
+
+
+def cost_extension(
+    context: ExecutionContext, cost: int | None, limits: LimitsConfig
+) -> dict[str, Any]:
+    """``{"cost": {"requested": N, "limit": M}}`` for a client that sent
+    ``"extensions": {"cost": true}``, else nothing."""
+    asked = context.operation_extensions or {}
+    if asked.get("cost") is not True or cost is None:
+        return {}
+    return {"cost": {"requested": cost, "limit": limits.max_cost}}
 
 
 #: (schema, document, rules) -> validation errors (``gateway.lru.ByNode``).
@@ -479,23 +500,32 @@ class ValidatedOnce(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        document = context.graphql_document
-        assert document is not None
-        schema = context.schema._schema
-        rules = tuple(context.validation_rules)
-        errors = _VALIDATED.get(schema, document, rules)
-        if errors is None:
-            errors = validate_document(schema, document, rules)
-            _VALIDATED.put(schema, document, errors, rules)
-        context.pre_execution_errors = errors
+        context.pre_execution_errors = validated_once(context)
         yield
+
+
+def validated_once(context: ExecutionContext) -> list[Any]:
+    """graphql-core's validation errors for ``context``'s document and rules (kept once per
+    document, see :class:`ValidatedOnce`)."""
+    document = context.graphql_document
+    assert document is not None
+    schema = context.schema._schema
+    rules = tuple(context.validation_rules)
+    errors = _VALIDATED.get(schema, document, rules)
+    if errors is None:
+        errors = validate_document(schema, document, rules)
+        _VALIDATED.put(schema, document, errors, rules)
+    return errors
 
 
 __all__ = [
     "FIELD_DATASET",
     "QueryLimits",
     "ValidatedOnce",
+    "cost_extension",
     "measure",
+    "measured_operation",
     "over_limit",
     "parse_limited",
+    "validated_once",
 ]

@@ -21,6 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from gateway import metrics, tracing
 from gateway.logs import REQUEST_FIELDS, mask_rrns, scrub
@@ -241,15 +242,20 @@ class ObserveOperation(SchemaExtension):
     """Notes the name of each operation that executes (``RequestSeen.operations``)."""
 
     def on_execute(self) -> Iterator[None]:
-        context = self.execution_context.context
-        request = getattr(context, "request", None)
-        seen = request.scope.get("gateway", {}).get("seen") if request is not None else None
-        if isinstance(seen, RequestSeen):
-            seen.operations.append(self.execution_context.operation_name)
-            cost = getattr(context, "cost", None)  # measured by QueryLimits just before
-            if isinstance(cost, int):
-                seen.cost = (seen.cost or 0) + cost
+        note_operation(self.execution_context)
         yield
+
+
+def note_operation(execution_context: ExecutionContext) -> None:
+    """The operation's name and measured cost into its request's ``RequestSeen``."""
+    context = execution_context.context
+    request = getattr(context, "request", None)
+    seen = request.scope.get("gateway", {}).get("seen") if request is not None else None
+    if isinstance(seen, RequestSeen):
+        seen.operations.append(execution_context.operation_name)
+        cost = getattr(context, "cost", None)  # measured by QueryLimits just before
+        if isinstance(cost, int):
+            seen.cost = (seen.cost or 0) + cost
 
 
 # --- agencies ------------------------------------------------------------------------------

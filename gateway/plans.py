@@ -58,6 +58,7 @@ from graphql import (
     get_operation_ast,
 )
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 from strawberry.types.field import StrawberryField
 
 from gateway.limits import FIELD_DATASET
@@ -396,21 +397,26 @@ class Planned(SchemaExtension):
     to the request's ``Access``. Operation-level only: nothing of it runs per field."""
 
     def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        access = getattr(context.context, "access", None)
-        document = context.graphql_document
-        if access is not None and document is not None and context.query is not None:
-            principal = access.principal
-            found = planner(access.policy).operation(
-                context.schema._schema,
-                context.query,
-                document,
-                context.operation_name,
-                context.variables,
-                principal.roles,
-                principal.agency,
-                (SELF, SELF_HOUSEHOLD) if principal.rrn is not None else (),
-            )
-            if found is not None:
-                access.adopt(*found)
+        adopt_plan(self.execution_context)
         yield
+
+
+def adopt_plan(context: ExecutionContext) -> None:
+    """Hand the request's ``Access`` the plan of ``context``'s operation (see
+    :class:`Planned`)."""
+    access = getattr(context.context, "access", None)
+    document = context.graphql_document
+    if access is not None and document is not None and context.query is not None:
+        principal = access.principal
+        found = planner(access.policy).operation(
+            context.schema._schema,
+            context.query,
+            document,
+            context.operation_name,
+            context.variables,
+            principal.roles,
+            principal.agency,
+            (SELF, SELF_HOUSEHOLD) if principal.rrn is not None else (),
+        )
+        if found is not None:
+            access.adopt(*found)

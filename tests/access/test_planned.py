@@ -1,6 +1,7 @@
 """Differential: planned execution (``gateway.plans``) answers exactly as per-field
 authorization did (kept as the reference in ``tests/access/per_field.py``), and the compiled
-executor (``gateway/executor.py``) exactly as graphql-core's on the same planned schema.
+executor (``gateway/executor.py``) through the direct lane (``gateway/direct.py``) exactly as
+graphql-core's on the same planned schema through strawberry's request machinery.
 Random documents from the schema (aliases, fragments, @skip/@include, households,
 ``residents`` batches, citizens' ``me``), random policies of one or two roles, purposes as
 literals or variables, random residents (some with consents in force): the same request goes
@@ -75,6 +76,18 @@ async def side(
         if not compiled:
             schema.execution_context_class = StrawberryGraphQLCoreExecutionContext
         app = create_app(config, schema)
+        # The reference sides take strawberry's way for every request (no direct lane).
+        view = app.state.view
+        view.direct = planned and compiled
+        if view.direct:
+            answer_direct = view._run_direct
+
+            async def noting(request: Any) -> Any:
+                response = await answer_direct(request)
+                DIRECT.append(response is not None)
+                return response
+
+            view._run_direct = noting
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
@@ -207,6 +220,9 @@ def canonical(body: bytes) -> tuple[str, list[str]]:
     return json.dumps(parsed), errors
 
 
+#: Per request to the compiled side: whether it took the direct lane (gateway/direct.py).
+DIRECT: list[bool] = []
+
 #: Per example: whether the compiled side holds a compiled tree for its document (see the
 #: last test).
 COMPILED: list[bool] = []
@@ -251,3 +267,10 @@ def test_the_random_documents_ran_compiled() -> None:
     random documents carry no directive but @skip/@include, so nearly all are compiled."""
     assert COMPILED, "the differential test did not run"
     assert sum(COMPILED) >= len(COMPILED) * 0.8, (sum(COMPILED), len(COMPILED))
+
+
+def test_the_random_documents_took_the_direct_lane() -> None:
+    """The compiled side answers through the direct lane (the references never do): the
+    comparison above covers it only if it was taken."""
+    assert DIRECT, "the differential test did not run"
+    assert sum(DIRECT) >= len(DIRECT) * 0.8, (sum(DIRECT), len(DIRECT))
