@@ -140,7 +140,7 @@ class SQLAdapter(Adapter):
             statement_cache_size=int(self.settings.get("statement_cache_size", 100)),
             # Lookups leave no session state behind (no SET, LISTEN or open cursors), so
             # the reset asyncpg runs on every release (a round trip) buys nothing here.
-            reset=_keep_session,
+            reset=keep_session,
         )
 
     async def close(self) -> None:
@@ -184,5 +184,6 @@ class SQLAdapter(Adapter):
         return [found.get(key) for key in keys]
 
 
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """A pool reset that does nothing (see SQLAdapter.start)."""
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """A pool reset that does nothing more than asyncpg's own step before it (a transaction
+    left open is rolled back): for pools whose connections keep no session state."""

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from adapters.sql import keep_session
 from gateway import graphiql
 from gateway import metrics as metrics_module
 from gateway import rrn as rrns
@@ -67,7 +68,16 @@ async def _ensure_tables(conn: Conn) -> None:
 async def open_store(url: str, keys: AuditKeys, statement_cache_size: int = 100) -> asyncpg.Pool:
     """The gateway's own database, with its tables in place."""
     pool = await asyncpg.create_pool(
-        url, min_size=1, max_size=8, statement_cache_size=statement_cache_size
+        url,
+        min_size=1,
+        max_size=8,
+        statement_cache_size=statement_cache_size,
+        # asyncpg's reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is a round trip
+        # per release, once per audit commit and consent look-up, for session state the
+        # gateway never leaves on a pooled connection (no SET, LISTEN or cursors; the
+        # start-up advisory lock is released in place). A transaction left open is still
+        # rolled back: asyncpg does that before any reset.
+        reset=keep_session,
     )
     try:
         async with pool.acquire() as conn:
