@@ -316,6 +316,26 @@ CASES: dict[str, tuple[Any, str, dict[str, str] | None]] = {
     "rrn-in-op-name": (
         {"query": f"query Q{HEAD_RRN.replace('-', '')} {{ {R} {{ name }} }}"}, OFFICER, None
     ),
+    "var-purpose-list": (
+        {"query": "query($p: Purpose!) { resident(rrn: \"" + HEAD_RRN + "\", purpose: $p) { name } }",
+         "variables": {"p": ["CIVIL_PETITION"]}}, OFFICER, None,
+    ),
+    "var-purpose-object": (
+        {"query": "query($p: Purpose!) { resident(rrn: \"" + HEAD_RRN + "\", purpose: $p) { name } }",
+         "variables": {"p": {"x": [1]}}}, OFFICER, None,
+    ),
+    "var-rrn-object": (
+        {"query": "query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) { name } }",
+         "variables": {"r": {"x": [1]}}}, OFFICER, None,
+    ),
+    "var-rrns-huge": (
+        {"query": "query($r: [String!]!) { residents(rrns: $r, purpose: CIVIL_PETITION) { name } }",
+         "variables": {"r": [HEAD_RRN] * 150}}, OFFICER, None,
+    ),
+    "var-rrns-scalar": (
+        {"query": "query($r: [String!]!) { residents(rrns: $r, purpose: CIVIL_PETITION) { household { members { name } } } }",
+         "variables": {"r": HEAD_RRN}}, OFFICER, None,
+    ),
     "rrn-in-missing-op-name": ({"query": Q_NAME, "operationName": HEAD_RRN}, OFFICER, None),
 }
 
@@ -333,6 +353,8 @@ async def test_direct_lane_is_unobservable(probe: Probe, name: str) -> None:
     on_again = await send(probe, True, body, bearer, headers)
     off_again = await send(probe, False, body, bearer, headers)
     assert not off["lane"] and not off_again["lane"]
+    if os.environ.get("PROBE_SHOW"):
+        print("SHOW", name, on["lane"], on["status"], json.dumps(on["body"])[:300])
     assert not _same(on, off), (name, on["lane"], _same(on, off))
     assert not _same(on_again, off_again), (name, _same(on_again, off_again))
     text = json.dumps(on["body"])
@@ -496,3 +518,37 @@ async def test_bent_random_requests_are_alike(roomy: Probe, data: Any) -> None:
 
 def test_bent_requests_took_the_lane_often() -> None:
     assert LANES and sum(LANES) >= len(LANES) * 0.2, (sum(LANES), len(LANES))
+
+
+async def test_a_refused_document_is_parsed_no_more_with_the_lane(
+    probe: Probe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document refused at parse (a syntax error, or over the token limit) was parsed six
+    times per request with the lane on (the rate limiter's measure, the lane's prepare, then
+    QueryLimits on strawberry's way: twice each), four with it off; each parse of a 4,000-token
+    document is tens of milliseconds, and the request is charged no cost. Now once per text
+    (twice, to tell the two errors apart), whichever way it goes, and the answer is the same."""
+    import graphql
+
+    from gateway import limits as limits_module
+
+    calls = {"n": 0}
+    real = graphql.parse
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(limits_module, "parse", counting)
+    monkeypatch.setattr(limits_module, "_parse", limits_module._parse.__wrapped__)
+    syntax = "{ " + " ".join(["__typename"] * 150) + " ( }"
+    tokens = "{ " + " ".join(["__typename"] * 250) + " }"
+    for bad in (syntax, tokens):
+        for on in (False, True):
+            calls["n"] = 0
+            text = f"{bad} # {on}"
+            first = await send(probe, on, {"query": text}, OFFICER, None)
+            assert calls["n"] == 2, (on, calls["n"])
+            again = await send(probe, on, {"query": text}, OFFICER, None)
+            assert calls["n"] == 2, (on, calls["n"])
+            assert first["body"] == again["body"] and first["status"] == again["status"]
