@@ -336,6 +336,13 @@ CASES: dict[str, tuple[Any, str, dict[str, str] | None]] = {
         {"query": "query($r: [String!]!) { residents(rrns: $r, purpose: CIVIL_PETITION) { household { members { name } } } }",
          "variables": {"r": HEAD_RRN}}, OFFICER, None,
     ),
+    "fragment-cycle": (
+        {"query": f"{{ {R} {{ ...A }} }} fragment A on Resident {{ ...B }} fragment B on Resident {{ ...A }}"},
+        OFFICER, None,
+    ),
+    "unknown-fragment": ({"query": f"{{ {R} {{ ...Nope }} }}"}, OFFICER, None),
+    "unused-fragment": ({"query": f"{{ {R} {{ name }} }} fragment U on Resident {{ name }}"},
+                        OFFICER, None),
     "rrn-in-missing-op-name": ({"query": Q_NAME, "operationName": HEAD_RRN}, OFFICER, None),
 }
 
@@ -552,3 +559,29 @@ async def test_a_refused_document_is_parsed_no_more_with_the_lane(
             again = await send(probe, on, {"query": text}, OFFICER, None)
             assert calls["n"] == 2, (on, calls["n"])
             assert first["body"] == again["body"] and first["status"] == again["status"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ __schema { queryType { name } } }",
+        '{ t: __type(name: "Resident") { name } }',
+        "{ ...F } fragment F on Query { __schema { types { name } } }",
+        '{ ... on Query { __type(name: "Query") { fields { name } } } }',
+        "query A { __typename } query B { __schema { queryType { name } } }",
+        f"{{ {R} {{ name __typename }} }}",
+    ],
+)
+async def test_introspection_off_is_refused_alike(roomy: Probe, query: str) -> None:
+    """Introspection off, and a cost limit that lets __schema/__type through: the rule, not
+    the cost, refuses them, on either way."""
+    for name in (None, "A", "B"):
+        body: dict[str, Any] = {"query": query}
+        if name is not None and "query A" in query:
+            body["operationName"] = name
+        off = await send(roomy, False, body, OFFICER, None)
+        on = await send(roomy, True, body, OFFICER, None)
+        assert not _same(on, off), _same(on, off)
+        text = json.dumps(on["body"])
+        if "__schema" in query or "__type(" in query:
+            assert not on["lane"] and "introspection" in text.lower(), text
