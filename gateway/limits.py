@@ -46,6 +46,7 @@ from graphql import (
     NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    Source,
     ValueNode,
     VariableNode,
     get_named_type,
@@ -109,23 +110,37 @@ def _parse(query: str, max_tokens: int) -> DocumentNode:
     return parse(query, max_tokens=max_tokens)
 
 
+#: Recent refusals of ``parse_limited``: (text, max_tokens) -> ("syntax", position,
+#: description) or ("tokens",). A refused text is parsed once (twice: which error it was),
+#: not again by each step that parses it in the same request (the rate limiter's measure,
+#: the direct lane's ``prepare``, then QueryLimits on strawberry's way), nor by the next
+#: request sending it.
+_REFUSED: LRU[tuple[Any, ...]] = LRU(_PARSE_CACHE_SIZE)
+
+
 def parse_limited(query: str, max_tokens: int) -> DocumentNode:
     """Parse (cached), refusing a document over ``max_tokens`` with QUERY_TOO_COMPLEX.
 
     graphql-core reports the token limit as a syntax error. Which one it was is decided by
     parsing once more with one more token allowed: a syntax error stays where it is, the
-    limit moves on. Both parses stop within max_tokens + 1 tokens."""
-    try:
-        return _parse(query, max_tokens)
-    except GraphQLSyntaxError as limited:
+    limit moves on. Both parses stop within max_tokens + 1 tokens. The verdict on a refused
+    text is kept (``_REFUSED``) and each refusal raised anew."""
+    key = (query, max_tokens)
+    refused = _REFUSED.get(key)
+    if refused is None:
         try:
-            parse(query, max_tokens=max_tokens + 1)
-        except GraphQLSyntaxError as again:
-            if again.positions == limited.positions:
-                raise limited from None  # the document's own syntax error
-        raise QueryTooComplex(
-            f"The document has more than {max_tokens} tokens, the limit."
-        ) from None
+            return _parse(query, max_tokens)
+        except GraphQLSyntaxError as limited:
+            refused = ("tokens",)
+            try:
+                parse(query, max_tokens=max_tokens + 1)
+            except GraphQLSyntaxError as again:
+                if again.positions == limited.positions and limited.positions:
+                    refused = ("syntax", limited.positions[0], limited.description)
+            _REFUSED.put(key, refused)
+    if refused[0] == "syntax":  # the document's own syntax error
+        raise GraphQLSyntaxError(Source(query), refused[1], refused[2]) from None
+    raise QueryTooComplex(f"The document has more than {max_tokens} tokens, the limit.") from None
 
 
 class _Measurer:
