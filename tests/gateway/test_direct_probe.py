@@ -12,11 +12,10 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
-
 import os
 import tomllib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -25,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import metrics
+from gateway import policy as policy_module
 from gateway.app import create_app
 from gateway.config import LimitsConfig, PersistedConfig
-from gateway.persisted import sha256_hex
-from gateway import policy as policy_module
 from gateway.graphql_schema import PURPOSES
+from gateway.persisted import sha256_hex
 from tests.access.conftest import demo_config, fetch, scratch_store
 from tests.access.test_planned import requests as planned_requests
 from tests.access.test_property import AGENCY, FIELDS, RESIDENT_TYPES, tomllib_dumps
@@ -145,7 +144,9 @@ async def send(
     if isinstance(parsed, dict):
         for entry in (parsed.get("extensions") or {}).get("provenance", []):
             entry.pop("asOf", None)  # a clock reading
-        if isinstance(parsed.get("data"), dict) and isinstance(parsed["data"].get("grantConsent"), dict):
+        if isinstance(parsed.get("data"), dict) and isinstance(
+            parsed["data"].get("grantConsent"), dict
+        ):
             parsed["data"]["grantConsent"]["id"] = "<new id>"
     if isinstance(parsed, dict) and isinstance(parsed.get("errors"), list):
         parsed["errors"] = sorted(parsed["errors"], key=json.dumps)
@@ -171,31 +172,47 @@ CASES: dict[str, tuple[Any, str, dict[str, str] | None]] = {
     "charset": ({"query": Q_NAME}, OFFICER, {"Content-Type": "application/json; charset=utf-8"}),
     "text-json": ({"query": Q_NAME}, OFFICER, {"Content-Type": "text/json"}),
     "gql-response-ct": (
-        {"query": Q_NAME}, OFFICER, {"Content-Type": "application/graphql-response+json"}
+        {"query": Q_NAME},
+        OFFICER,
+        {"Content-Type": "application/graphql-response+json"},
     ),
     "accept-gql-response": (
-        {"query": Q_NAME}, OFFICER, {"Accept": "application/graphql-response+json"}
+        {"query": Q_NAME},
+        OFFICER,
+        {"Accept": "application/graphql-response+json"},
     ),
     "accept-multipart": (
-        {"query": Q_NAME}, OFFICER, {"Accept": 'multipart/mixed;subscriptionSpec="1.0", application/json'}
+        {"query": Q_NAME},
+        OFFICER,
+        {"Accept": 'multipart/mixed;subscriptionSpec="1.0", application/json'},
     ),
     "accept-sse": ({"query": Q_NAME}, OFFICER, {"Accept": "text/event-stream, application/json"}),
     "cost-ext": ({"query": Q_NAME, "extensions": {"cost": True}}, OFFICER, None),
     "cost-ext-str": ({"query": Q_NAME, "extensions": {"cost": "true"}}, OFFICER, None),
     "provenance": ({"query": Q_NAME, "extensions": {"provenance": True}}, OFFICER, None),
     "two-ops-no-name": (
-        {"query": f"query A {{ {R} {{ name }} }} query B {{ {R} {{ birthDate }} }}"}, OFFICER, None
+        {"query": f"query A {{ {R} {{ name }} }} query B {{ {R} {{ birthDate }} }}"},
+        OFFICER,
+        None,
     ),
     "two-ops-name-B": (
-        {"query": f"query A {{ {R} {{ name }} }} query B {{ {R} {{ birthDate }} }}",
-         "operationName": "B"}, OFFICER, None,
+        {
+            "query": f"query A {{ {R} {{ name }} }} query B {{ {R} {{ birthDate }} }}",
+            "operationName": "B",
+        },
+        OFFICER,
+        None,
     ),
     "query-then-mutation": ({"query": f"query A {{ {R} {{ name }} }} {MUT}"}, CITIZEN, None),
     "query-then-mutation-M": (
-        {"query": f"query A {{ me {{ name }} }} {MUT}", "operationName": "M"}, CITIZEN, None
+        {"query": f"query A {{ me {{ name }} }} {MUT}", "operationName": "M"},
+        CITIZEN,
+        None,
     ),
     "mutation-then-query-A": (
-        {"query": f"{MUT} query A {{ me {{ name }} }}", "operationName": "A"}, CITIZEN, None
+        {"query": f"{MUT} query A {{ me {{ name }} }}", "operationName": "A"},
+        CITIZEN,
+        None,
     ),
     "mutation-then-query-noname": ({"query": f"{MUT} query A {{ me {{ name }} }}"}, CITIZEN, None),
     "missing-op": ({"query": Q_NAME, "operationName": "Nope"}, OFFICER, None),
@@ -210,50 +227,86 @@ CASES: dict[str, tuple[Any, str, dict[str, str] | None]] = {
     "vars-string": ({"query": Q_NAME, "variables": "{}"}, OFFICER, None),
     "ext-list": ({"query": Q_NAME, "extensions": []}, OFFICER, None),
     "var-wrong-type": (
-        {"query": "query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) { name } }",
-         "variables": {"r": 5}}, OFFICER, None,
+        {
+            "query": "query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) { name } }",
+            "variables": {"r": 5},
+        },
+        OFFICER,
+        None,
     ),
     "var-missing": (
-        {"query": "query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) { name } }",
-         "variables": {}}, OFFICER, None,
+        {
+            "query": "query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) { name } }",
+            "variables": {},
+        },
+        OFFICER,
+        None,
     ),
     "var-extra": (
-        {"query": "query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) { name } }",
-         "variables": {"r": HEAD_RRN, "zzz": 1}}, OFFICER, None,
+        {
+            "query": "query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) { name } }",
+            "variables": {"r": HEAD_RRN, "zzz": 1},
+        },
+        OFFICER,
+        None,
     ),
     "var-bad-enum": (
-        {"query": "query($p: Purpose!) { resident(rrn: \"" + HEAD_RRN + "\", purpose: $p) { name } }",
-         "variables": {"p": "NOT_A_PURPOSE"}}, OFFICER, None,
+        {
+            "query": 'query($p: Purpose!) { resident(rrn: "'
+            + HEAD_RRN
+            + '", purpose: $p) { name } }',
+            "variables": {"p": "NOT_A_PURPOSE"},
+        },
+        OFFICER,
+        None,
     ),
     "var-purpose-forbidden": (
-        {"query": "query($p: Purpose!) { resident(rrn: \"" + HEAD_RRN + "\", purpose: $p) { name } }",
-         "variables": {"p": "TAX_ADMINISTRATION"}}, OFFICER, None,
+        {
+            "query": 'query($p: Purpose!) { resident(rrn: "'
+            + HEAD_RRN
+            + '", purpose: $p) { name } }',
+            "variables": {"p": "TAX_ADMINISTRATION"},
+        },
+        OFFICER,
+        None,
     ),
     "skip-include": (
-        {"query": "query($y: Boolean!) { " + R + " { name @skip(if: $y) birthDate @include(if: $y) } }",
-         "variables": {"y": True}}, OFFICER, None,
+        {
+            "query": "query($y: Boolean!) { "
+            + R
+            + " { name @skip(if: $y) birthDate @include(if: $y) } }",
+            "variables": {"y": True},
+        },
+        OFFICER,
+        None,
     ),
     "fragments-aliases": (
         {"query": f"{{ a: {R} {{ ...F }} }} fragment F on Resident {{ n: name birthDate }}"},
-        OFFICER, None,
+        OFFICER,
+        None,
     ),
     "schema-introspection": ({"query": "{ __schema { queryType { name } } }"}, OFFICER, None),
     "type-introspection": ({"query": '{ __type(name: "Resident") { name } }'}, OFFICER, None),
     "typename": ({"query": "{ __typename }"}, OFFICER, None),
-    "nested-introspection": (
-        {"query": f"{{ {R} {{ name __typename }} }}"}, OFFICER, None
-    ),
+    "nested-introspection": ({"query": f"{{ {R} {{ name __typename }} }}"}, OFFICER, None),
     "suggestion": ({"query": f"{{ {R} {{ nam }} }}"}, OFFICER, None),
     "too-deep": (
-        {"query": f"{{ {R} {{ household {{ members {{ household {{ members {{ name }} }} }} }} }} }}"},
-        OFFICER, None,
+        {
+            "query": f"{{ {R} {{ household {{ members {{ household {{ members {{ name }} }} }} }}"
+            " } }"
+        },
+        OFFICER,
+        None,
     ),
     "too-many-aliases": (
         {"query": f"{{ a: {R} {{ name }} b: {R} {{ name }} c: {R} {{ name }} d: {R} {{ name }} }}"},
-        OFFICER, None,
+        OFFICER,
+        None,
     ),
     "too-costly": (
-        {"query": f"{{ {R} {{ household {{ members {{ taxes {{ year }} }} }} }} }}"}, OFFICER, None
+        {"query": f"{{ {R} {{ household {{ members {{ taxes {{ year }} }} }} }} }}"},
+        OFFICER,
+        None,
     ),
     "too-many-tokens": ({"query": "{ " + " ".join(["__typename"] * 250) + " }"}, OFFICER, None),
     "forbidden-field": ({"query": f"{{ {R} {{ militaryService {{ status }} }} }}"}, OFFICER, None),
@@ -263,86 +316,159 @@ CASES: dict[str, tuple[Any, str, dict[str, str] | None]] = {
     "citizen-me": ({"query": "{ me { name household { members { name } } } }"}, CITIZEN, None),
     "citizen-resident": ({"query": Q_NAME}, CITIZEN, None),
     "consent-required": ({"query": f"{{ {R} {{ taxes {{ year }} }} }}"}, OFFICER, None),
-    "my-permissions": ({"query": "{ myPermissions(purpose: CIVIL_PETITION) { operations } }"}, OFFICER, None),
+    "my-permissions": (
+        {"query": "{ myPermissions(purpose: CIVIL_PETITION) { operations } }"},
+        OFFICER,
+        None,
+    ),
     "unknown-rrn": (
         {"query": '{ resident(rrn: "000101-3000000", purpose: CIVIL_PETITION) { name } }'},
-        OFFICER, None,
+        OFFICER,
+        None,
     ),
     "bad-rrn": (
-        {"query": '{ resident(rrn: "nope", purpose: CIVIL_PETITION) { name } }'}, OFFICER, None
+        {"query": '{ resident(rrn: "nope", purpose: CIVIL_PETITION) { name } }'},
+        OFFICER,
+        None,
     ),
     "residents-batch": (
-        {"query": f'{{ residents(rrns: ["{HEAD_RRN}", "{HEAD_RRN}"], purpose: CIVIL_PETITION) {{ name }} }}'},
-        OFFICER, None,
+        {
+            "query": f'{{ residents(rrns: ["{HEAD_RRN}", "{HEAD_RRN}"], '
+            "purpose: CIVIL_PETITION) { name } }"
+        },
+        OFFICER,
+        None,
     ),
     "batch": ([{"query": Q_NAME}, {"query": "{ __typename }"}], OFFICER, None),
     "apq-hash-only-unknown": (
-        {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}}, OFFICER, None
+        {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}},
+        OFFICER,
+        None,
     ),
     "apq-register": (
-        {"query": Q_NAME + " ",
-         "extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(Q_NAME + " ")}}},
-        OFFICER, None,
+        {
+            "query": Q_NAME + " ",
+            "extensions": {
+                "persistedQuery": {"version": 1, "sha256Hash": sha256_hex(Q_NAME + " ")}
+            },
+        },
+        OFFICER,
+        None,
     ),
     "apq-hash-only-known": (
         {"extensions": {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(Q_NAME + " ")}}},
-        OFFICER, None,
+        OFFICER,
+        None,
     ),
     "syntax-error": ({"query": "{ resident("}, OFFICER, None),
     "duplicate-keys": (
-        b'{"query": "{ __schema { queryType { name } } }", "query": "{ __typename }"}', OFFICER, None
+        b'{"query": "{ __schema { queryType { name } } }", "query": "{ __typename }"}',
+        OFFICER,
+        None,
     ),
     "subscription": ({"query": "subscription { x }"}, OFFICER, None),
     "no-auth": ({"query": Q_NAME}, "garbage", None),
-    "nulls": ({"query": Q_NAME, "variables": None, "extensions": None, "operationName": None},
-              OFFICER, None),
-    "introspection-in-fragment": (
-        {"query": "{ ...F } fragment F on Query { s: __schema { types { name } } }"}, OFFICER, None
+    "nulls": (
+        {"query": Q_NAME, "variables": None, "extensions": None, "operationName": None},
+        OFFICER,
+        None,
     ),
-    "introspection-inline": ({"query": "{ ... on Query { __type(name: \"Query\") { name } } }"},
-                             OFFICER, None),
+    "introspection-in-fragment": (
+        {"query": "{ ...F } fragment F on Query { s: __schema { types { name } } }"},
+        OFFICER,
+        None,
+    ),
+    "introspection-inline": (
+        {"query": '{ ... on Query { __type(name: "Query") { name } } }'},
+        OFFICER,
+        None,
+    ),
     "request-error-gql-response": (
-        {"query": "query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) { name } }",
-         "variables": {"r": 5}}, OFFICER, {"Accept": "application/graphql-response+json"},
+        {
+            "query": "query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) { name } }",
+            "variables": {"r": 5},
+        },
+        OFFICER,
+        {"Accept": "application/graphql-response+json"},
     ),
     "field-error-gql-response": (
         {"query": '{ resident(rrn: "nope", purpose: CIVIL_PETITION) { name } }'},
-        OFFICER, {"Accept": "application/graphql-response+json"},
+        OFFICER,
+        {"Accept": "application/graphql-response+json"},
     ),
     "op-name-fragment": (
-        {"query": f"query A {{ {R} {{ ...F }} }} fragment F on Resident {{ name }}",
-         "operationName": "F"}, OFFICER, None,
+        {
+            "query": f"query A {{ {R} {{ ...F }} }} fragment F on Resident {{ name }}",
+            "operationName": "F",
+        },
+        OFFICER,
+        None,
     ),
     "rrn-in-op-name": (
-        {"query": f"query Q{HEAD_RRN.replace('-', '')} {{ {R} {{ name }} }}"}, OFFICER, None
+        {"query": f"query Q{HEAD_RRN.replace('-', '')} {{ {R} {{ name }} }}"},
+        OFFICER,
+        None,
     ),
     "var-purpose-list": (
-        {"query": "query($p: Purpose!) { resident(rrn: \"" + HEAD_RRN + "\", purpose: $p) { name } }",
-         "variables": {"p": ["CIVIL_PETITION"]}}, OFFICER, None,
+        {
+            "query": 'query($p: Purpose!) { resident(rrn: "'
+            + HEAD_RRN
+            + '", purpose: $p) { name } }',
+            "variables": {"p": ["CIVIL_PETITION"]},
+        },
+        OFFICER,
+        None,
     ),
     "var-purpose-object": (
-        {"query": "query($p: Purpose!) { resident(rrn: \"" + HEAD_RRN + "\", purpose: $p) { name } }",
-         "variables": {"p": {"x": [1]}}}, OFFICER, None,
+        {
+            "query": 'query($p: Purpose!) { resident(rrn: "'
+            + HEAD_RRN
+            + '", purpose: $p) { name } }',
+            "variables": {"p": {"x": [1]}},
+        },
+        OFFICER,
+        None,
     ),
     "var-rrn-object": (
-        {"query": "query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) { name } }",
-         "variables": {"r": {"x": [1]}}}, OFFICER, None,
+        {
+            "query": "query($r: String!) { resident(rrn: $r, purpose: CIVIL_PETITION) { name } }",
+            "variables": {"r": {"x": [1]}},
+        },
+        OFFICER,
+        None,
     ),
     "var-rrns-huge": (
-        {"query": "query($r: [String!]!) { residents(rrns: $r, purpose: CIVIL_PETITION) { name } }",
-         "variables": {"r": [HEAD_RRN] * 150}}, OFFICER, None,
+        {
+            "query": "query($r: [String!]!) { residents(rrns: $r, purpose: CIVIL_PETITION) "
+            "{ name } }",
+            "variables": {"r": [HEAD_RRN] * 150},
+        },
+        OFFICER,
+        None,
     ),
     "var-rrns-scalar": (
-        {"query": "query($r: [String!]!) { residents(rrns: $r, purpose: CIVIL_PETITION) { household { members { name } } } }",
-         "variables": {"r": HEAD_RRN}}, OFFICER, None,
+        {
+            "query": "query($r: [String!]!) { residents(rrns: $r, purpose: CIVIL_PETITION) "
+            "{ household { members { name } } } }",
+            "variables": {"r": HEAD_RRN},
+        },
+        OFFICER,
+        None,
     ),
     "fragment-cycle": (
-        {"query": f"{{ {R} {{ ...A }} }} fragment A on Resident {{ ...B }} fragment B on Resident {{ ...A }}"},
-        OFFICER, None,
+        {
+            "query": f"{{ {R} {{ ...A }} }} fragment A on Resident {{ ...B }} "
+            "fragment B on Resident { ...A }"
+        },
+        OFFICER,
+        None,
     ),
     "unknown-fragment": ({"query": f"{{ {R} {{ ...Nope }} }}"}, OFFICER, None),
-    "unused-fragment": ({"query": f"{{ {R} {{ name }} }} fragment U on Resident {{ name }}"},
-                        OFFICER, None),
+    "unused-fragment": (
+        {"query": f"{{ {R} {{ name }} }} fragment U on Resident {{ name }}"},
+        OFFICER,
+        None,
+    ),
     "rrn-in-missing-op-name": ({"query": Q_NAME, "operationName": HEAD_RRN}, OFFICER, None),
 }
 
@@ -359,13 +485,15 @@ async def test_direct_lane_is_unobservable(probe: Probe, name: str) -> None:
     on = await send(probe, True, body, bearer, headers)
     on_again = await send(probe, True, body, bearer, headers)
     off_again = await send(probe, False, body, bearer, headers)
-    assert not off["lane"] and not off_again["lane"]
+    assert not off["lane"]
+    assert not off_again["lane"]
     if os.environ.get("PROBE_SHOW"):
         print("SHOW", name, on["lane"], on["status"], json.dumps(on["body"])[:300])
     assert not _same(on, off), (name, on["lane"], _same(on, off))
     assert not _same(on_again, off_again), (name, _same(on_again, off_again))
     text = json.dumps(on["body"])
-    assert "Traceback" not in text and 'File "' not in text
+    assert "Traceback" not in text
+    assert 'File "' not in text
 
 
 async def test_alternating_variables_share_no_verdict(probe: Probe) -> None:
@@ -395,7 +523,13 @@ async def test_internal_errors_are_alike(
     results = []
     for on in (False, True):
         caplog.clear()
-        got = await send(probe, on, {"query": "{ myPermissions(purpose: CIVIL_PETITION) { operations } }"}, OFFICER, None)
+        got = await send(
+            probe,
+            on,
+            {"query": "{ myPermissions(purpose: CIVIL_PETITION) { operations } }"},
+            OFFICER,
+            None,
+        )
         logged = sorted(
             (r.name, r.levelname, r.getMessage(), r.exc_info is not None)
             for r in caplog.records
@@ -419,7 +553,9 @@ async def test_audit_failure_is_alike(probe: Probe, monkeypatch: pytest.MonkeyPa
         raise AuditUnavailable("The audit store did not answer.")
 
     monkeypatch.setattr(audit, "record", refuse)
-    query = {"query": f"{{ {R} {{ name }} me: myPermissions(purpose: CIVIL_PETITION) {{ operations }} }}"}
+    query = {
+        "query": f"{{ {R} {{ name }} me: myPermissions(purpose: CIVIL_PETITION) {{ operations }} }}"
+    }
     off = await send(probe, False, query, OFFICER, None)
     on = await send(probe, True, query, OFFICER, None)
     assert on["lane"]
@@ -464,12 +600,16 @@ def variants(draw: st.DrawFn, subjects: list[str]) -> tuple[Any, Any]:
     named = document.replace("query(", "query Main(", 1)
     if named == document and document.startswith("{"):
         named = "query Main " + document
-    second = draw(st.sampled_from([
-        None,
-        "query Other { __typename }",
-        'mutation M { revokeConsent(id: "00000000-0000-0000-0000-000000000000") { id } }',
-        "query Other { __schema { queryType { name } } }",
-    ]))
+    second = draw(
+        st.sampled_from(
+            [
+                None,
+                "query Other { __typename }",
+                'mutation M { revokeConsent(id: "00000000-0000-0000-0000-000000000000") { id } }',
+                "query Other { __schema { queryType { name } } }",
+            ]
+        )
+    )
     if second is not None:
         document = f"{second} {named}" if draw(st.booleans()) else f"{named} {second}"
     body["query"] = document
@@ -524,7 +664,8 @@ async def test_bent_random_requests_are_alike(roomy: Probe, data: Any) -> None:
 
 
 def test_bent_requests_took_the_lane_often() -> None:
-    assert LANES and sum(LANES) >= len(LANES) * 0.2, (sum(LANES), len(LANES))
+    assert LANES
+    assert sum(LANES) >= len(LANES) * 0.2, (sum(LANES), len(LANES))
 
 
 async def test_a_refused_document_is_parsed_no_more_with_the_lane(
@@ -558,7 +699,8 @@ async def test_a_refused_document_is_parsed_no_more_with_the_lane(
             assert calls["n"] == 2, (on, calls["n"])
             again = await send(probe, on, {"query": text}, OFFICER, None)
             assert calls["n"] == 2, (on, calls["n"])
-            assert first["body"] == again["body"] and first["status"] == again["status"]
+            assert first["body"] == again["body"]
+            assert first["status"] == again["status"]
 
 
 @pytest.mark.parametrize(
@@ -584,4 +726,5 @@ async def test_introspection_off_is_refused_alike(roomy: Probe, query: str) -> N
         assert not _same(on, off), _same(on, off)
         text = json.dumps(on["body"])
         if "__schema" in query or "__type(" in query:
-            assert not on["lane"] and "introspection" in text.lower(), text
+            assert not on["lane"], text
+            assert "introspection" in text.lower(), text
