@@ -103,7 +103,10 @@ class MemoryStore:
         if namespace is None:
             self._store.clear()
         else:
-            for key in [k for k in self._store if k.startswith(namespace)]:
+            # As aiocache's backends: the keys under ``namespace:`` (clearing agency nts
+            # leaves nts2's keys alone).
+            prefix = f"{namespace}:"
+            for key in [k for k in self._store if k.startswith(prefix)]:
                 del self._store[key]
         return True
 

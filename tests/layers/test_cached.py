@@ -103,3 +103,18 @@ async def test_peek_never_answers_from_redis() -> None:
     finally:
         await shared.clear_agency("nts")
         await shared.close()
+
+
+async def test_clearing_an_agency_leaves_an_agency_whose_code_it_begins() -> None:
+    """``forget`` (after missed change notifications) clears one agency's entries: in the
+    memory store as in Redis, nts's clear leaves nts2's records."""
+    shared = AgencyCache(cache_of("memory"))
+    nts = CacheLayer(AgencyConfig(code="nts", kind="memory"), shared, AgencyStats())
+    nts2 = CacheLayer(AgencyConfig(code="nts2", kind="memory"), shared, AgencyStats())
+    for cached in (nts, nts2):
+        await cached.store(PEOPLE, ["a"], ["record a"], time.time() - 1)
+    await shared.clear_agency("nts")
+    assert nts.peek(PEOPLE, "a") is None
+    kept = nts2.peek(PEOPLE, "a")
+    assert kept is not None
+    assert kept.value == "record a"
