@@ -136,7 +136,7 @@ def parse_limited(query: str, max_tokens: int) -> DocumentNode:
                 parse(query, max_tokens=max_tokens + 1)
             except GraphQLSyntaxError as again:
                 if again.positions == limited.positions and limited.positions:
-                    refused = ("syntax", limited.positions[0], limited.description)
+                    refused = ("syntax", next(iter(limited.positions)), limited.description)
             _REFUSED.put(key, refused)
     if refused[0] == "syntax":  # the document's own syntax error
         raise GraphQLSyntaxError(Source(query), refused[1], refused[2]) from None
