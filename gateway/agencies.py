@@ -271,5 +271,6 @@ class Agencies:
 
     async def forget(self, agency: str) -> None:
         """Drop everything cached for an agency (after missing its change notifications)."""
-        if self.cache is not None and agency in self.by_code:
-            await self.cache.clear_agency(agency)
+        member = self.by_code.get(agency)
+        if self.cache is not None and member is not None:
+            await self.cache.clear_agency(agency, member.cache_ttl)

@@ -114,6 +114,15 @@ class MemoryStore:
         self._store.clear()
 
 
+def _later(tomb: Any, cleared: Any) -> Any:
+    """The later of a key's tombstone and its agency's (either may be None)."""
+    if cleared is None:
+        return tomb
+    if tomb is None:
+        return cleared
+    return max(float(tomb), float(cleared))
+
+
 def _backend(config: CacheConfig, max_entries: int) -> Any:
     if config.backend == "redis":
         url = urlparse(config.url)
@@ -188,15 +197,16 @@ class AgencyCache:
         # the tombstones of the dataset they are a part of.
         tombs = [f"{self.key(agency, dataset.base, k)}{TOMBSTONE}" for k in keys]
         try:
-            raw = await self._cache.multi_get(names + tombs)
+            raw = await self._cache.multi_get([*names, *tombs, self._cleared_key(agency)])
         except Exception as exc:
             self._failed(exc)
             return [None] * len(keys)
         self._recovered()
         now = time.time()
+        cleared = raw[-1]
         return [
-            self._usable(dataset, item, tomb, now, max_age_s)
-            for item, tomb in zip(raw[: len(keys)], raw[len(keys) :], strict=True)
+            self._usable(dataset, item, _later(tomb, cleared), now, max_age_s)
+            for item, tomb in zip(raw[: len(keys)], raw[len(keys) : -1], strict=True)
         ]
 
     def peek(self, agency: str, dataset: Dataset, key: str, max_age_s: float) -> Entry | None:
@@ -212,7 +222,8 @@ class AgencyCache:
         if item is None:
             return None
         tomb = store._get(f"{self.key(agency, dataset.base, key)}{TOMBSTONE}", now)
-        return self._usable(dataset, item, tomb, time.time(), max_age_s)
+        cleared = store._get(self._cleared_key(agency), now)
+        return self._usable(dataset, item, _later(tomb, cleared), time.time(), max_age_s)
 
     def _usable(
         self, dataset: Dataset, item: Any, tomb: Any, now: float, max_age_s: float
@@ -269,12 +280,20 @@ class AgencyCache:
         self._recovered()
         return deleted
 
-    async def clear_agency(self, agency: str) -> None:
+    async def clear_agency(self, agency: str, ttl_s: int) -> None:
+        """Drop every entry of ``agency`` and leave one tombstone for all of them (kept
+        ``ttl_s``, the entries' own TTL), so that a read already in flight cannot write its
+        older answer back, as :meth:`invalidate` does per key."""
         try:
+            await self._cache.multi_set([(self._cleared_key(agency), time.time())], ttl=ttl_s)
             await self._cache.clear(namespace=f"{self.namespace}:{SCHEMA_VERSION}:{agency}")
         except Exception as exc:
             self._failed(exc)
             raise CacheUnavailableError(CACHE_DOWN) from exc
+
+    def _cleared_key(self, agency: str) -> str:
+        # Beside the agency's namespace (``...:nts:``), not in it: clearing leaves this key.
+        return f"{self.namespace}:{SCHEMA_VERSION}:{agency}~cleared"
 
     async def close(self) -> None:
         await _close(self._cache)

@@ -101,7 +101,7 @@ async def test_peek_never_answers_from_redis() -> None:
         assert "a" in found  # stored and found through the awaited path
         assert cached.peek(PEOPLE, "a") is None  # a round trip is never made in peek
     finally:
-        await shared.clear_agency("nts")
+        await shared.clear_agency("nts", 60)
         await shared.close()
 
 
@@ -113,8 +113,42 @@ async def test_clearing_an_agency_leaves_an_agency_whose_code_it_begins() -> Non
     nts2 = CacheLayer(AgencyConfig(code="nts2", kind="memory"), shared, AgencyStats())
     for cached in (nts, nts2):
         await cached.store(PEOPLE, ["a"], ["record a"], time.time() - 1)
-    await shared.clear_agency("nts")
+    await shared.clear_agency("nts", 60)
     assert nts.peek(PEOPLE, "a") is None
     kept = nts2.peek(PEOPLE, "a")
     assert kept is not None
     assert kept.value == "record a"
+
+
+async def test_a_read_in_flight_when_an_agency_is_cleared_cannot_write_back() -> None:
+    """An answer asked for before the agency's entries were cleared (its change
+    notifications were missed meanwhile) is stored when it arrives, but never answered."""
+    cached = layer()
+    assert cached.cache is not None
+    asked_at = time.time()
+    await cached.cache.clear_agency("nts", 60)
+    await cached.store(PEOPLE, ["a"], ["record a, from before"], asked_at)
+    assert cached.peek(PEOPLE, "a") is None
+    found, _, pending = await cached.lookup(PEOPLE, ["a"])
+    assert (found, pending) == ({}, ["a"])
+    await cached.store(PEOPLE, ["a"], ["record a, asked after"], time.time())
+    found, _, _ = await cached.lookup(PEOPLE, ["a"])
+    assert [v.value for v in found.values() if isinstance(v, Sourced)] == ["record a, asked after"]
+    hit = cached.peek(PEOPLE, "a")
+    assert hit is not None
+    assert hit.value == "record a, asked after"
+
+
+async def test_a_cleared_agency_write_back_is_refused_in_redis_too() -> None:
+    config = AgencyConfig(code="nts", kind="memory")
+    shared = AgencyCache(cache_of("redis"))
+    cached = CacheLayer(config, shared, AgencyStats())
+    try:
+        asked_at = time.time()
+        await shared.clear_agency("nts", 60)
+        await cached.store(PEOPLE, ["a"], [None], asked_at)
+        found, _, pending = await cached.lookup(PEOPLE, ["a"])
+        assert (found, pending) == ({}, ["a"])
+    finally:
+        await shared.clear_agency("nts", 60)
+        await shared.close()
