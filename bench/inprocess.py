@@ -11,6 +11,7 @@ import gc
 import io
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -50,10 +51,12 @@ async def measure(
     concurrency: int = 1,
     pauses: Pauses | None = None,
     profile: cProfile.Profile | None = None,
+    before_round: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Milliseconds of CPU per request, one figure per round of ``n`` requests (``bodies``
     in turn, ``concurrency`` in flight), after one request of each body (warm-up, and the
-    agency cache primed where it is on)."""
+    agency cache primed where it is on). ``before_round(i)`` runs before round ``i`` (to
+    switch something between rounds of the same app)."""
     out = []
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     async with LifespanManager(app) as manager:
@@ -68,7 +71,9 @@ async def measure(
                 for i in range(first, n, concurrency):
                     await http.post("/graphql", content=bodies[i % len(bodies)], headers=headers)
 
-            for _ in range(rounds):
+            for i in range(rounds):
+                if before_round is not None:
+                    before_round(i)
                 if profile is not None:
                     profile.enable()
                 if pauses is not None:

@@ -1,0 +1,83 @@
+"""CPU per request with the direct lane (gateway/direct.py) on and off, in one app.
+
+One gateway app in-process per scenario (as ``bench.plans_cpu``: httpx ASGI transport, no
+sockets), its rounds alternating the lane on and off (``GatewayView.direct``), so both halves
+share the app, its caches and the machine's moment: a fairer A/B than building an app per
+variant, whose order and warm-up move the figures by more than the lane's effect.
+
+    .venv/bin/python -m bench.direct_lane --rounds 12 --requests 300 --concurrency 16 [--cold]
+
+Prints, per scenario, the median CPU per request (``time.process_time``) of the rounds with
+the lane on and with it off, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from bench.inprocess import measure
+from bench.scenarios import CACHE_OFF, FULL_QUERY, HOUSEHOLD_QUERY
+from bench.stack import BenchStack, to_toml
+from gateway.app import create_app
+from gateway.config import from_dict
+from gateway.graphql_schema import schema_for
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--residents", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=12, help="even: half on, half off")
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--cold", action="store_true", help="agency cache off")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir, BenchStack(
+        args.admin_dsn, Path(workdir), lambda text: print(text, file=sys.stderr)
+    ) as stack:  # fmt: skip
+        stack.setup(args.residents)
+        sample, _, households = stack.keys(100)
+        suffix = "" if args.cold else "-warm"
+        overrides = CACHE_OFF if args.cold else {"cache": {"backend": "memory"}}
+        config = from_dict(tomllib.loads(to_toml(stack.gateway_config(overrides))))
+        for name, query, keys in (
+            (f"full{suffix}", FULL_QUERY, sample),
+            (f"household-rotating{suffix}", HOUSEHOLD_QUERY, households[:50]),
+        ):
+            bodies = [json.dumps({"query": query, "variables": {"rrn": k}}).encode() for k in keys]
+            app = create_app(config, schema_for(config))
+
+            def switch(i: int, view: Any = app.state.view) -> None:
+                view.direct = i % 2 == 0
+
+            got = asyncio.run(
+                measure(
+                    app, stack.token(), bodies, args.rounds, args.requests,
+                    concurrency=args.concurrency, before_round=switch,
+                )
+            )  # fmt: skip
+            on, off = statistics.median(got[0::2]), statistics.median(got[1::2])
+            print(f"{name}: lane on {on:.2f}, off {off:.2f} ms CPU/request", file=sys.stderr)
+            rows.append((name, on, off))
+    print("| scenario | direct lane ms CPU/req | strawberry's path ms CPU/req | off / on |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, on, off in rows:
+        print(f"| {name} | {on:.2f} | {off:.2f} | {off / on:.2f} |")
+    print(
+        f"\n`python -m bench.direct_lane --rounds {args.rounds} --requests {args.requests}"
+        f" --concurrency {args.concurrency}{' --cold' if args.cold else ''}`: medians over the"
+        " rounds of each half, alternating in one app."
+    )
+
+
+if __name__ == "__main__":
+    main()
