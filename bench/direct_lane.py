@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from bench.inprocess import measure
-from bench.scenarios import CACHE_OFF, FULL_QUERY, HOUSEHOLD_QUERY
-from bench.stack import BenchStack, to_toml
+from bench.inprocess import measure, seeded_scenarios
+from bench.stack import BenchStack
 from gateway.app import create_app
-from gateway.config import from_dict
 from gateway.graphql_schema import schema_for
 
 
@@ -44,16 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as workdir, BenchStack(
         args.admin_dsn, Path(workdir), lambda text: print(text, file=sys.stderr)
     ) as stack:  # fmt: skip
-        stack.setup(args.residents)
-        sample, _, households = stack.keys(100)
-        suffix = "" if args.cold else "-warm"
-        overrides = CACHE_OFF if args.cold else {"cache": {"backend": "memory"}}
-        config = from_dict(tomllib.loads(to_toml(stack.gateway_config(overrides))))
-        for name, query, keys in (
-            (f"full{suffix}", FULL_QUERY, sample),
-            (f"household-rotating{suffix}", HOUSEHOLD_QUERY, households[:50]),
-        ):
-            bodies = [json.dumps({"query": query, "variables": {"rrn": k}}).encode() for k in keys]
+        config, scenarios = seeded_scenarios(stack, args.residents, args.cold)
+        for name, bodies in scenarios.items():
             app = create_app(config, schema_for(config))
 
             def switch(i: int, view: Any = app.state.view) -> None:

@@ -9,15 +9,20 @@ import asyncio
 import cProfile
 import gc
 import io
+import json
 import logging
 import time
+import tomllib
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
 
+from bench.scenarios import CACHE_OFF, FULL_QUERY, HOUSEHOLD_QUERY
+from bench.stack import BenchStack, to_toml
 from gateway import logs
+from gateway.config import Config, from_dict
 
 
 class Pauses:
@@ -98,3 +103,24 @@ def request_log_to_memory() -> None:
     request_log.addHandler(handler)
     request_log.setLevel(logging.INFO)
     request_log.propagate = False
+
+
+def seeded_scenarios(
+    stack: BenchStack, residents: int, cold: bool
+) -> tuple[Config, dict[str, list[bytes]]]:
+    """Seed ``residents`` into ``stack``; the gateway's config (the agency cache off when
+    ``cold``, else in memory) and the request bodies of the in-process scenarios: ``full`` over
+    100 residents and ``household-rotating`` over 50 households (``-warm`` when not cold)."""
+    stack.setup(residents)
+    sample, _, households = stack.keys(100)
+    suffix = "" if cold else "-warm"
+    overrides = CACHE_OFF if cold else {"cache": {"backend": "memory"}}
+    config = from_dict(tomllib.loads(to_toml(stack.gateway_config(overrides))))
+    scenarios = {
+        f"full{suffix}": (FULL_QUERY, sample),
+        f"household-rotating{suffix}": (HOUSEHOLD_QUERY, households[:50]),
+    }
+    return config, {
+        name: [json.dumps({"query": query, "variables": {"rrn": k}}).encode() for k in keys]
+        for name, (query, keys) in scenarios.items()
+    }

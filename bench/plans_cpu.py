@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.inprocess import Pauses, measure
-from bench.scenarios import CACHE_OFF, FULL_QUERY, HOUSEHOLD_QUERY
-from bench.stack import BenchStack, to_toml
+from bench.inprocess import Pauses, measure, seeded_scenarios
+from bench.stack import BenchStack
 from gateway.app import create_app
-from gateway.config import from_dict
 from gateway.executor import PlannedExecutor
 from gateway.graphql_schema import schema_for
 from tests.access.per_field import per_field_schema
@@ -83,18 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as workdir, BenchStack(
         args.admin_dsn, Path(workdir), lambda text: print(text, file=sys.stderr)
     ) as stack:  # fmt: skip
-        stack.setup(args.residents)
-        sample, _, households = stack.keys(100)
-        suffix = "" if args.cold else "-warm"
-        scenarios = {
-            f"full{suffix}": (FULL_QUERY, sample),
-            f"household-rotating{suffix}": (HOUSEHOLD_QUERY, households[:50]),
-        }
-        overrides = CACHE_OFF if args.cold else {"cache": {"backend": "memory"}}
-        config = from_dict(tomllib.loads(to_toml(stack.gateway_config(overrides))))
+        config, scenarios = seeded_scenarios(stack, args.residents, args.cold)
         token = stack.token()
-        for name, (query, keys) in scenarios.items():
-            bodies = [json.dumps({"query": query, "variables": {"rrn": k}}).encode() for k in keys]
+        for name, bodies in scenarios.items():
             for _ in range(args.rounds):
                 for variant, (build, direct) in VARIANTS.items():
                     app = create_app(config, build(config))

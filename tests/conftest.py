@@ -245,3 +245,16 @@ class GatewayClient:
 async def client(config: Config) -> AsyncIterator[GatewayClient]:
     async with gateway_client(config) as gateway:
         yield gateway
+
+
+def note_direct_lane(view: Any, taken: list[bool]) -> None:
+    """Have ``view`` (a ``GatewayView``) append to ``taken``, per request it answers, whether
+    the request took the direct lane (``gateway/direct.py``)."""
+    run_direct = view._run_direct
+
+    async def noting(request: Any) -> Any:
+        response = await run_direct(request)
+        taken.append(response is not None)
+        return response
+
+    view._run_direct = noting

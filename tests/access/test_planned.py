@@ -46,7 +46,7 @@ from tests.access.test_property import (
     grants,
     tomllib_dumps,
 )
-from tests.conftest import GatewayClient, ScratchDatabase, token
+from tests.conftest import GatewayClient, ScratchDatabase, note_direct_lane, token
 from tests.data import HEAD_RRN
 
 AGENCIES = ("registry", "nhis", "nps", "nts", "mma")
@@ -80,14 +80,7 @@ async def side(
         view = app.state.view
         view.direct = planned and compiled
         if view.direct:
-            answer_direct = view._run_direct
-
-            async def noting(request: Any) -> Any:
-                response = await answer_direct(request)
-                DIRECT.append(response is not None)
-                return response
-
-            view._run_direct = noting
+            note_direct_lane(view, DIRECT)
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:

@@ -32,7 +32,7 @@ from gateway.persisted import sha256_hex
 from tests.access.conftest import demo_config, fetch, scratch_store
 from tests.access.test_planned import requests as planned_requests
 from tests.access.test_property import AGENCY, FIELDS, RESIDENT_TYPES, tomllib_dumps
-from tests.conftest import ScratchDatabase, token
+from tests.conftest import ScratchDatabase, note_direct_lane, token
 from tests.data import HEAD_RRN
 
 AUDITED = "principal, roles, agency, purpose, subject, disclosed, denied"
@@ -68,14 +68,7 @@ async def probing(
         direct: list[bool] = []
         admitted: list[tuple[Any, ...]] = []
         seen: list[dict[str, Any]] = []
-        run_direct = view._run_direct
-
-        async def noting(request: Any) -> Any:
-            response = await run_direct(request)
-            direct.append(response is not None)
-            return response
-
-        view._run_direct = noting
+        note_direct_lane(view, direct)
         async with LifespanManager(app) as manager:
             limiter = view.rate_limiter
             admit = limiter.admit
@@ -521,11 +514,11 @@ async def test_internal_errors_are_alike(
     del access
     caplog.set_level(logging.DEBUG)
     results = []
-    for on in (False, True):
+    for lane in (False, True):
         caplog.clear()
         got = await send(
             probe,
-            on,
+            lane,
             {"query": "{ myPermissions(purpose: CIVIL_PETITION) { operations } }"},
             OFFICER,
             None,
