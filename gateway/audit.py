@@ -30,8 +30,10 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
+import orjson
 
 from gateway import observe
 from gateway.audit_admin import Problem, purge, verify
@@ -58,6 +60,49 @@ COLUMNS = (
     "disclosed", "denied", "prev_hash", "hash", "note",
 )  # fmt: skip
 MAX_BATCH = 500
+#: Commits taken on the locked path after the one-statement commit found the head moved.
+LOCKED_AFTER_MISS = 64
+
+#: One statement: the head moves from the row this process last left (every column compared)
+#: to the new one, and the records go in only if it did; in the same snapshot, so either both
+#: happen or neither. $1-$3: the new head; $4-$8: the expected one; then one array a column.
+APPEND = """
+with moved as (
+    update gateway.audit_head set last_seq = $1, last_hash = $2, mac = $3
+    where id = 1 and last_seq = $4 and last_hash = $5 and mac = $6
+      and anchor_seq = $7 and anchor_hash = $8
+    returning 1
+)
+insert into gateway.audit_log (seq, at, request_id, principal, roles, agency, purpose,
+                               subject, disclosed, denied, prev_hash, hash, note)
+select r.seq, r.at, r.request_id, r.principal, r.roles, r.agency, r.purpose, r.subject,
+       array(select jsonb_array_elements_text(r.disclosed)),
+       array(select jsonb_array_elements_text(r.denied)),
+       r.prev_hash, r.hash, r.note
+from unnest($9::bigint[], $10::timestamptz[], $11::text[], $12::text[], $13::text[],
+            $14::text[], $15::text[], $16::text[], $17::jsonb[], $18::jsonb[], $19::text[],
+            $20::text[], $21::text[])
+     as r(seq, at, request_id, principal, roles, agency, purpose, subject, disclosed,
+          denied, prev_hash, hash, note)
+where exists (select 1 from moved)
+"""
+
+
+@dataclass(frozen=True)
+class Head:
+    """The chain's head row, every column of it."""
+
+    last_seq: int
+    last_hash: str
+    mac: str
+    anchor_seq: int
+    anchor_hash: str
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> Head:
+        return cls(
+            row["last_seq"], row["last_hash"], row["mac"], row["anchor_seq"], row["anchor_hash"]
+        )
 #: This many audit commits failing in a row (none succeeding between) make ``failing`` say so,
 #: and /readyz take the replica out of its pool: one record the database cannot take fails
 #: alone, a store that refuses every commit (a row forged at the chain's next place, say) does not.
@@ -117,6 +162,12 @@ class AuditLog:
         self.abandoned = 0
         self._failed_in_a_row = 0
         self._last_failure = ""
+        #: The head row exactly as this process's last commit left it (every column), while
+        #: nothing has gone wrong since: the one-statement commit's expectation (see
+        #: ``_write_appending``). None: take the locked path.
+        self._known: Head | None = None
+        self._locked_only = 0  # commits left on the locked path after a missed expectation
+        self.fast_commits = 0
 
     async def start(self) -> None:
         if self.head_file is not None:
@@ -258,7 +309,75 @@ class AuditLog:
         self._last_failure = type(exc).__name__  # never its text: it may quote a record
 
     async def _write(self, batch: Sequence[Pending]) -> list[Pending]:
-        """Write the records of every request still waiting; return those requests."""
+        """Write the records of every request still waiting; return those requests.
+
+        In one statement when the head row is still the one this process's last commit left
+        (``_write_appending``), else in a transaction that locks and checks the head
+        (``_write_locked``)."""
+        known, self._known = self._known, None  # re-set only by a commit that went through
+        if known is not None and self._mark_problem is None and self._locked_only <= 0:
+            live = self._claim(batch)
+            if not live:
+                self._known = known
+                return live
+            if await self._write_appending(live, known):
+                self.fast_commits += 1
+                return live
+            # Another writer (a worker, `gateway audit purge`, a DBA) moved the head: check
+            # it under the lock, and leave the fast path alone for a while (several writers
+            # on one chain would keep missing each other).
+            self._locked_only = LOCKED_AFTER_MISS
+            batch = live  # claimed (the abandoned ones counted) already
+        self._locked_only = max(self._locked_only - 1, 0)
+        return await self._write_locked(batch)
+
+    def _claim(self, batch: Sequence[Pending]) -> list[Pending]:
+        live = [item for item in batch if item.state is not State.ABANDONED]
+        if len(live) < len(batch):
+            self.abandoned += len(batch) - len(live)
+            log.warning("%d request(s) gave up before their audit records were written;"
+                        " their records are left out (nothing was released)",
+                        len(batch) - len(live))  # fmt: skip
+        for item in live:
+            item.state = State.CLAIMED
+        return live
+
+    async def _write_appending(self, live: Sequence[Pending], known: Head) -> bool:
+        """The records appended and the head moved in one statement, on condition that the
+        head row is, every column of it, the one this process's last commit left (so it is
+        sealed and a successor of every head seen, as ``_write_locked`` checks). False, and
+        nothing written, when it is not."""
+        seq, prev = known.last_seq, known.last_hash
+        columns: list[list[Any]] = [[] for _ in COLUMNS]
+        for record in (r for item in live for r in item.records):
+            seq += 1
+            digest = self.keys.chain(seq, record, prev)
+            row = (
+                seq, record.at, record.request_id, record.principal, record.roles,
+                record.agency, record.purpose, record.subject,
+                orjson.dumps(list(record.disclosed)).decode(),
+                orjson.dumps(list(record.denied)).decode(), prev, digest, record.note,
+            )  # fmt: skip
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+            prev = digest
+        mac = self.keys.head(seq, prev, known.anchor_seq, known.anchor_hash)
+        async with self.pool.acquire(timeout=self.write_timeout_s) as conn:
+            status = await conn.execute(
+                APPEND,
+                seq, prev, mac,
+                known.last_seq, known.last_hash, known.mac, known.anchor_seq, known.anchor_hash,
+                *columns,
+            )  # fmt: skip
+        if status != f"INSERT 0 {len(columns[0])}":
+            return False
+        self._known = Head(seq, prev, mac, known.anchor_seq, known.anchor_hash)
+        self._advance((seq, prev))
+        return True
+
+    async def _write_locked(self, batch: Sequence[Pending]) -> list[Pending]:
+        """``_write`` in a transaction holding the head row's lock: the head checked (its MAC,
+        and a successor of every head seen), the records copied, the head moved."""
         async with self.pool.acquire(timeout=self.write_timeout_s) as conn, conn.transaction():
             head = await read_head(conn, for_update=True)
             problem = head_problem(self.keys, head)
@@ -266,15 +385,9 @@ class AuditLog:
                 raise AuditStoreRefused(problem)
             assert head is not None
             await self._check_mark(conn, head)
-            live = [item for item in batch if item.state is not State.ABANDONED]
-            if len(live) < len(batch):
-                self.abandoned += len(batch) - len(live)
-                log.warning("%d request(s) gave up before their audit records were written;"
-                            " their records are left out (nothing was released)",
-                            len(batch) - len(live))  # fmt: skip
-            for item in live:
-                item.state = State.CLAIMED
+            live = self._claim(batch)
             if not live:
+                self._known = Head.of(head)
                 return live
             seq, prev = head["last_seq"], head["last_hash"]
             rows = []
@@ -299,6 +412,7 @@ class AuditLog:
                 mac,
             )
         self._advance((seq, prev))  # committed
+        self._known = Head(seq, prev, mac, head["anchor_seq"], head["anchor_hash"])
         return live
 
     async def entries_for(
