@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from gateway.app import open_store
-from gateway.audit import LOCKED_AFTER_MISS, AuditLog, AuditRecord
+from gateway.audit import APPEND_MAX_RECORDS, LOCKED_AFTER_MISS, AuditLog, AuditRecord
 from gateway.audit_admin import verify
 from gateway.errors import AuditUnavailable
 from tests.access.conftest import KEYS, fetch, scratch_store
@@ -127,3 +127,15 @@ async def test_a_tampered_trail_is_refused_not_appended_to(
                 await audit.record([recent("third")])
         rows = await fetch(db.dsn, "select request_id from gateway.audit_log order by seq")
         assert [r["request_id"] for r in rows] == ["first", "second"]
+
+
+async def test_a_large_group_is_copied_under_the_lock(admin_dsn: str) -> None:
+    async with scratch_store(admin_dsn) as db:
+        async with writers(db, 1) as (audit,):
+            await audit.record([recent("first")])
+            many = [noted(f"many-{i}") for i in range(APPEND_MAX_RECORDS + 1)]
+            await audit.record(many)
+            assert audit.fast_commits == 0
+            await audit.record([recent("after")])
+            assert audit.fast_commits == 1
+        assert await intact(db) == APPEND_MAX_RECORDS + 3
