@@ -4,6 +4,7 @@ writes verifies as what the locked path writes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from gateway.audit import APPEND_MAX_RECORDS, LOCKED_AFTER_MISS, AuditLog, Audit
 from gateway.audit_admin import verify
 from gateway.errors import AuditUnavailable
 from tests.access.conftest import KEYS, fetch, scratch_store
-from tests.access.test_audit_integrity import recent
+from tests.access.test_audit_integrity import head_locked, recent
 from tests.conftest import ScratchDatabase
 
 
@@ -139,3 +140,30 @@ async def test_a_large_group_is_copied_under_the_lock(admin_dsn: str) -> None:
             await audit.record([recent("after")])
             assert audit.fast_commits == 1
         assert await intact(db) == APPEND_MAX_RECORDS + 3
+
+
+async def test_a_request_that_gave_up_behind_a_held_head_is_never_written(
+    admin_dsn: str,
+) -> None:
+    """The fast path is on (one commit went through) when another transaction holds the head
+    row: the one-statement commit does not wait for it, and the request, which gives up while
+    the writer waits for the lock, leaves no record once the lock is released."""
+    async with scratch_store(admin_dsn) as db:
+        pool = await open_store(db.dsn, KEYS)
+        audit = AuditLog(pool, KEYS, write_timeout_s=0.3)
+        await audit.start()
+        try:
+            await audit.record([recent("first")])
+            await audit.record([recent("second")])
+            assert audit.fast_commits == 1
+            async with head_locked(db.dsn):
+                with pytest.raises(AuditUnavailable):
+                    await audit.record([recent("gave-up")])
+                await asyncio.sleep(0.2)  # the writer still waits for the lock
+            await audit.record([recent("after")])
+        finally:
+            await audit.close()
+            await pool.close()
+        rows = await fetch(db.dsn, "select request_id from gateway.audit_log order by seq")
+        assert [r["request_id"] for r in rows] == ["first", "second", "after"]
+        assert await intact(db) == 3
