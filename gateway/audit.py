@@ -315,7 +315,15 @@ class AuditLog:
         (``_write_appending``), else in a transaction that locks and checks the head
         (``_write_locked``)."""
         known, self._known = self._known, None  # re-set only by a commit that went through
-        if known is not None and self._mark_problem is None and self._locked_only <= 0:
+        # The mark may have moved past this process's last commit (``head_problem`` saw
+        # another worker's head: /readyz, the purge): then the head it expects may be one the
+        # locked path refuses (rolled back behind the mark), so it is checked under the lock.
+        if (
+            known is not None
+            and self._mark_problem is None
+            and self._locked_only <= 0
+            and self.mark == (known.last_seq, known.last_hash)
+        ):
             live = self._claim(batch)
             if not live:
                 self._known = known

@@ -127,3 +127,47 @@ async def test_a_tampered_trail_is_refused_not_appended_to(
                 await audit.record([recent("third")])
         rows = await fetch(db.dsn, "select request_id from gateway.audit_log order by seq")
         assert [r["request_id"] for r in rows] == ["first", "second"]
+
+
+# --- probes: what the one-statement commit must not do that the locked one refuses ---------
+
+
+async def dba(db: ScratchDatabase, *statements: str) -> None:
+    """Statements run in one transaction, as a DBA (or a restore) would."""
+    conn = await asyncpg.connect(db.dsn)
+    try:
+        async with conn.transaction():
+            for statement in statements:
+                await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_a_head_rolled_back_behind_the_mark_is_refused_not_appended_to(
+    admin_dsn: str,
+) -> None:
+    """The writer's mark moves past its own last commit when it sees another worker's head
+    (``head_problem``: /readyz, the hourly purge). A DBA (or a failover to a replica that
+    lost the tail) then puts back the head this process last left and drops the other
+    worker's rows: the locked path refuses ("went back"), so the one-statement commit, whose
+    expectation is that very head, must not append past it either."""
+    async with scratch_store(admin_dsn) as db:
+        async with writers(db, 2) as (one, two):
+            await one.record([recent("one-1")])
+            await one.record([recent("one-2")])
+            assert one.fast_commits == 1
+            [saved] = await fetch(db.dsn, "select * from gateway.audit_head")
+            await two.record([recent("two-1")])  # released: its record must stay
+            assert await one.head_problem() is None  # /readyz: the mark is now row 3
+            assert one.mark is not None and one.mark[0] == 3
+            await dba(
+                db,
+                "delete from gateway.audit_log where seq = 3",
+                f"update gateway.audit_head set last_seq = {saved['last_seq']},"
+                f" last_hash = '{saved['last_hash']}', mac = '{saved['mac']}'",
+            )
+            assert await one.head_problem() is not None  # /readyz says so ...
+            with pytest.raises(AuditUnavailable):  # ... and the writer agrees
+                await one.record([recent("one-3")])
+        rows = await fetch(db.dsn, "select request_id from gateway.audit_log order by seq")
+        assert [r["request_id"] for r in rows] == ["one-1", "one-2"]
