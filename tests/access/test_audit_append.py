@@ -4,8 +4,11 @@ writes verifies as what the locked path writes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime as dt
 import dataclasses
+import secrets
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -13,11 +16,12 @@ import pytest
 
 from gateway.app import open_store
 from gateway.audit import LOCKED_AFTER_MISS, AuditLog, AuditRecord
-from gateway.audit_admin import verify
+from gateway.audit_admin import purge_verified, verify
+from gateway.audit_chain import insert_row
 from gateway.errors import AuditUnavailable
 from tests.access.conftest import KEYS, fetch, scratch_store
 from tests.access.test_audit_integrity import recent
-from tests.conftest import ScratchDatabase
+from tests.conftest import ScratchDatabase, drop_database
 
 
 @contextlib.asynccontextmanager
@@ -171,3 +175,218 @@ async def test_a_head_rolled_back_behind_the_mark_is_refused_not_appended_to(
                 await one.record([recent("one-3")])
         rows = await fetch(db.dsn, "select request_id from gateway.audit_log order by seq")
         assert [r["request_id"] for r in rows] == ["one-1", "one-2"]
+
+
+def awkward(i: int) -> AuditRecord:
+    """What text, arrays and times can hold that a JSON or array round trip might change."""
+    texts = [
+        'q"uote', "back\\slash", "tab\tnew\nline\r", "\x01\x1f\x7f", "한국어 주민", "emoji 🧾",
+        "", " lead and trail ", "{a,b}", "NULL", "null", "\u2028\u2029", "'single'", "é",
+    ]  # fmt: skip
+    zones = [dt.UTC, dt.timezone(dt.timedelta(hours=9)), dt.timezone(dt.timedelta(hours=-5))]
+    at = dt.datetime(2026, 3, 1, 12, 0, 0, i % 1_000_000, tzinfo=zones[i % 3])
+    if i % 97 == 0:
+        at = dt.datetime(1900, 1, 1, 0, 0, 0, 1, tzinfo=dt.UTC)  # before the epoch
+    pick = texts[i % len(texts)]
+    return dataclasses.replace(
+        recent(f"aw{i}"),
+        at=at,
+        principal=pick,
+        roles=texts[(i + 1) % len(texts)],
+        agency=None if i % 2 else pick,
+        purpose=texts[(i + 2) % len(texts)],
+        subject=texts[(i + 3) % len(texts)],
+        disclosed=() if i % 5 == 0 else (pick, "NULL", "", "a,b", '"x"', "{}"),
+        denied=(pick,) * (i % 4),
+        note=None if i % 3 else pick,
+    )
+
+
+async def test_the_one_statement_commit_writes_what_the_locked_one_writes(
+    admin_dsn: str,
+) -> None:
+    """The same records (escapes, control characters, non-ASCII, NULLs, empty and odd array
+    elements, zones, a time before the epoch, a group past MAX_BATCH) through each path: the
+    rows are equal column for column and both chains verify."""
+    batches = [[awkward(i)] for i in range(3)] + [[awkward(i) for i in range(3, 540)]]
+    tables = []
+    for fast in (True, False):
+        async with scratch_store(admin_dsn) as db:
+            async with writers(db, 1) as (audit,):
+                for batch in batches:
+                    if not fast:
+                        audit._locked_only = 10**6
+                    await audit.record(batch)
+                assert (audit.fast_commits > 0) is fast
+            assert await intact(db) == 540
+            tables.append(
+                [tuple(r) for r in await fetch(db.dsn, "select * from gateway.audit_log order by seq")]
+            )
+    assert tables[0] == tables[1]
+
+
+async def test_a_row_forged_at_the_next_place_fails_the_statement_whole(
+    admin_dsn: str,
+) -> None:
+    """A DBA inserts a row at the seq the writer takes next: the one statement fails on the
+    unique seq and moves nothing (the head update and the inserts are one statement); the
+    request is refused, and once the row is gone the writer goes on, the chain intact."""
+    async with scratch_store(admin_dsn) as db:
+        async with writers(db, 1) as (audit,):
+            await audit.record([recent("first")])
+            await audit.record([recent("second")])
+            [before] = await fetch(db.dsn, "select * from gateway.audit_head")
+            await dba(
+                db,
+                "insert into gateway.audit_log select 3, at, 'forged', principal, roles, agency,"
+                " purpose, subject, disclosed, denied, hash, hash, note from gateway.audit_log"
+                " where seq = 2",
+            )
+            with pytest.raises(AuditUnavailable):
+                await audit.record([recent("third"), recent("third-b")])
+            [after] = await fetch(db.dsn, "select * from gateway.audit_head")
+            assert dict(after) == dict(before)
+            await dba(db, "delete from gateway.audit_log where seq = 3")
+            await audit.record([recent("fourth")])
+        assert await intact(db) == 3
+        rows = await fetch(db.dsn, "select request_id from gateway.audit_log order by seq")
+        assert [r["request_id"] for r in rows] == ["first", "second", "fourth"]
+
+
+async def test_a_head_moved_while_the_statement_waits_on_its_lock_is_a_miss(
+    admin_dsn: str,
+) -> None:
+    """Another writer holds the head row's lock and moves it (a sealed, genuine head: one
+    more row) while this writer's statement waits: the statement re-reads the row, finds it
+    moved, and writes nothing; the commit goes the locked way after the other's row."""
+    async with scratch_store(admin_dsn) as db:
+        async with writers(db, 1) as (one,):
+            await one.record([recent("one-1")])
+            await one.record([recent("one-2")])
+            other = await asyncpg.connect(db.dsn)
+            try:
+                tx = other.transaction()
+                await tx.start()
+                await other.execute("select * from gateway.audit_head for update")
+                pending = asyncio.ensure_future(one.record([recent("one-3")]))
+                for _ in range(100):  # until the statement waits on the row lock
+                    waiting = await other.fetchval(
+                        "select count(*) from pg_stat_activity where datname = current_database()"
+                        " and wait_event_type = 'Lock' and query like '%with moved%'"
+                    )
+                    if waiting:
+                        break
+                    await asyncio.sleep(0.02)
+                assert waiting
+                # What a second worker's locked commit does under that lock: one row, and
+                # the head moved and sealed.
+                head = await other.fetchrow("select * from gateway.audit_head")
+                seq, record = head["last_seq"] + 1, recent("two-1")
+                digest = KEYS.chain(seq, record, head["last_hash"])
+                await insert_row(other, seq, record, head["last_hash"], digest)
+                await other.execute(
+                    "update gateway.audit_head set last_seq = $1, last_hash = $2, mac = $3",
+                    seq, digest, KEYS.head(seq, digest, head["anchor_seq"], head["anchor_hash"]),
+                )  # fmt: skip
+                await tx.commit()
+            finally:
+                await other.close()
+            await pending
+            assert one.fast_commits == 1 and one._locked_only == LOCKED_AFTER_MISS - 1
+        assert await intact(db) == 4
+        rows = await fetch(db.dsn, "select request_id from gateway.audit_log order by seq")
+        assert [r["request_id"] for r in rows] == ["one-1", "one-2", "two-1", "one-3"]
+
+
+async def waiting_statement(conn: asyncpg.Connection) -> int:
+    """The backend pid of the one-statement commit once it waits on the head row's lock."""
+    for _ in range(200):
+        pid = await conn.fetchval(
+            "select pid from pg_stat_activity where datname = current_database()"
+            " and wait_event_type = 'Lock' and query like '%with moved%'"
+        )
+        if pid:
+            return int(pid)
+        await asyncio.sleep(0.02)
+    raise AssertionError("the statement never waited on the head row")
+
+
+async def test_a_connection_dropped_mid_statement_writes_nothing_twice(
+    admin_dsn: str,
+) -> None:
+    """The statement's backend is terminated while it waits (a DBA, a restarting server):
+    the request is refused, nothing of it is written, the group is not retried record by
+    record; the next commit reads the head under the lock and the chain verifies."""
+    async with scratch_store(admin_dsn) as db:
+        async with writers(db, 1) as (audit,):
+            await audit.record([recent("first")])
+            await audit.record([recent("second")])
+            other = await asyncpg.connect(db.dsn)
+            try:
+                async with other.transaction():
+                    await other.execute("select * from gateway.audit_head for update")
+                    pending = asyncio.gather(
+                        audit.record([recent("lost-a")]), audit.record([recent("lost-b")]),
+                        return_exceptions=True,
+                    )  # fmt: skip
+                    pid = await waiting_statement(other)
+                    assert await other.fetchval("select pg_terminate_backend($1)", pid)
+                    results = await pending
+                assert all(isinstance(r, AuditUnavailable) for r in results), results
+            finally:
+                await other.close()
+            await audit.record([recent("third")])
+        assert await intact(db) == 3
+        rows = await fetch(db.dsn, "select request_id from gateway.audit_log order by seq")
+        assert [r["request_id"] for r in rows] == ["first", "second", "third"]
+
+
+async def test_a_purge_between_commits_sends_the_next_the_locked_way(admin_dsn: str) -> None:
+    """Retention (``gateway audit purge``, another process) moves the head and its anchor:
+    the next commit misses, is checked under the lock, and the chain verifies from the new
+    anchor."""
+    async with scratch_store(admin_dsn) as db:
+        async with writers(db, 1) as (audit,):
+            old = dataclasses.replace(recent("old"), at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+            await audit.record([old])
+            await audit.record([old, recent("kept")])
+            pool = await asyncpg.create_pool(db.dsn, min_size=1, max_size=1)
+            try:
+                result = await purge_verified(pool, KEYS, 30)
+            finally:
+                await pool.close()
+            assert result.deleted == 2
+            await audit.record([recent("after")])
+            assert audit.fast_commits == 1 and audit._locked_only == LOCKED_AFTER_MISS - 1
+        assert await intact(db) == 3  # kept, the purge row, after
+
+
+async def test_the_least_privilege_role_commits_in_one_statement(admin_dsn: str) -> None:
+    """docs/deployment.md's gateway_app (INSERT and SELECT on audit_log; SELECT, INSERT,
+    UPDATE on audit_head) is enough for the one statement."""
+    from gateway.app import STORE_SQL
+    from tests.gateway.test_db_roles import ROLES, as_role, grants_sql
+
+    names = {role: f"gwtest_{role}_{secrets.token_hex(4)}" for role in ROLES}
+    async with scratch_store(admin_dsn) as db:
+        try:
+            await dba(db, STORE_SQL, grants_sql(names))
+            pool = await open_store(as_role(db.dsn, names["gateway_app"]), KEYS)
+            audit = AuditLog(pool, KEYS)
+            await audit.start()
+            try:
+                for i in range(4):
+                    await audit.record([noted(f"n{i}"), recent(f"r{i}")])
+                assert audit.fast_commits == 3
+            finally:
+                await audit.close()
+                await pool.close()
+            assert await intact(db) == 8
+        finally:
+            await drop_database(db)
+            admin = await asyncpg.connect(admin_dsn)
+            try:
+                for name in names.values():
+                    await admin.execute(f'drop role if exists "{name}"')
+            finally:
+                await admin.close()
