@@ -377,8 +377,12 @@ class AuditLog:
                 known.last_seq, known.last_hash, known.mac, known.anchor_seq, known.anchor_hash,
                 *columns,
             )  # fmt: skip
+        if status == "INSERT 0 0":
+            return False  # the head was not the expected one: nothing written
         if status != f"INSERT 0 {len(columns[0])}":
-            return False
+            # The head moved and some rows went in, others not (a trigger dropped them): no
+            # miss to write again (every record twice); refused, and verify names the gap.
+            raise AuditStoreRefused(f"the store took part of a group ({status})")
         self._known = Head(seq, prev, mac, known.anchor_seq, known.anchor_hash)
         self._advance((seq, prev))
         return True
@@ -408,9 +412,11 @@ class AuditLog:
                      list(record.denied), prev, digest, record.note)
                 )  # fmt: skip
                 prev = digest
-            await conn.copy_records_to_table(
+            copied = await conn.copy_records_to_table(
                 "audit_log", schema_name="gateway", records=rows, columns=COLUMNS
             )
+            if copied != f"COPY {len(rows)}":  # rows dropped (a trigger): roll back, no release
+                raise RuntimeError(f"the store took part of a group ({copied})")
             mac = self.keys.head(seq, prev, head["anchor_seq"], head["anchor_hash"])
             await conn.execute(
                 "update gateway.audit_head set last_seq = $1, last_hash = $2, mac = $3"

@@ -390,3 +390,29 @@ async def test_the_least_privilege_role_commits_in_one_statement(admin_dsn: str)
                     await admin.execute(f'drop role if exists "{name}"')
             finally:
                 await admin.close()
+
+
+async def test_rows_the_store_silently_drops_are_not_written_twice(admin_dsn: str) -> None:
+    """A trigger (a DBA's) drops some of the rows the statement inserts: the head has moved
+    and the other rows are in, so the commit is no "miss" to be written again the locked way
+    (every record a second time); the requests are refused, and verify names the gap."""
+    async with scratch_store(admin_dsn) as db:
+        async with writers(db, 1) as (audit,):
+            await audit.record([recent("first")])
+            await audit.record([recent("second")])
+            await dba(
+                db,
+                """create function gateway.drop_some() returns trigger language plpgsql as
+                   $$ begin if new.request_id like 'drop%' then return null; end if;
+                      return new; end $$""",
+                "create trigger drop_some before insert on gateway.audit_log"
+                " for each row execute function gateway.drop_some()",
+            )
+            with pytest.raises(AuditUnavailable):
+                await audit.record([recent("kept"), recent("drop-me")])
+            audit._locked_only = 10**6  # the locked path: rolled back, retried one by one
+            with pytest.raises(AuditUnavailable):
+                await audit.record([recent("drop-too")])
+            await audit.record([recent("kept-too")])
+        rows = await fetch(db.dsn, "select request_id from gateway.audit_log order by seq")
+        assert [r["request_id"] for r in rows] == ["first", "second", "kept", "kept-too"]
