@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import dataclasses
+import datetime as dt
 import secrets
 from collections.abc import AsyncIterator
 
@@ -16,7 +16,7 @@ import pytest
 
 from gateway.app import open_store
 from gateway.audit import LOCKED_AFTER_MISS, AuditLog, AuditRecord
-from gateway.audit_admin import purge_verified, verify
+from gateway.audit_admin import purge_verified, repair, verify
 from gateway.audit_chain import insert_row
 from gateway.errors import AuditUnavailable
 from tests.access.conftest import KEYS, fetch, scratch_store
@@ -163,7 +163,8 @@ async def test_a_head_rolled_back_behind_the_mark_is_refused_not_appended_to(
             [saved] = await fetch(db.dsn, "select * from gateway.audit_head")
             await two.record([recent("two-1")])  # released: its record must stay
             assert await one.head_problem() is None  # /readyz: the mark is now row 3
-            assert one.mark is not None and one.mark[0] == 3
+            assert one.mark is not None
+            assert one.mark[0] == 3
             await dba(
                 db,
                 "delete from gateway.audit_log where seq = 3",
@@ -219,9 +220,8 @@ async def test_the_one_statement_commit_writes_what_the_locked_one_writes(
                     await audit.record(batch)
                 assert (audit.fast_commits > 0) is fast
             assert await intact(db) == 540
-            tables.append(
-                [tuple(r) for r in await fetch(db.dsn, "select * from gateway.audit_log order by seq")]
-            )
+            rows = await fetch(db.dsn, "select * from gateway.audit_log order by seq")
+            tables.append([tuple(r) for r in rows])
     assert tables[0] == tables[1]
 
 
@@ -281,6 +281,7 @@ async def test_a_head_moved_while_the_statement_waits_on_its_lock_is_a_miss(
                 # What a second worker's locked commit does under that lock: one row, and
                 # the head moved and sealed.
                 head = await other.fetchrow("select * from gateway.audit_head")
+                assert head is not None
                 seq, record = head["last_seq"] + 1, recent("two-1")
                 digest = KEYS.chain(seq, record, head["last_hash"])
                 await insert_row(other, seq, record, head["last_hash"], digest)
@@ -292,7 +293,8 @@ async def test_a_head_moved_while_the_statement_waits_on_its_lock_is_a_miss(
             finally:
                 await other.close()
             await pending
-            assert one.fast_commits == 1 and one._locked_only == LOCKED_AFTER_MISS - 1
+            assert one.fast_commits == 1
+            assert one._locked_only == LOCKED_AFTER_MISS - 1
         assert await intact(db) == 4
         rows = await fetch(db.dsn, "select request_id from gateway.audit_log order by seq")
         assert [r["request_id"] for r in rows] == ["one-1", "one-2", "two-1", "one-3"]
@@ -357,7 +359,8 @@ async def test_a_purge_between_commits_sends_the_next_the_locked_way(admin_dsn: 
                 await pool.close()
             assert result.deleted == 2
             await audit.record([recent("after")])
-            assert audit.fast_commits == 1 and audit._locked_only == LOCKED_AFTER_MISS - 1
+            assert audit.fast_commits == 1
+            assert audit._locked_only == LOCKED_AFTER_MISS - 1
         assert await intact(db) == 3  # kept, the purge row, after
 
 
@@ -473,3 +476,29 @@ async def test_writers_racing_on_one_chain_lose_and_repeat_nothing(admin_dsn: st
         assert sorted(r["request_id"] for r in rows) == sorted(
             f"w{i}-{j}{b}" for i in range(3) for j in range(40) for b in ("", "-b")
         )
+
+
+async def test_a_repair_between_commits_sends_the_next_the_locked_way(admin_dsn: str) -> None:
+    """``gateway audit repair`` re-seals the head (here: after a DBA blanked its MAC) and
+    appends its row: the next commit misses, is checked under the lock, and goes on after the
+    repair row; the chain verifies."""
+    async with scratch_store(admin_dsn) as db:
+        async with writers(db, 1) as (audit,):
+            await audit.record([recent("first")])
+            await audit.record([recent("second")])
+            await dba(db, "update gateway.audit_head set mac = ''")
+            with pytest.raises(AuditUnavailable):
+                await audit.record([recent("refused")])
+            conn = await asyncpg.connect(db.dsn)
+            try:
+                assert (await repair(conn, KEYS, "operator")).found
+            finally:
+                await conn.close()
+            await audit.record([recent("after")])
+            await audit.record([recent("after-2")])
+            assert audit.fast_commits == 1  # second only: the miss rests it for 64 commits
+        assert await intact(db) == 5
+        rows = await fetch(db.dsn, "select request_id from gateway.audit_log order by seq")
+        assert [r["request_id"][:6] for r in rows] == [
+            "first", "second", "repair", "after", "after-"
+        ]  # fmt: skip
