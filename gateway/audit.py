@@ -336,7 +336,15 @@ class AuditLog:
         (``_write_appending``), else in a transaction that locks and checks the head
         (``_write_locked``)."""
         known, self._known = self._known, None  # re-set only by a commit that went through
-        if known is not None and self._mark_problem is None and self._locked_only <= 0:
+        # The mark may have moved past this process's last commit (``head_problem`` saw
+        # another worker's head: /readyz, the purge): then the head it expects may be one the
+        # locked path refuses (rolled back behind the mark), so it is checked under the lock.
+        if (
+            known is not None
+            and self._mark_problem is None
+            and self._locked_only <= 0
+            and self.mark == (known.last_seq, known.last_hash)
+        ):
             live = self._claim(batch)
             if not live:
                 self._known = known
@@ -395,8 +403,12 @@ class AuditLog:
                 known.last_seq, known.last_hash, known.mac, known.anchor_seq, known.anchor_hash,
                 *columns,
             )  # fmt: skip
+        if status == "INSERT 0 0":
+            return False  # the head was not the expected one: nothing written
         if status != f"INSERT 0 {len(columns[0])}":
-            return False
+            # The head moved and some rows went in, others not (a trigger dropped them): no
+            # miss to write again (every record twice); refused, and verify names the gap.
+            raise AuditStoreRefused(f"the store took part of a group ({status})")
         self._known = Head(seq, prev, mac, known.anchor_seq, known.anchor_hash)
         self._advance((seq, prev))
         return True
@@ -426,9 +438,11 @@ class AuditLog:
                      list(record.denied), prev, digest, record.note)
                 )  # fmt: skip
                 prev = digest
-            await conn.copy_records_to_table(
+            copied = await conn.copy_records_to_table(
                 "audit_log", schema_name="gateway", records=rows, columns=COLUMNS
             )
+            if copied != f"COPY {len(rows)}":  # rows dropped (a trigger): roll back, no release
+                raise RuntimeError(f"the store took part of a group ({copied})")
             mac = self.keys.head(seq, prev, head["anchor_seq"], head["anchor_hash"])
             await conn.execute(
                 "update gateway.audit_head set last_seq = $1, last_hash = $2, mac = $3"
