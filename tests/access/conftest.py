@@ -7,6 +7,7 @@ points at a scratch database created for the module and dropped afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import socket
@@ -138,21 +139,50 @@ def served(config: Config) -> Iterator[tuple[str, Starlette]]:
     Concurrency tests use this rather than ``gateway_client``: asgi_lifespan's
     LifespanManager hands every request the same ``scope["state"]`` dict, where uvicorn gives
     each request its own copy, and the view keeps per-request data in ``request.state``.
+    From a coroutine, use :func:`served_async` (this one blocks the caller's thread while
+    uvicorn starts).
     """
-    app = create_app(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
+    server, thread, sock, app = _start(config)
     try:
         deadline = time.monotonic() + 20
         while not server.started:
-            assert thread.is_alive(), "uvicorn stopped while starting"
-            assert time.monotonic() < deadline, "uvicorn did not start"
+            _check_starting(thread, deadline)
             time.sleep(0.01)
         yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
     finally:
         server.should_exit = True
         thread.join(20)
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def served_async(config: Config) -> AsyncIterator[tuple[str, Starlette]]:
+    """:func:`served` for a coroutine: waits for uvicorn without blocking the test's event
+    loop, where an app of an earlier test may be committing audit records, holding the chain
+    head the new app's start-up waits for (both would wait for ever)."""
+    server, thread, sock, app = _start(config)
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            _check_starting(thread, deadline)
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 20)
+        sock.close()
+
+
+def _start(config: Config) -> tuple[uvicorn.Server, threading.Thread, socket.socket, Starlette]:
+    app = create_app(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    return server, thread, sock, app
+
+
+def _check_starting(thread: threading.Thread, deadline: float) -> None:
+    assert thread.is_alive(), "uvicorn stopped while starting"
+    assert time.monotonic() < deadline, "uvicorn did not start"

@@ -29,7 +29,7 @@ from tests.access.conftest import (
     error_codes,
     fetch,
     scratch_store,
-    served,
+    served_async,
     write_gateway_toml,
 )
 from tests.conftest import TEST_AUDIT_KEY, GatewayClient, ScratchDatabase, drop_database, token
@@ -461,42 +461,44 @@ async def test_concurrent_requests_share_commits(
     admin_dsn: str, agency_db: ScratchDatabase, http_agencies: dict[str, str]
 ) -> None:
     # Over real sockets under uvicorn: see ``served`` for why not in-process.
-    async with scratch_store(admin_dsn) as db:
-        with served(demo_config(agency_db, http_agencies, db.dsn)) as (url, app):
-            audit = app.state.runtime.audit
-            prefix = rid("burst")
-            headers = {"Authorization": f"Bearer {officer_token()}"}
-            query = 'query { resident(rrn: "%s", purpose: WELFARE_ELIGIBILITY) { name } }'
-            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-                await http.post("/graphql", json={"query": query % HEAD_RRN}, headers=headers)
-                commits, written = audit.commits, audit.records_written
-                responses = await asyncio.gather(
-                    *(
-                        http.post(
-                            "/graphql",
-                            json={"query": query % MEMBERS[i % 20]},
-                            headers={**headers, "X-Request-ID": f"{prefix}-{i}"},
-                        )
-                        for i in range(50)
+    async with (
+        scratch_store(admin_dsn) as db,
+        served_async(demo_config(agency_db, http_agencies, db.dsn)) as (url, app),
+    ):
+        audit = app.state.runtime.audit
+        prefix = rid("burst")
+        headers = {"Authorization": f"Bearer {officer_token()}"}
+        query = 'query { resident(rrn: "%s", purpose: WELFARE_ELIGIBILITY) { name } }'
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            await http.post("/graphql", json={"query": query % HEAD_RRN}, headers=headers)
+            commits, written = audit.commits, audit.records_written
+            responses = await asyncio.gather(
+                *(
+                    http.post(
+                        "/graphql",
+                        json={"query": query % MEMBERS[i % 20]},
+                        headers={**headers, "X-Request-ID": f"{prefix}-{i}"},
                     )
+                    for i in range(50)
                 )
-            names = [r.json()["data"]["resident"]["name"] for r in responses]
-            assert names == [n for i in range(50) for n in [members()[i % 20][1]]]
-            ours = [r.headers["x-request-id"] for r in responses]
-            assert [r.headers["x-client-request-id"] for r in responses] == [
-                f"{prefix}-{i}" for i in range(50)
-            ]
-            rows = await fetch(
-                db.dsn,
-                "select request_id, subject from gateway.audit_log"
-                " where request_id = any($1::text[])",
-                ours,
             )
-            assert sorted((r["request_id"], r["subject"]) for r in rows) == sorted(
-                (ours[i], KEYS.subject(MEMBERS[i % 20])) for i in range(50)
-            )
-            assert audit.records_written - written == 50
-            assert 1 <= audit.commits - commits < 50, audit.commits - commits
+        names = [r.json()["data"]["resident"]["name"] for r in responses]
+        assert names == [n for i in range(50) for n in [members()[i % 20][1]]]
+        ours = [r.headers["x-request-id"] for r in responses]
+        assert [r.headers["x-client-request-id"] for r in responses] == [
+            f"{prefix}-{i}" for i in range(50)
+        ]
+        rows = await fetch(
+            db.dsn,
+            "select request_id, subject from gateway.audit_log"
+            " where request_id = any($1::text[])",
+            ours,
+        )
+        assert sorted((r["request_id"], r["subject"]) for r in rows) == sorted(
+            (ours[i], KEYS.subject(MEMBERS[i % 20])) for i in range(50)
+        )
+        assert audit.records_written - written == 50
+        assert 1 <= audit.commits - commits < 50, audit.commits - commits
 
 
 # --- retention --------------------------------------------------------------------------------

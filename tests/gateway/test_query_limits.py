@@ -19,7 +19,7 @@ from gateway import limits as limits_module
 from gateway.config import Config, LimitsConfig
 from gateway.graphql_schema import build_schema
 from gateway.limits import measure
-from tests.access.conftest import served
+from tests.access.conftest import served_async
 from tests.conftest import GatewayClient, gateway_client
 
 RRN = "940812-1001751"
@@ -105,19 +105,21 @@ async def test_fragment_cycle_is_refused_without_recursing(client: GatewayClient
 
 
 async def test_healthz_answers_while_bombs_are_handled(config: Config) -> None:
-    with served(config) as (url, _app):
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            headers = {"Authorization": f"Bearer {_bearer()}"}
-            bombs = [
-                http.post("/graphql", json={"query": BOMBS[name]}, headers=headers)
-                for name in BOMBS
-                for _ in range(5)
-            ]
-            pending = asyncio.gather(*bombs)
-            started = time.perf_counter()
-            health = await http.get("/healthz")
-            health_s = time.perf_counter() - started
-            answers = await pending
+    async with (
+        served_async(config) as (url, _app),
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        headers = {"Authorization": f"Bearer {_bearer()}"}
+        bombs = [
+            http.post("/graphql", json={"query": BOMBS[name]}, headers=headers)
+            for name in BOMBS
+            for _ in range(5)
+        ]
+        pending = asyncio.gather(*bombs)
+        started = time.perf_counter()
+        health = await http.get("/healthz")
+        health_s = time.perf_counter() - started
+        answers = await pending
     assert health.json() == {"status": "ok"}
     assert health_s < 1.0, f"/healthz took {health_s:.2f} s"
     assert {a.json()["errors"][0]["extensions"]["code"] for a in answers} == {"QUERY_TOO_COMPLEX"}
