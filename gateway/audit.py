@@ -65,8 +65,9 @@ LOCKED_AFTER_MISS = 64
 #: Groups of more records take the locked path: COPY writes many rows for less than the
 #: statement's arrays, and their round trips are shared by more records (measured: a group of
 #: 4 records 0.44 against 1.19 ms of CPU, 300 records 13.9 against 14.1 ms but 3.5 ms longer).
-#: With 64, households (21 records a request) cost 6-10 % more CPU per request with it than
-#: without: commits that end sooner gather smaller groups (bench.ab --switch append).
+#: With 64, households (21 records a request) came out 6-10 % worse with it than without in
+#: two noisy runs (bench.ab --switch append, another process busy): commits that end sooner
+#: may gather smaller groups. With 16, 1.04 x better on both profiles in a quiet run.
 APPEND_MAX_RECORDS = 16
 
 #: One statement: the head moves from the row this process last left (every column compared)

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import secrets
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -21,7 +20,7 @@ from gateway.audit_chain import insert_row
 from gateway.errors import AuditUnavailable
 from tests.access.conftest import KEYS, fetch, scratch_store
 from tests.access.test_audit_integrity import recent
-from tests.conftest import ScratchDatabase, drop_database
+from tests.conftest import ScratchDatabase
 
 
 @contextlib.asynccontextmanager
@@ -372,32 +371,20 @@ async def test_a_purge_between_commits_sends_the_next_the_locked_way(admin_dsn: 
 async def test_the_least_privilege_role_commits_in_one_statement(admin_dsn: str) -> None:
     """docs/deployment.md's gateway_app (INSERT and SELECT on audit_log; SELECT, INSERT,
     UPDATE on audit_head) is enough for the one statement."""
-    from gateway.app import STORE_SQL
-    from tests.gateway.test_db_roles import ROLES, as_role, grants_sql
+    from tests.gateway.test_db_roles import as_role, role_store
 
-    names = {role: f"gwtest_{role}_{secrets.token_hex(4)}" for role in ROLES}
-    async with scratch_store(admin_dsn) as db:
+    async with role_store(admin_dsn) as (db, names):
+        pool = await open_store(as_role(db.dsn, names["gateway_app"]), KEYS)
+        audit = AuditLog(pool, KEYS)
+        await audit.start()
         try:
-            await dba(db, STORE_SQL, grants_sql(names))
-            pool = await open_store(as_role(db.dsn, names["gateway_app"]), KEYS)
-            audit = AuditLog(pool, KEYS)
-            await audit.start()
-            try:
-                for i in range(4):
-                    await audit.record([noted(f"n{i}"), recent(f"r{i}")])
-                assert audit.fast_commits == 3
-            finally:
-                await audit.close()
-                await pool.close()
-            assert await intact(db) == 8
+            for i in range(4):
+                await audit.record([noted(f"n{i}"), recent(f"r{i}")])
+            assert audit.fast_commits == 3
         finally:
-            await drop_database(db)
-            admin = await asyncpg.connect(admin_dsn)
-            try:
-                for name in names.values():
-                    await admin.execute(f'drop role if exists "{name}"')
-            finally:
-                await admin.close()
+            await audit.close()
+            await pool.close()
+        assert await intact(db) == 8
 
 
 async def test_rows_the_store_silently_drops_are_not_written_twice(admin_dsn: str) -> None:

@@ -4,6 +4,7 @@ role can purge."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import secrets
@@ -53,6 +54,14 @@ def as_role(dsn: str, role: str) -> str:
 
 @pytest.fixture
 async def store(admin_dsn: str) -> AsyncIterator[tuple[ScratchDatabase, dict[str, str]]]:
+    async with role_store(admin_dsn) as found:
+        yield found
+
+
+@contextlib.asynccontextmanager
+async def role_store(admin_dsn: str) -> AsyncIterator[tuple[ScratchDatabase, dict[str, str]]]:
+    """A scratch store as its owner applied store.sql and docs/deployment.md's grants, and
+    the renamed roles (dropped afterwards)."""
     db = await create_database(admin_dsn)
     suffix = secrets.token_hex(4)
     names = {role: f"gwtest_{role}_{suffix}" for role in ROLES}
